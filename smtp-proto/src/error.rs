@@ -1,0 +1,277 @@
+//! The crate's one error type.
+
+use crate::auth::Mechanism;
+use crate::reply::{Reply, ReplyError};
+use crate::stage::Stage;
+use crate::transaction::RecipientResult;
+use core::fmt;
+
+/// Which caller-supplied value was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum InputField {
+    /// An envelope address (`MAIL FROM` or `RCPT TO`).
+    Address,
+    /// The name sent with `EHLO`/`HELO`.
+    EhloName,
+    /// The server name used for TLS checks and the credential guard.
+    ServerName,
+    /// The SASL user name.
+    Username,
+    /// The password or token (never echoed).
+    Secret,
+    /// A `MAIL` or `RCPT` parameter, DSN `ENVID` or `ORCPT` included.
+    Parameter,
+    /// The envelope as a whole (no recipients, say).
+    Envelope,
+}
+
+impl fmt::Display for InputField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            InputField::Address => "address",
+            InputField::EhloName => "EHLO name",
+            InputField::ServerName => "server name",
+            InputField::Username => "user name",
+            InputField::Secret => "password or token",
+            InputField::Parameter => "parameter",
+            InputField::Envelope => "envelope",
+        })
+    }
+}
+
+/// Everything that can go wrong in a session.
+///
+/// Each variant is one thing a caller can act on; see [`Error::is_transient`]
+/// (retry later), [`Error::is_input`] (fix what you passed in) and
+/// [`Error::is_security`] (the server or network is not to be trusted).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A value the caller passed in is not valid; nothing was written.
+    #[error("invalid {field}: {reason}")]
+    InvalidInput {
+        /// Which value.
+        field: InputField,
+        /// Why, without echoing a secret.
+        reason: String,
+    },
+
+    /// The server refused a command.
+    #[error("server rejected {stage}: {reply}")]
+    Rejected {
+        /// The step that was refused.
+        stage: Stage,
+        /// The server's whole reply.
+        reply: Reply,
+    },
+
+    /// Every `RCPT TO` was refused, so no message was sent.
+    #[error("server rejected every recipient")]
+    RecipientsRejected {
+        /// The result for each recipient, in envelope order.
+        recipients: Vec<RecipientResult>,
+    },
+
+    /// The server refused the credentials or the exchange (`535`, `454`, ...).
+    #[error("{mechanism} authentication failed: {reply}{}", detail.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    AuthFailed {
+        /// The mechanism used.
+        mechanism: Mechanism,
+        /// The server's final reply.
+        reply: Reply,
+        /// The decoded error detail of an XOAUTH2 or OAUTHBEARER error challenge.
+        detail: Option<String>,
+    },
+
+    /// The server offers no mechanism the client can use with these credentials.
+    #[error(
+        "no usable authentication mechanism; the server offered: {}",
+        list_mechanisms(offered)
+    )]
+    AuthUnavailable {
+        /// The mechanisms the server advertised (empty when it advertised none).
+        offered: Vec<Mechanism>,
+    },
+
+    /// The client cancelled an AUTH exchange (`*`, RFC 4954 §4) without sending the secret.
+    #[error("{mechanism} exchange cancelled: {reason} (server said {prompt:?})")]
+    AuthCancelled {
+        /// The mechanism in progress.
+        mechanism: Mechanism,
+        /// The decoded challenge, control characters escaped.
+        prompt: String,
+        /// Why the challenge was refused.
+        reason: &'static str,
+    },
+
+    /// Credentials would have gone over a connection that is neither TLS nor to
+    /// a loopback name; nothing was sent.
+    #[error(
+        "refusing to send credentials over a connection that is neither TLS nor to a loopback host"
+    )]
+    InsecureAuth,
+
+    /// TLS is required and the server did not provide it; no credential or
+    /// envelope was sent.
+    #[error("TLS is required but {}", match reply { Some(r) => format!("STARTTLS was refused: {r}"), None => "the server does not offer STARTTLS".to_owned() })]
+    TlsRequired {
+        /// The refusal of STARTTLS, or `None` when it was not advertised.
+        reply: Option<Reply>,
+    },
+
+    /// The TLS layer verified a different name from the configured server name.
+    #[error("TLS was established for {verified:?}, not for the configured server {expected:?}")]
+    TlsNameMismatch {
+        /// The configured server name.
+        expected: String,
+        /// The name the TLS layer reported.
+        verified: String,
+    },
+
+    /// Bytes arrived in plaintext after the `220` to STARTTLS: a response
+    /// injection attempt (RFC 3207 §5, "NO STARTTLS", USENIX Security 2021).
+    #[error("{len} plaintext bytes arrived after the 220 reply to STARTTLS (response injection)")]
+    StartTlsInjection {
+        /// How many bytes were waiting.
+        len: usize,
+    },
+
+    /// The message is larger than the server's SIZE limit (RFC 1870); nothing was sent.
+    #[error("message of {size} bytes exceeds the server's limit of {limit} bytes")]
+    MessageTooLarge {
+        /// The declared message size.
+        size: u64,
+        /// The server's advertised limit.
+        limit: u64,
+    },
+
+    /// The envelope needs an extension the server did not advertise
+    /// (SMTPUTF8 for a non-ASCII address, 8BITMIME, BINARYMIME, DSN); nothing was sent.
+    #[error("{needed_for} needs the {extension} extension, which the server did not advertise")]
+    ExtensionRequired {
+        /// The missing extension keyword.
+        extension: &'static str,
+        /// What needed it.
+        needed_for: &'static str,
+    },
+
+    /// The server's bytes are not a valid reply.
+    #[error("malformed reply during {stage}: {source}")]
+    MalformedReply {
+        /// The step whose reply was malformed.
+        stage: Stage,
+        /// What was wrong.
+        source: ReplyError,
+    },
+
+    /// A well-formed reply that makes no sense at this step (a `334` to MAIL,
+    /// say).
+    #[error("unexpected reply to {stage}: {reply}")]
+    UnexpectedReply {
+        /// The step.
+        stage: Stage,
+        /// The reply.
+        reply: Reply,
+    },
+
+    /// The server sent `421`: it is closing the connection. Retry later.
+    #[error("server is closing the connection during {stage}: {reply}")]
+    ServiceClosing {
+        /// The step it closed at.
+        stage: Stage,
+        /// The `421` reply.
+        reply: Reply,
+    },
+
+    /// The connection ended while a reply was awaited.
+    #[error("connection closed by the server during {stage}")]
+    ConnectionClosed {
+        /// The step.
+        stage: Stage,
+    },
+
+    /// The call is not allowed in the session's current state (a programming
+    /// error in the caller, or a call after the session failed or closed).
+    #[error("{call} is not allowed now: {reason}")]
+    InvalidState {
+        /// The API call.
+        call: &'static str,
+        /// What state the session is in.
+        reason: &'static str,
+    },
+}
+
+fn list_mechanisms(offered: &[Mechanism]) -> String {
+    if offered.is_empty() {
+        return "nothing".to_owned();
+    }
+    offered
+        .iter()
+        .map(Mechanism::as_str)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl Error {
+    /// The server reply this error carries, if any.
+    pub fn reply(&self) -> Option<&Reply> {
+        match self {
+            Error::Rejected { reply, .. }
+            | Error::AuthFailed { reply, .. }
+            | Error::UnexpectedReply { reply, .. }
+            | Error::ServiceClosing { reply, .. } => Some(reply),
+            Error::TlsRequired { reply } => reply.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Whether trying again later may succeed: a `4yz` reply, `421`, or a
+    /// connection that dropped. Every recipient refused counts as transient
+    /// only when every refusal was.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::ServiceClosing { .. } | Error::ConnectionClosed { .. } => true,
+            Error::RecipientsRejected { recipients } => {
+                !recipients.is_empty() && recipients.iter().all(|r| r.reply().is_transient())
+            }
+            _ => self.reply().is_some_and(Reply::is_transient),
+        }
+    }
+
+    /// Whether the caller passed in something invalid (nothing was written).
+    pub fn is_input(&self) -> bool {
+        matches!(
+            self,
+            Error::InvalidInput { .. }
+                | Error::MessageTooLarge { .. }
+                | Error::ExtensionRequired { .. }
+        )
+    }
+
+    /// Whether the session refused to go on for the caller's safety: no TLS
+    /// where it was required, a name mismatch, injected plaintext, or
+    /// credentials that would have been sent in the clear.
+    pub fn is_security(&self) -> bool {
+        matches!(
+            self,
+            Error::InsecureAuth
+                | Error::TlsRequired { .. }
+                | Error::TlsNameMismatch { .. }
+                | Error::StartTlsInjection { .. }
+        )
+    }
+
+    /// Whether the server refused the credentials themselves (`535`, `5.7.8`):
+    /// retrying with the same ones will not help.
+    pub fn is_auth_rejected(&self) -> bool {
+        matches!(self, Error::AuthFailed { reply, .. } if reply.is_permanent())
+    }
+
+    pub(crate) fn invalid(field: InputField, reason: impl Into<String>) -> Error {
+        Error::InvalidInput {
+            field,
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! Where a session is in the dialogue: which command's reply it awaits.
+//!
+//! Adapters use the stage to pick a timeout; errors use it to say which
+//! step a server refusal belongs to.
+
+use core::fmt;
+use core::time::Duration;
+
+/// A step of the SMTP dialogue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Stage {
+    /// Waiting for the TLS handshake the caller performs (implicit TLS or after STARTTLS).
+    TlsHandshake,
+    /// Waiting for the server's `220` greeting.
+    Greeting,
+    /// `EHLO` (or the `HELO` fallback).
+    Ehlo,
+    /// `STARTTLS` (RFC 3207).
+    StartTls,
+    /// `AUTH` and its challenges (RFC 4954).
+    Auth,
+    /// `MAIL FROM`.
+    Mail,
+    /// `RCPT TO`.
+    Rcpt,
+    /// `DATA`, waiting for `354`.
+    Data,
+    /// Streaming the message body.
+    Body,
+    /// The `.` that ends the body, waiting for the final reply.
+    DataEnd,
+    /// `RSET`.
+    Rset,
+    /// `NOOP`.
+    Noop,
+    /// `QUIT`.
+    Quit,
+}
+
+impl Stage {
+    /// The timeout RFC 5321 §4.5.3.2 recommends for this stage.
+    ///
+    /// Stages the RFC does not name (EHLO, STARTTLS, AUTH, RSET, NOOP, QUIT and the
+    /// TLS handshake) get the five minutes it gives to commands in general.
+    pub fn default_timeout(self) -> Duration {
+        let minutes = match self {
+            Stage::Data => 2,
+            Stage::Body => 3,
+            Stage::DataEnd => 10,
+            _ => 5,
+        };
+        Duration::from_secs(minutes * 60)
+    }
+
+    /// A short name for messages: the command, or what is awaited.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::TlsHandshake => "TLS handshake",
+            Stage::Greeting => "greeting",
+            Stage::Ehlo => "EHLO",
+            Stage::StartTls => "STARTTLS",
+            Stage::Auth => "AUTH",
+            Stage::Mail => "MAIL FROM",
+            Stage::Rcpt => "RCPT TO",
+            Stage::Data => "DATA",
+            Stage::Body => "message body",
+            Stage::DataEnd => "end of data",
+            Stage::Rset => "RSET",
+            Stage::Noop => "NOOP",
+            Stage::Quit => "QUIT",
+        }
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
