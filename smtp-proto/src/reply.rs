@@ -284,6 +284,12 @@ pub enum ReplyError {
     /// [`Reply::parse`] was given more than one reply.
     #[error("bytes after the end of the reply")]
     TrailingBytes,
+    /// More bytes arrived than any outstanding command could account for.
+    #[error("more than {limit} bytes arrived that no command asked for")]
+    Unsolicited {
+        /// The limit in force.
+        limit: usize,
+    },
 }
 
 /// Incremental reply parser: bytes go in with [`ReplyParser::extend`] in any

@@ -1,7 +1,282 @@
 //! A mail transaction: the envelope going in, per-recipient results coming out.
 
 use crate::address::Address;
+use crate::capabilities::Capabilities;
+use crate::command::{self, check_xtext_source, xtext, Parameter};
+use crate::error::{Error, InputField};
 use crate::reply::Reply;
+use bytes::{BufMut, BytesMut};
+
+/// What the body contains, which decides the `BODY=` parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum BodyType {
+    /// Only 7-bit ASCII: no `BODY=` parameter.
+    #[default]
+    SevenBit,
+    /// Bytes above 127 in CRLF-delimited lines: `BODY=8BITMIME` (RFC 6152),
+    /// which the server must advertise.
+    EightBitMime,
+}
+
+impl BodyType {
+    /// `EightBitMime` when any byte is above 127, else `SevenBit`.
+    pub fn detect(body: &[u8]) -> BodyType {
+        if body.is_ascii() {
+            BodyType::SevenBit
+        } else {
+            BodyType::EightBitMime
+        }
+    }
+}
+
+/// DSN `RET=` (RFC 3461 §4.3): how much of the message a failure report returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DsnReturn {
+    /// `RET=FULL`.
+    Full,
+    /// `RET=HDRS`.
+    Headers,
+}
+
+/// DSN `NOTIFY=` (RFC 3461 §4.1) for one recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Notify {
+    /// `SUCCESS`.
+    pub success: bool,
+    /// `FAILURE`.
+    pub failure: bool,
+    /// `DELAY`.
+    pub delay: bool,
+}
+
+impl Notify {
+    /// `NOTIFY=NEVER`.
+    pub const NEVER: Notify = Notify {
+        success: false,
+        failure: false,
+        delay: false,
+    };
+}
+
+/// One recipient of the envelope, with its DSN options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipient {
+    address: Address,
+    notify: Option<Notify>,
+    orcpt: Option<String>,
+}
+
+impl Recipient {
+    /// A recipient with no DSN options.
+    pub fn new(address: Address) -> Recipient {
+        Recipient {
+            address,
+            notify: None,
+            orcpt: None,
+        }
+    }
+
+    /// Sets `NOTIFY=` (needs DSN).
+    pub fn notify(mut self, notify: Notify) -> Recipient {
+        self.notify = Some(notify);
+        self
+    }
+
+    /// Sets `ORCPT=rfc822;<original>` (needs DSN); refuses control characters.
+    pub fn original_recipient(mut self, original: &str) -> Result<Recipient, Error> {
+        check_xtext_source(original, "ORCPT")?;
+        self.orcpt = Some(original.to_owned());
+        Ok(self)
+    }
+
+    /// The address.
+    pub fn address(&self) -> &Address {
+        &self.address
+    }
+
+    fn uses_dsn(&self) -> bool {
+        self.notify.is_some() || self.orcpt.is_some()
+    }
+}
+
+impl From<Address> for Recipient {
+    fn from(address: Address) -> Recipient {
+        Recipient::new(address)
+    }
+}
+
+/// The envelope of one message: reverse-path, recipients and parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    from: Option<Address>,
+    to: Vec<Recipient>,
+    size: Option<u64>,
+    body: BodyType,
+    ret: Option<DsnReturn>,
+    envid: Option<String>,
+    mail_params: Vec<Parameter>,
+}
+
+impl Envelope {
+    /// An envelope from `from` (`None` is the null reverse-path `<>`, for
+    /// bounces) to at least one recipient.
+    pub fn new<R: Into<Recipient>>(
+        from: Option<Address>,
+        to: impl IntoIterator<Item = R>,
+    ) -> Result<Envelope, Error> {
+        let to: Vec<Recipient> = to.into_iter().map(Into::into).collect();
+        if to.is_empty() {
+            return Err(Error::invalid(InputField::Envelope, "no recipients"));
+        }
+        Ok(Envelope {
+            from,
+            to,
+            size: None,
+            body: BodyType::default(),
+            ret: None,
+            envid: None,
+            mail_params: Vec::new(),
+        })
+    }
+
+    /// Declares the message size in octets as it will be sent (RFC 1870): sent
+    /// as `SIZE=` and checked against the server's limit before `MAIL`.
+    pub fn size(mut self, octets: u64) -> Envelope {
+        self.size = Some(octets);
+        self
+    }
+
+    /// Declares the body type (`BODY=8BITMIME`).
+    pub fn body(mut self, body: BodyType) -> Envelope {
+        self.body = body;
+        self
+    }
+
+    /// Sets DSN `RET=` (needs DSN).
+    pub fn dsn_return(mut self, ret: DsnReturn) -> Envelope {
+        self.ret = Some(ret);
+        self
+    }
+
+    /// Sets DSN `ENVID=` (needs DSN); refuses control characters.
+    pub fn envelope_id(mut self, id: &str) -> Result<Envelope, Error> {
+        check_xtext_source(id, "ENVID")?;
+        self.envid = Some(id.to_owned());
+        Ok(self)
+    }
+
+    /// Adds another `MAIL` parameter.
+    pub fn mail_parameter(mut self, parameter: Parameter) -> Envelope {
+        self.mail_params.push(parameter);
+        self
+    }
+
+    /// The reverse-path.
+    pub fn from(&self) -> Option<&Address> {
+        self.from.as_ref()
+    }
+
+    /// The recipients.
+    pub fn recipients(&self) -> &[Recipient] {
+        &self.to
+    }
+
+    fn needs_smtputf8(&self) -> bool {
+        self.from.as_ref().is_some_and(|a| !a.is_ascii())
+            || self.to.iter().any(|r| !r.address.is_ascii())
+    }
+
+    fn uses_dsn(&self) -> bool {
+        self.ret.is_some() || self.envid.is_some() || self.to.iter().any(Recipient::uses_dsn)
+    }
+
+    /// Refuses, before anything is written, what this server cannot take.
+    pub(crate) fn check(&self, caps: &Capabilities) -> Result<(), Error> {
+        if self.needs_smtputf8() && !caps.smtputf8() {
+            return Err(Error::ExtensionRequired {
+                extension: "SMTPUTF8",
+                needed_for: "a non-ASCII address",
+            });
+        }
+        if self.body == BodyType::EightBitMime && !caps.eight_bit_mime() {
+            return Err(Error::ExtensionRequired {
+                extension: "8BITMIME",
+                needed_for: "an 8-bit body",
+            });
+        }
+        if self.uses_dsn() && !caps.dsn() {
+            return Err(Error::ExtensionRequired {
+                extension: "DSN",
+                needed_for: "delivery status notification options",
+            });
+        }
+        if let (Some(size), Some(limit)) = (self.size, caps.size_limit()) {
+            if size > limit {
+                return Err(Error::MessageTooLarge { size, limit });
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends the `MAIL FROM` line, CRLF included.
+    pub(crate) fn write_mail(&self, caps: &Capabilities, out: &mut BytesMut) {
+        command::mail_from(out, self.from.as_ref());
+        if let (Some(size), Some(_)) = (self.size, caps.size()) {
+            out.put_slice(format!(" SIZE={size}").as_bytes());
+        }
+        if self.body == BodyType::EightBitMime {
+            out.put_slice(b" BODY=8BITMIME");
+        }
+        if self.needs_smtputf8() {
+            out.put_slice(b" SMTPUTF8");
+        }
+        match self.ret {
+            Some(DsnReturn::Full) => out.put_slice(b" RET=FULL"),
+            Some(DsnReturn::Headers) => out.put_slice(b" RET=HDRS"),
+            None => {}
+        }
+        if let Some(id) = &self.envid {
+            out.put_slice(b" ENVID=");
+            out.put_slice(xtext(id).as_bytes());
+        }
+        for param in &self.mail_params {
+            param.write(out);
+        }
+        out.put_slice(b"\r\n");
+    }
+
+    /// Appends the `RCPT TO` line for recipient `index`, CRLF included.
+    pub(crate) fn write_rcpt(&self, index: usize, out: &mut BytesMut) {
+        let Some(rcpt) = self.to.get(index) else {
+            return;
+        };
+        command::rcpt_to(out, &rcpt.address);
+        if let Some(n) = rcpt.notify {
+            out.put_slice(b" NOTIFY=");
+            if n == Notify::NEVER {
+                out.put_slice(b"NEVER");
+            } else {
+                let names = [
+                    (n.success, "SUCCESS"),
+                    (n.failure, "FAILURE"),
+                    (n.delay, "DELAY"),
+                ];
+                let list: Vec<&str> = names
+                    .iter()
+                    .filter(|(on, _)| *on)
+                    .map(|(_, s)| *s)
+                    .collect();
+                out.put_slice(list.join(",").as_bytes());
+            }
+        }
+        if let Some(orcpt) = &rcpt.orcpt {
+            out.put_slice(b" ORCPT=rfc822;");
+            out.put_slice(xtext(orcpt).as_bytes());
+        }
+        out.put_slice(b"\r\n");
+    }
+}
 
 /// The server's answer to one `RCPT TO`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,5 +303,33 @@ impl RecipientResult {
     /// Whether the server accepted the recipient (`2yz`).
     pub fn accepted(&self) -> bool {
         self.reply.is_positive()
+    }
+}
+
+/// A message the server accepted for at least one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    recipients: Vec<RecipientResult>,
+    reply: Reply,
+}
+
+impl Delivery {
+    pub(crate) fn new(recipients: Vec<RecipientResult>, reply: Reply) -> Delivery {
+        Delivery { recipients, reply }
+    }
+
+    /// Every recipient's result, in envelope order; some may have been refused.
+    pub fn recipients(&self) -> &[RecipientResult] {
+        &self.recipients
+    }
+
+    /// The recipients the server refused.
+    pub fn rejected(&self) -> impl Iterator<Item = &RecipientResult> {
+        self.recipients.iter().filter(|r| !r.accepted())
+    }
+
+    /// The final reply to the message (it often carries the queue id).
+    pub fn reply(&self) -> &Reply {
+        &self.reply
     }
 }

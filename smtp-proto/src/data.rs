@@ -1,0 +1,590 @@
+//! The `DATA` body encoder: line endings (RFC 5321 §2.3.8) and dot-stuffing
+//! (RFC 5321 §4.5.2), plus reference functions that say what a server must
+//! reconstruct.
+//!
+//! The encoder canonicalises every bare `CR` and bare `LF` to `CRLF` before
+//! it stuffs dots, so the only `<CRLF>.<CRLF>` in its output is the one
+//! [`DotStuffer::finish`] writes. Servers disagree on what ends a line, and
+//! passing a bare `LF` or `CR` through is what let `\n.\n` or `\r.\r\n` end
+//! the message early on some of them (SMTP smuggling, 2023).
+
+use bytes::{BufMut, BytesMut};
+
+/// The end-of-data line (RFC 5321 §4.1.1.4).
+const TERMINATOR: &[u8] = b".\r\n";
+
+/// Bytes the fast path vets at once; one less than a power of two so the
+/// window of `BLOCK + 2` bytes holds a power-of-two number of byte pairs.
+const BLOCK: usize = 127;
+
+/// The longest stretch taken line by line after dirty blocks before the fast
+/// path is tried again.
+const MAX_BACKOFF: usize = 16 * BLOCK;
+
+/// Whether the bytes strictly inside `window` (all but its first and last)
+/// can be sent as they are: no bare CR, no bare LF and no line starting with
+/// a dot. Conservative at the edges: a flagged edge only sends the caller to
+/// the exact, slower path.
+#[inline]
+fn is_clean(window: &[u8]) -> bool {
+    // A branch-free fold over adjacent pairs, which the compiler vectorises;
+    // an early exit would defeat that.
+    let mut bad = false;
+    for pair in window.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        bad |= (a == b'\r') != (b == b'\n');
+        bad |= (a == b'\n') & (b == b'.');
+    }
+    !bad
+}
+
+/// Streaming encoder; correct across any chunk boundary.
+///
+/// Feed the body with [`DotStuffer::encode`] in chunks of any size, then call
+/// [`DotStuffer::finish`] once. The output is the same however the body was
+/// split.
+#[derive(Debug, Clone, Default)]
+pub struct DotStuffer {
+    // Stored as "mid line" rather than "at line start" so that the derived
+    // `Default` is the correct fresh state: a body's first byte starts a line
+    // and must be stuffed if it is a dot.
+    mid_line: bool,
+    // The last input byte was a CR, for which CRLF has already been written;
+    // an LF opening the next chunk belongs to it and must be dropped.
+    after_cr: bool,
+    consumed: u64,
+}
+
+impl DotStuffer {
+    /// A fresh encoder, at the start of a line.
+    pub fn new() -> DotStuffer {
+        DotStuffer::default()
+    }
+
+    /// Bytes of input consumed since creation or the last
+    /// [`finish`](DotStuffer::finish).
+    pub fn consumed(&self) -> u64 {
+        self.consumed
+    }
+
+    /// Appends the encoded form of `input` to `out`.
+    ///
+    /// Bare `LF` and bare `CR` become `CRLF`, `CRLF` is kept, and a line that
+    /// begins with `.` gets a second `.` in front.
+    pub fn encode(&mut self, input: &[u8], out: &mut BytesMut) {
+        if input.is_empty() {
+            // An empty chunk must not clear `after_cr`: the LF may come next.
+            return;
+        }
+        self.consumed = self.consumed.saturating_add(input.len() as u64);
+        // Most bodies grow by a few bytes at most; one reservation avoids
+        // repeated reallocation inside the loop.
+        out.reserve(input.len() + input.len() / 32 + 2);
+
+        let mut pos = 0;
+        if self.after_cr {
+            self.after_cr = false;
+            if input.first() == Some(&b'\n') {
+                pos = 1;
+            }
+        }
+        // Output is written in runs: `input[start..pos]` is pending verbatim
+        // output, flushed only where the encoding differs from the input.
+        let mut start = pos;
+        if !self.mid_line {
+            if pos == input.len() {
+                return;
+            }
+            if input[pos] == b'.' {
+                out.put_u8(b'.');
+            }
+        }
+
+        // Where the last block that failed the fast check ends; up to there
+        // the input is taken line by line.
+        let mut slow_until = 0;
+        let mut backoff = BLOCK;
+        loop {
+            // Fast path: a whole block that needs no change is skipped over
+            // and later copied as part of the run. On ordinary CRLF text one
+            // vectorised check per block is much cheaper than a search per
+            // line.
+            if pos >= slow_until && pos > 0 && pos + BLOCK < input.len() {
+                if is_clean(&input[pos - 1..=pos + BLOCK]) {
+                    pos += BLOCK;
+                    backoff = BLOCK;
+                    if input[pos - 1] == b'\r' {
+                        // The block ended inside a CRLF (its LF was checked);
+                        // step over the LF so the slow path never sees it bare.
+                        pos += 1;
+                        if input.get(pos) == Some(&b'.') {
+                            out.extend_from_slice(&input[start..pos]);
+                            out.put_u8(b'.');
+                            start = pos;
+                        }
+                    }
+                    continue;
+                }
+                // Retrying after every line of a dirty block would check it
+                // again and again, and bare-LF text is dirty everywhere: back
+                // off, doubling the stretch taken line by line.
+                slow_until = pos + backoff;
+                backoff = backoff.saturating_mul(2).min(MAX_BACKOFF);
+            }
+            if pos == input.len() {
+                // Only reachable through the CRLF step above.
+                self.mid_line = false;
+                break;
+            }
+            let Some(offset) = memchr::memchr2(b'\r', b'\n', &input[pos..]) else {
+                self.mid_line = true;
+                break;
+            };
+            let eol = pos + offset;
+            if input[eol] == b'\r' && input.get(eol + 1) == Some(&b'\n') {
+                // A real CRLF is copied as part of the run.
+                pos = eol + 2;
+            } else {
+                // RFC 5321 §2.3.8: bare CR and bare LF are sent as CRLF.
+                out.extend_from_slice(&input[start..eol]);
+                out.extend_from_slice(b"\r\n");
+                pos = eol + 1;
+                start = pos;
+                if input[eol] == b'\r' && pos == input.len() {
+                    // Cannot tell yet whether this CR is bare; CRLF is
+                    // already out, so a following LF is dropped.
+                    self.after_cr = true;
+                }
+            }
+            if pos == input.len() {
+                self.mid_line = false;
+                break;
+            }
+            if input[pos] == b'.' {
+                // RFC 5321 §4.5.2: a line starting with "." gets one more.
+                out.extend_from_slice(&input[start..pos]);
+                out.put_u8(b'.');
+                start = pos;
+            }
+        }
+        out.extend_from_slice(&input[start..]);
+    }
+
+    /// Appends CRLF if the body did not end with a line break, then `.\r\n`;
+    /// resets the encoder for reuse.
+    ///
+    /// An empty body is sent as the terminator line alone.
+    pub fn finish(&mut self, out: &mut BytesMut) {
+        out.reserve(2 + TERMINATOR.len());
+        if self.mid_line {
+            // RFC 5321 §4.1.1.4: the terminator must start a line of its own.
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(TERMINATOR);
+        *self = DotStuffer::new();
+    }
+}
+
+/// Reference: what the server should reconstruct from the encoding of
+/// `input`.
+///
+/// Bare `LF` and bare `CR` become `CRLF`, `CRLF` stays, and a final `CRLF` is
+/// added if missing. Empty input stays empty (it encodes to `.\r\n` alone).
+pub fn normalize(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len() + 2);
+    let mut bytes = input.iter().copied().peekable();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'\r' => {
+                bytes.next_if_eq(&b'\n');
+                out.extend_from_slice(b"\r\n");
+            }
+            b'\n' => out.extend_from_slice(b"\r\n"),
+            _ => out.push(b),
+        }
+    }
+    if !out.is_empty() && !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// Reference decoder of an encoded DATA stream as a server does it.
+///
+/// Splits lines on `CRLF`, stops at the first line that is exactly `.`, and
+/// removes one leading `.` from other lines that start with `.`; returns
+/// `None` if there is no terminator line or if there are bytes after it.
+pub fn unstuff(encoded: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(encoded.len());
+    let mut rest = encoded;
+    loop {
+        let end = memchr::memmem::find(rest, b"\r\n")?;
+        let (line, after) = (&rest[..end], &rest[end + 2..]);
+        if line == b"." {
+            return after.is_empty().then_some(out);
+        }
+        // RFC 5321 §4.5.2: the receiver deletes the first of leading dots.
+        out.extend_from_slice(line.strip_prefix(b".").unwrap_or(line));
+        out.extend_from_slice(b"\r\n");
+        rest = after;
+    }
+}
+
+/// Convenience: encode a whole body including the terminator.
+pub fn encode(input: &[u8]) -> Vec<u8> {
+    let mut out = BytesMut::with_capacity(input.len() + input.len() / 32 + 8);
+    let mut stuffer = DotStuffer::new();
+    stuffer.encode(input, &mut out);
+    stuffer.finish(&mut out);
+    out.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Encodes `chunks` one after another through a single encoder.
+    fn encode_chunks(chunks: &[&[u8]]) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        let mut stuffer = DotStuffer::new();
+        for chunk in chunks {
+            stuffer.encode(chunk, &mut out);
+        }
+        stuffer.finish(&mut out);
+        out.to_vec()
+    }
+
+    /// Encodes `input` split at the given (sorted, possibly repeated) points.
+    fn encode_split(input: &[u8], points: &[usize]) -> Vec<u8> {
+        let mut chunks = Vec::new();
+        let mut prev = 0;
+        for &p in points {
+            chunks.push(&input[prev..p]);
+            prev = p;
+        }
+        chunks.push(&input[prev..]);
+        encode_chunks(&chunks)
+    }
+
+    /// The encoding spelled out naively: normalise, stuff each line, end.
+    fn reference_encode(input: &[u8]) -> Vec<u8> {
+        let normal = normalize(input);
+        let mut out = Vec::new();
+        for line in normal.split_inclusive(|&b| b == b'\n') {
+            if line.starts_with(b".") {
+                out.push(b'.');
+            }
+            out.extend_from_slice(line);
+        }
+        out.extend_from_slice(b".\r\n");
+        out
+    }
+
+    /// Long CRLF text with occasional changes, to exercise the block fast
+    /// path and its edges.
+    fn long_body() -> impl Strategy<Value = Vec<u8>> {
+        let token = prop_oneof![
+            8 => prop::collection::vec(Just(b'x'), 1..140),
+            6 => Just(b"\r\n".to_vec()),
+            1 => Just(b".".to_vec()),
+            1 => Just(b"\r".to_vec()),
+            1 => Just(b"\n".to_vec()),
+        ];
+        prop::collection::vec(token, 0..40).prop_map(|t| t.concat())
+    }
+
+    /// Where `<CRLF>.<CRLF>` (or a leading `.<CRLF>`) would end the message.
+    fn terminator_positions(encoded: &[u8]) -> Vec<usize> {
+        let mut found: Vec<usize> = memchr::memmem::find_iter(encoded, b"\r\n.\r\n")
+            .map(|i| i + 2)
+            .collect();
+        if encoded.starts_with(b".\r\n") {
+            found.insert(0, 0);
+        }
+        found
+    }
+
+    /// The message ends only at the terminator `finish` wrote.
+    fn assert_single_terminator(encoded: &[u8]) {
+        assert!(encoded.ends_with(b".\r\n"), "{encoded:?}");
+        assert_eq!(
+            terminator_positions(encoded),
+            vec![encoded.len() - 3],
+            "{encoded:?}"
+        );
+    }
+
+    const SMUGGLING: &[&[u8]] = &[
+        b"\n.\n",
+        b"\n.\r\n",
+        b"\r\n.\n",
+        b"\r.\r\n",
+        b"\r.\r",
+        b"\n.\r",
+        b".\n",
+        b".\r",
+        b".\r\n",
+        b"a\r\n.\r\nMAIL FROM:<x>\r\n",
+        b"a\n.\nMAIL FROM:<x>\r\n",
+        b"a\r.\rMAIL FROM:<x>\r\n",
+        b"a\r\n.\nMAIL FROM:<x>\r\n",
+        b"a\n.\r\nMAIL FROM:<x>\r\n",
+    ];
+
+    #[test]
+    fn empty_body_is_terminator_alone() {
+        assert_eq!(encode(b""), b".\r\n");
+        assert_eq!(normalize(b""), b"");
+        assert_eq!(unstuff(b".\r\n"), Some(Vec::new()));
+    }
+
+    #[test]
+    fn crlf_is_kept() {
+        assert_eq!(encode(b"a\r\nb\r\n"), b"a\r\nb\r\n.\r\n");
+    }
+
+    #[test]
+    fn bare_lf_becomes_crlf() {
+        assert_eq!(encode(b"a\nb\n"), b"a\r\nb\r\n.\r\n");
+        assert_eq!(encode(b"\n\n"), b"\r\n\r\n.\r\n");
+    }
+
+    #[test]
+    fn bare_cr_becomes_crlf() {
+        assert_eq!(encode(b"a\rb\r"), b"a\r\nb\r\n.\r\n");
+        assert_eq!(encode(b"\r\r\n"), b"\r\n\r\n.\r\n");
+        assert_eq!(encode(b"\n\r"), b"\r\n\r\n.\r\n");
+    }
+
+    #[test]
+    fn missing_final_line_break_is_added() {
+        assert_eq!(encode(b"a"), b"a\r\n.\r\n");
+        assert_eq!(encode(b"a\r\nb"), b"a\r\nb\r\n.\r\n");
+    }
+
+    #[test]
+    fn body_of_one_line_break() {
+        assert_eq!(encode(b"\r\n"), b"\r\n.\r\n");
+        assert_eq!(encode(b"\n"), b"\r\n.\r\n");
+        assert_eq!(encode(b"\r"), b"\r\n.\r\n");
+    }
+
+    #[test]
+    fn leading_dot_is_doubled() {
+        assert_eq!(encode(b".a"), b"..a\r\n.\r\n");
+        assert_eq!(encode(b"."), b"..\r\n.\r\n");
+        assert_eq!(encode(b"..\r\n"), b"...\r\n.\r\n");
+        assert_eq!(
+            encode(b"a\r\n.b\n.c\r.d"),
+            b"a\r\n..b\r\n..c\r\n..d\r\n.\r\n"
+        );
+    }
+
+    #[test]
+    fn dot_inside_a_line_is_not_doubled() {
+        assert_eq!(encode(b"a.b\r\nc."), b"a.b\r\nc.\r\n.\r\n");
+    }
+
+    #[test]
+    fn smuggling_sequences_cannot_end_the_message() {
+        for input in SMUGGLING {
+            let encoded = encode(input);
+            assert_single_terminator(&encoded);
+            assert_eq!(unstuff(&encoded), Some(normalize(input)), "{input:?}");
+        }
+        assert_eq!(encode(b"\n.\n"), b"\r\n..\r\n.\r\n");
+        assert_eq!(encode(b"\r.\r\n"), b"\r\n..\r\n.\r\n");
+        assert_eq!(
+            encode(b"a\r\n.\r\nMAIL FROM:<x>\r\n"),
+            b"a\r\n..\r\nMAIL FROM:<x>\r\n.\r\n"
+        );
+    }
+
+    #[test]
+    fn smuggling_sequences_split_anywhere() {
+        for input in SMUGGLING {
+            let whole = encode(input);
+            for i in 0..=input.len() {
+                for j in i..=input.len() {
+                    let encoded = encode_split(input, &[i, j]);
+                    assert_eq!(encoded, whole, "{input:?} split at {i}, {j}");
+                    assert_single_terminator(&encoded);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_split_point_gives_the_same_output() {
+        let inputs: &[&[u8]] = &[
+            b"hello\r\nworld\r\n",
+            b".start\n.middle\r.end",
+            b"\r\r\n\n\r\n\r",
+            b"..\r\n..\n..\r..",
+            b"a\rb\nc\r\nd.e\r\n.",
+            b"Subject: x\r\n\r\n.\r\n..\r\nbody",
+        ];
+        for input in inputs {
+            let whole = encode(input);
+            for i in 0..=input.len() {
+                assert_eq!(encode_split(input, &[i]), whole, "{input:?} at {i}");
+            }
+            let bytes: Vec<&[u8]> = input.chunks(1).collect();
+            assert_eq!(encode_chunks(&bytes), whole, "{input:?} byte by byte");
+        }
+    }
+
+    #[test]
+    fn cr_at_chunk_end_then_non_lf() {
+        assert_eq!(encode_chunks(&[b"a\r", b"b"]), b"a\r\nb\r\n.\r\n");
+        assert_eq!(encode_chunks(&[b"a\r", b".b"]), b"a\r\n..b\r\n.\r\n");
+        assert_eq!(encode_chunks(&[b"a\r", b"\r", b"\n"]), b"a\r\n\r\n.\r\n");
+    }
+
+    #[test]
+    fn cr_at_chunk_end_survives_empty_chunks() {
+        assert_eq!(
+            encode_chunks(&[b"a\r", b"", b"", b"\nb"]),
+            b"a\r\nb\r\n.\r\n"
+        );
+        assert_eq!(encode_chunks(&[b"\r", b"", b"."]), b"\r\n..\r\n.\r\n");
+    }
+
+    #[test]
+    fn finish_resets_for_reuse() {
+        let mut out = BytesMut::new();
+        let mut stuffer = DotStuffer::new();
+        stuffer.encode(b"a\r", &mut out);
+        assert_eq!(stuffer.consumed(), 2);
+        stuffer.finish(&mut out);
+        assert_eq!(stuffer.consumed(), 0);
+        // The CR of the first body must not swallow the second body's LF.
+        stuffer.encode(b"\n.", &mut out);
+        stuffer.finish(&mut out);
+        assert_eq!(&out[..], b"a\r\n.\r\n\r\n..\r\n.\r\n");
+    }
+
+    #[test]
+    fn consumed_counts_input_bytes() {
+        let mut out = BytesMut::new();
+        let mut stuffer = DotStuffer::default();
+        stuffer.encode(b".\n", &mut out);
+        stuffer.encode(b"", &mut out);
+        stuffer.encode(b"abc\r", &mut out);
+        assert_eq!(stuffer.consumed(), 6);
+    }
+
+    #[test]
+    fn unstuff_requires_exactly_one_terminator_at_the_end() {
+        assert_eq!(unstuff(b""), None);
+        assert_eq!(unstuff(b"a\r\n"), None);
+        assert_eq!(unstuff(b"a\r\n.\r"), None);
+        assert_eq!(unstuff(b"a\r\n.\r\nb"), None);
+        assert_eq!(unstuff(b"a\r\n.\r\n.\r\n"), None);
+        assert_eq!(unstuff(b"..a\r\n.\r\n"), Some(b".a\r\n".to_vec()));
+        assert_eq!(unstuff(b"a\nb\r\n.\r\n"), Some(b"a\nb\r\n".to_vec()));
+    }
+
+    #[test]
+    fn normalize_rules() {
+        assert_eq!(normalize(b"a"), b"a\r\n");
+        assert_eq!(normalize(b"a\rb\nc\r\n"), b"a\r\nb\r\nc\r\n");
+        assert_eq!(normalize(b"\r\r\n\n"), b"\r\n\r\n\r\n");
+        assert_eq!(normalize(b"\r"), b"\r\n");
+    }
+
+    fn body() -> impl Strategy<Value = Vec<u8>> {
+        let byte = prop_oneof![
+            4 => Just(b'.'),
+            4 => Just(b'\r'),
+            4 => Just(b'\n'),
+            3 => Just(b'a'),
+            1 => any::<u8>(),
+        ];
+        prop::collection::vec(byte, 0..96)
+    }
+
+    fn split_points() -> impl Strategy<Value = Vec<prop::sample::Index>> {
+        prop::collection::vec(any::<prop::sample::Index>(), 0..8)
+    }
+
+    #[test]
+    fn long_bodies_match_the_reference_at_every_block_edge() {
+        // Lines of every length around the block size put CR, LF and line
+        // starting dots on and next to each block edge.
+        for line_len in BLOCK - 3..BLOCK + 4 {
+            for ending in [&b"\r\n"[..], b"\n", b"\r"] {
+                let mut input = Vec::new();
+                for i in 0..12 {
+                    if i % 3 == 0 {
+                        input.push(b'.');
+                    }
+                    input.extend(core::iter::repeat(b'y').take(line_len - i % 5));
+                    input.extend_from_slice(ending);
+                }
+                let whole = encode(&input);
+                assert_eq!(whole, reference_encode(&input), "{line_len} {ending:?}");
+                for split in 0..=input.len() {
+                    assert_eq!(encode_split(&input, &[split]), whole, "split at {split}");
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn encode_matches_the_reference(input in body()) {
+            prop_assert_eq!(encode(&input), reference_encode(&input));
+        }
+
+        #[test]
+        fn long_bodies_match_the_reference(input in long_body(), splits in split_points()) {
+            let expected = reference_encode(&input);
+            prop_assert_eq!(&encode(&input), &expected);
+            let mut points: Vec<usize> = splits.iter().map(|s| s.index(input.len() + 1)).collect();
+            points.sort_unstable();
+            let chunked = encode_split(&input, &points);
+            prop_assert_eq!(&chunked, &expected);
+            prop_assert_eq!(unstuff(&chunked), Some(normalize(&input)));
+            prop_assert_eq!(terminator_positions(&chunked), vec![chunked.len() - 3]);
+        }
+
+        #[test]
+        fn chunked_encode_equals_whole_encode(input in body(), splits in split_points()) {
+            let mut points: Vec<usize> = splits.iter().map(|s| s.index(input.len() + 1)).collect();
+            points.sort_unstable();
+            prop_assert_eq!(encode_split(&input, &points), encode(&input));
+        }
+
+        #[test]
+        fn unstuff_inverts_encode(input in body()) {
+            prop_assert_eq!(unstuff(&encode(&input)), Some(normalize(&input)));
+        }
+
+        #[test]
+        fn terminator_only_at_the_end(input in body()) {
+            let encoded = encode(&input);
+            prop_assert_eq!(terminator_positions(&encoded), vec![encoded.len() - 3]);
+            if input.is_empty() {
+                prop_assert_eq!(&encoded[..], b".\r\n");
+            } else {
+                prop_assert!(encoded.len() >= 5);
+                prop_assert!(encoded.ends_with(b"\r\n.\r\n"));
+                prop_assert!(!encoded.starts_with(b".\r\n"));
+            }
+        }
+
+        #[test]
+        fn output_has_no_bare_cr_or_lf(input in body()) {
+            let encoded = encode(&input);
+            for (i, &b) in encoded.iter().enumerate() {
+                match b {
+                    b'\r' => prop_assert_eq!(encoded.get(i + 1), Some(&b'\n')),
+                    b'\n' => prop_assert!(i > 0 && encoded[i - 1] == b'\r'),
+                    _ => {}
+                }
+            }
+        }
+    }
+}

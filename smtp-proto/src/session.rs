@@ -1,0 +1,944 @@
+//! The client session: a deterministic state machine fed with server bytes.
+//!
+//! The session never touches a socket or a clock. The caller moves bytes:
+//! what arrived goes into [`ClientSession::handle_input`], what to send comes
+//! out of [`ClientSession::pending_output`], and what to do next comes out of
+//! [`ClientSession::poll_event`]. Every decision — TLS policy, the credential
+//! guard, mechanism choice, pipelining, per-recipient results — is made here,
+//! so adapters stay thin and every transition can be tested with a transcript.
+
+use crate::address::is_control;
+use crate::auth::{select_mechanism, AuthExchange, Mechanism};
+use crate::capabilities::Capabilities;
+use crate::config::{is_loopback_name, same_server_name, Config, TlsPolicy};
+use crate::data::DotStuffer;
+use crate::error::{Error, InputField};
+use crate::reply::{Reply, ReplyCode, ReplyError, ReplyParser};
+use crate::stage::Stage;
+use crate::transaction::{Delivery, Envelope, RecipientResult};
+use crate::transcript::{Direction, TranscriptLine, REDACTED};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use core::fmt;
+use std::collections::VecDeque;
+
+/// The most transcript lines kept between two calls to
+/// [`ClientSession::take_transcript`]; older lines are dropped first.
+pub const MAX_TRANSCRIPT_LINES: usize = 1024;
+
+/// What the caller should do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub enum Event {
+    /// Flush [`ClientSession::pending_output`], perform the TLS handshake for
+    /// the configured server name, then call
+    /// [`ClientSession::tls_established`]. Read nothing in plaintext first:
+    /// any byte fed before the handshake is treated as an injection attempt.
+    StartTls,
+    /// The session is idle: call [`ClientSession::send_mail`],
+    /// [`ClientSession::noop`] or [`ClientSession::quit`].
+    Ready,
+    /// The server is waiting for the message: feed it to
+    /// [`ClientSession::write_body`] in chunks of any size, then call
+    /// [`ClientSession::finish_body`].
+    SendBody,
+    /// The transaction started by [`ClientSession::send_mail`] is over; a
+    /// [`Event::Ready`] follows.
+    TransactionComplete(Result<Delivery, Error>),
+    /// The server answered QUIT or closed after it: the connection can go.
+    Closed,
+}
+
+/// The command whose reply is awaited next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    Greeting,
+    Ehlo,
+    Helo,
+    StartTls,
+    Auth,
+    Mail,
+    Rcpt(usize),
+    Data,
+    DataEnd,
+    Rset,
+    Noop,
+    Quit,
+}
+
+impl Expect {
+    fn stage(self) -> Stage {
+        match self {
+            Expect::Greeting => Stage::Greeting,
+            Expect::Ehlo | Expect::Helo => Stage::Ehlo,
+            Expect::StartTls => Stage::StartTls,
+            Expect::Auth => Stage::Auth,
+            Expect::Mail => Stage::Mail,
+            Expect::Rcpt(_) => Stage::Rcpt,
+            Expect::Data => Stage::Data,
+            Expect::DataEnd => Stage::DataEnd,
+            Expect::Rset => Stage::Rset,
+            Expect::Noop => Stage::Noop,
+            Expect::Quit => Stage::Quit,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the caller's TLS handshake; any input now is an error.
+    Handshake {
+        after_starttls: bool,
+    },
+    /// Replies are awaited; nothing for the caller to do but move bytes.
+    Busy,
+    /// Idle between transactions.
+    Ready,
+    /// The caller is streaming the body.
+    Body,
+    Closed,
+    Failed,
+}
+
+/// One transaction in progress.
+#[derive(Debug)]
+struct Transaction {
+    envelope: Envelope,
+    pipelined: bool,
+    mail_refusal: Option<Reply>,
+    recipients: Vec<RecipientResult>,
+    /// 354 came although nothing can be delivered: the body is cut to the terminator.
+    discarding: bool,
+    /// Why the transaction failed, reported once RSET is answered.
+    failure: Option<Error>,
+}
+
+impl Transaction {
+    fn accepted(&self) -> usize {
+        self.recipients.iter().filter(|r| r.accepted()).count()
+    }
+
+    fn deliverable(&self) -> bool {
+        self.mail_refusal.is_none() && self.accepted() > 0
+    }
+
+    /// Why nothing can be delivered: MAIL refused, else every RCPT refused.
+    fn undeliverable_reason(&mut self) -> Error {
+        match self.mail_refusal.take() {
+            Some(reply) => Error::Rejected {
+                stage: Stage::Mail,
+                reply,
+            },
+            None => Error::RecipientsRejected {
+                recipients: core::mem::take(&mut self.recipients),
+            },
+        }
+    }
+}
+
+/// A sans-I/O SMTP client session (RFC 5321) with STARTTLS (RFC 3207), AUTH
+/// (RFC 4954), PIPELINING (RFC 2920) and the envelope extensions SIZE,
+/// 8BITMIME, SMTPUTF8 and DSN.
+///
+/// See the crate documentation for the driving loop.
+pub struct ClientSession {
+    config: Config,
+    parser: ReplyParser,
+    out: BytesMut,
+    events: VecDeque<Event>,
+    transcript: Option<VecDeque<TranscriptLine>>,
+    phase: Phase,
+    expect: VecDeque<Expect>,
+    caps: Capabilities,
+    tls: bool,
+    auth: Option<AuthExchange>,
+    authenticated: Option<Mechanism>,
+    txn: Option<Transaction>,
+    stuffer: DotStuffer,
+    body_len: u64,
+    error: Option<Error>,
+    quit_sent: bool,
+}
+
+impl fmt::Debug for ClientSession {
+    // Hand-written: the output buffer may hold an encoded credential.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientSession")
+            .field("server_name", &self.config.server_name)
+            .field("phase", &self.phase)
+            .field("tls", &self.tls)
+            .field("expect", &self.expect)
+            .field("pending_output", &self.out.len())
+            .field("authenticated", &self.authenticated)
+            .field("error", &self.error)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientSession {
+    /// Starts a session. Checks the configuration before anything is written:
+    /// the server name, and that the user name holds no control character.
+    ///
+    /// With [`TlsPolicy::Implicit`] the first event is [`Event::StartTls`];
+    /// otherwise the session waits for the server's greeting.
+    pub fn new(config: Config) -> Result<ClientSession, Error> {
+        let name = config.server_name.as_str();
+        if name.is_empty() || name.len() > 255 || name.bytes().any(|b| is_control(b) || b == b' ') {
+            return Err(Error::invalid(
+                InputField::ServerName,
+                "must be 1 to 255 octets without spaces or control characters",
+            ));
+        }
+        if let Some(credentials) = &config.credentials {
+            if credentials.username().bytes().any(is_control) {
+                return Err(Error::invalid(
+                    InputField::Username,
+                    "contains a control character",
+                ));
+            }
+        }
+        let mut session = ClientSession {
+            parser: ReplyParser::new(config.reply_limits),
+            transcript: config.transcript.then(VecDeque::new),
+            config,
+            out: BytesMut::with_capacity(4096),
+            events: VecDeque::new(),
+            phase: Phase::Busy,
+            expect: VecDeque::new(),
+            caps: Capabilities::default(),
+            tls: false,
+            auth: None,
+            authenticated: None,
+            txn: None,
+            stuffer: DotStuffer::new(),
+            body_len: 0,
+            error: None,
+            quit_sent: false,
+        };
+        if session.config.tls == TlsPolicy::Implicit {
+            session.phase = Phase::Handshake {
+                after_starttls: false,
+            };
+            session.events.push_back(Event::StartTls);
+        } else {
+            session.expect.push_back(Expect::Greeting);
+        }
+        Ok(session)
+    }
+
+    // ---- moving bytes -------------------------------------------------
+
+    /// Feeds bytes received from the server, in any split. Replies are
+    /// processed as far as the session has commands outstanding.
+    ///
+    /// An error here is fatal: the session is failed, and
+    /// [`pending_output`](Self::pending_output) may still hold a `QUIT` to
+    /// flush before closing.
+    pub fn handle_input(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        self.check_alive("handle_input")?;
+        self.parser.extend(bytes);
+        self.process()
+    }
+
+    /// Tells the session the server closed the connection. Fine after QUIT;
+    /// anywhere else it is [`Error::ConnectionClosed`].
+    pub fn handle_eof(&mut self) -> Result<(), Error> {
+        match self.phase {
+            Phase::Closed | Phase::Failed => Ok(()),
+            _ if self.expect.front() == Some(&Expect::Quit) => {
+                self.close();
+                Ok(())
+            }
+            _ => {
+                let stage = self.stage().unwrap_or(Stage::Noop);
+                Err(self.fail(Error::ConnectionClosed { stage }))
+            }
+        }
+    }
+
+    /// Bytes to send to the server, in order.
+    pub fn pending_output(&self) -> &[u8] {
+        &self.out
+    }
+
+    /// Marks `n` bytes of [`pending_output`](Self::pending_output) as sent.
+    pub fn advance_output(&mut self, n: usize) {
+        self.out.advance(n.min(self.out.len()));
+    }
+
+    /// Takes every pending output byte at once.
+    pub fn take_output(&mut self) -> Bytes {
+        self.out.split().freeze()
+    }
+
+    /// The next thing for the caller to do, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// The dialogue recorded since the last call (only when
+    /// [`Config::transcript`] is on), secrets redacted.
+    pub fn take_transcript(&mut self) -> Vec<TranscriptLine> {
+        self.transcript
+            .as_mut()
+            .map(|t| t.drain(..).collect())
+            .unwrap_or_default()
+    }
+
+    // ---- what the caller reports or asks for ----------------------------
+
+    /// Reports that the TLS handshake succeeded and which server name the
+    /// certificate was verified for. A name other than the configured server
+    /// name fails the session ([`Error::TlsNameMismatch`]) with nothing sent.
+    ///
+    /// After STARTTLS the session forgets every capability it learnt in
+    /// plaintext and sends EHLO again (RFC 3207 §4.2).
+    pub fn tls_established(&mut self, verified_name: &str) -> Result<(), Error> {
+        self.check_alive("tls_established")?;
+        let Phase::Handshake { after_starttls } = self.phase else {
+            return Err(Error::InvalidState {
+                call: "tls_established",
+                reason: "no TLS handshake was requested",
+            });
+        };
+        if !same_server_name(&self.config.server_name, verified_name) {
+            let err = Error::TlsNameMismatch {
+                expected: self.config.server_name.clone(),
+                verified: verified_name.to_owned(),
+            };
+            return Err(self.fail(err));
+        }
+        self.tls = true;
+        self.caps = Capabilities::default();
+        self.phase = Phase::Busy;
+        if after_starttls {
+            self.send_hello(Expect::Ehlo);
+        } else {
+            self.expect.push_back(Expect::Greeting);
+        }
+        self.process()
+    }
+
+    /// Starts a mail transaction. Nothing is written when the envelope needs
+    /// what the server lacks (SMTPUTF8, 8BITMIME, DSN) or the declared size is
+    /// over its limit; such an error leaves the session ready.
+    ///
+    /// With PIPELINING, MAIL, every RCPT and DATA go out in one batch (RFC 2920).
+    pub fn send_mail(&mut self, envelope: Envelope) -> Result<(), Error> {
+        self.check_ready("send_mail")?;
+        envelope.check(&self.caps)?;
+        let pipelined = self.caps.pipelining();
+        let start = self.out.len();
+        envelope.write_mail(&self.caps, &mut self.out);
+        self.record_sent(start);
+        self.expect.push_back(Expect::Mail);
+        if pipelined {
+            for i in 0..envelope.recipients().len() {
+                self.write_rcpt(&envelope, i);
+            }
+            self.write_line(b"DATA", Expect::Data);
+        }
+        self.txn = Some(Transaction {
+            envelope,
+            pipelined,
+            mail_refusal: None,
+            recipients: Vec::new(),
+            discarding: false,
+            failure: None,
+        });
+        self.phase = Phase::Busy;
+        self.process()
+    }
+
+    /// Appends a chunk of the message, dot-stuffed and with line endings
+    /// made CRLF. Call after [`Event::SendBody`]; flush the output as it grows.
+    pub fn write_body(&mut self, chunk: &[u8]) -> Result<(), Error> {
+        self.check_body("write_body")?;
+        self.body_len += chunk.len() as u64;
+        self.stuffer.encode(chunk, &mut self.out);
+        Ok(())
+    }
+
+    /// Ends the message (`CRLF` if missing, then `.CRLF`) and waits for the
+    /// server's verdict.
+    pub fn finish_body(&mut self) -> Result<(), Error> {
+        self.check_body("finish_body")?;
+        self.stuffer.finish(&mut self.out);
+        self.record_note(format!("<message body, {} bytes>", self.body_len).as_bytes());
+        self.record(Direction::Client, b".");
+        self.body_len = 0;
+        self.expect.push_back(Expect::DataEnd);
+        self.phase = Phase::Busy;
+        self.process()
+    }
+
+    /// Sends NOOP (a health check); [`Event::Ready`] follows a positive reply.
+    pub fn noop(&mut self) -> Result<(), Error> {
+        self.check_ready("noop")?;
+        self.write_line(b"NOOP", Expect::Noop);
+        self.phase = Phase::Busy;
+        self.process()
+    }
+
+    /// Sends QUIT; [`Event::Closed`] follows the server's reply. After a
+    /// failure (the session already wrote QUIT where it could) or close, this
+    /// does nothing.
+    pub fn quit(&mut self) -> Result<(), Error> {
+        match self.phase {
+            Phase::Failed | Phase::Closed => return Ok(()),
+            _ if self.quit_sent => return Ok(()),
+            _ => {}
+        }
+        self.check_ready("quit")?;
+        self.quit_sent = true;
+        self.write_line(b"QUIT", Expect::Quit);
+        self.phase = Phase::Busy;
+        self.process()
+    }
+
+    // ---- what the caller may ask -----------------------------------------
+
+    /// Whether the caller should read from the server now.
+    pub fn wants_input(&self) -> bool {
+        self.phase == Phase::Busy && !self.expect.is_empty()
+    }
+
+    /// The step in progress, for picking a timeout; `None` when idle or done.
+    pub fn stage(&self) -> Option<Stage> {
+        match self.phase {
+            Phase::Handshake { .. } => Some(Stage::TlsHandshake),
+            Phase::Body => Some(Stage::Body),
+            Phase::Busy => self.expect.front().map(|e| e.stage()),
+            Phase::Ready | Phase::Closed | Phase::Failed => None,
+        }
+    }
+
+    /// Whether TLS is active (implicit, or after STARTTLS).
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// Whether the session is idle and ready for a transaction.
+    pub fn is_ready(&self) -> bool {
+        self.phase == Phase::Ready
+    }
+
+    /// Whether the session has closed or failed: nothing more will be sent
+    /// but what is pending.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.phase, Phase::Closed | Phase::Failed)
+    }
+
+    /// The error that failed the session, if one did.
+    pub fn error(&self) -> Option<&Error> {
+        self.error.as_ref()
+    }
+
+    /// The server's capabilities from the latest EHLO (after STARTTLS, only
+    /// what it said over TLS).
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.caps
+    }
+
+    /// The mechanism the session authenticated with, once it has.
+    pub fn auth_mechanism(&self) -> Option<&Mechanism> {
+        self.authenticated.as_ref()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    // ---- the state machine ---------------------------------------------
+
+    fn process(&mut self) -> Result<(), Error> {
+        loop {
+            if let Phase::Handshake { .. } = self.phase {
+                // RFC 3207 §5 and the STARTTLS injection studies: nothing may
+                // follow the 220 in plaintext, and nothing is read before TLS.
+                if self.parser.buffered() > 0 {
+                    return Err(self.fail(Error::StartTlsInjection));
+                }
+                return Ok(());
+            }
+            if self.phase == Phase::Failed {
+                return Err(self.stored_error());
+            }
+            let Some(&expect) = self.expect.front() else {
+                break;
+            };
+            let reply = match self.parser.next_reply(self.caps.enhanced_status_codes()) {
+                Ok(Some(reply)) => reply,
+                Ok(None) => break,
+                Err(source) => {
+                    let stage = expect.stage();
+                    return Err(self.fail(Error::MalformedReply { stage, source }));
+                }
+            };
+            self.expect.pop_front();
+            self.record_reply(&reply);
+            // RFC 5321 §3.8: 421 may come in answer to any command.
+            if reply.code() == ReplyCode::SERVICE_UNAVAILABLE && expect != Expect::Quit {
+                let stage = expect.stage();
+                return Err(self.fail(Error::ServiceClosing { stage, reply }));
+            }
+            if !reply_fits(expect, &reply) {
+                let stage = expect.stage();
+                return Err(self.fail(Error::UnexpectedReply { stage, reply }));
+            }
+            if let Err(err) = self.on_reply(expect, reply) {
+                return Err(self.fail(err));
+            }
+        }
+        let limit = self.config.reply_limits.max_buffered();
+        if self.parser.buffered() > limit {
+            let stage = self.stage().unwrap_or(Stage::Noop);
+            let source = ReplyError::Unsolicited { limit };
+            return Err(self.fail(Error::MalformedReply { stage, source }));
+        }
+        Ok(())
+    }
+
+    fn on_reply(&mut self, expect: Expect, reply: Reply) -> Result<(), Error> {
+        match expect {
+            Expect::Greeting => {
+                if !reply.is_positive() {
+                    return Err(Error::Rejected {
+                        stage: Stage::Greeting,
+                        reply,
+                    });
+                }
+                self.send_hello(Expect::Ehlo);
+                Ok(())
+            }
+            Expect::Ehlo | Expect::Helo => {
+                let code = reply.code().get();
+                if reply.is_positive() {
+                    self.caps = if expect == Expect::Ehlo {
+                        Capabilities::from_ehlo(&reply)
+                    } else {
+                        Capabilities::default()
+                    };
+                    self.after_hello()
+                } else if expect == Expect::Ehlo && (code == 500 || code == 502) {
+                    // RFC 5321 §3.2: a server that does not know EHLO gets HELO,
+                    // and then there are no extensions.
+                    self.send_hello(Expect::Helo);
+                    Ok(())
+                } else {
+                    Err(Error::Rejected {
+                        stage: Stage::Ehlo,
+                        reply,
+                    })
+                }
+            }
+            Expect::StartTls => {
+                if reply.code() == ReplyCode::SERVICE_READY {
+                    self.phase = Phase::Handshake {
+                        after_starttls: true,
+                    };
+                    self.events.push_back(Event::StartTls);
+                    Ok(())
+                } else if self.config.tls == TlsPolicy::Required {
+                    Err(Error::TlsRequired { reply: Some(reply) })
+                } else {
+                    self.begin_auth()
+                }
+            }
+            Expect::Auth => self.on_auth_reply(reply),
+            Expect::Mail | Expect::Rcpt(_) | Expect::Data | Expect::DataEnd | Expect::Rset => {
+                self.on_transaction_reply(expect, reply)
+            }
+            Expect::Noop => {
+                if !reply.is_positive() {
+                    return Err(Error::Rejected {
+                        stage: Stage::Noop,
+                        reply,
+                    });
+                }
+                self.become_ready();
+                Ok(())
+            }
+            Expect::Quit => {
+                self.close();
+                Ok(())
+            }
+        }
+    }
+
+    /// After EHLO/HELO: STARTTLS as the policy says, then AUTH, then ready.
+    fn after_hello(&mut self) -> Result<(), Error> {
+        if !self.tls {
+            let policy = self.config.tls;
+            let offered = self.caps.starttls();
+            match policy {
+                TlsPolicy::Required | TlsPolicy::Opportunistic if offered => {
+                    self.write_line(b"STARTTLS", Expect::StartTls);
+                    return Ok(());
+                }
+                TlsPolicy::Required => return Err(Error::TlsRequired { reply: None }),
+                _ => {}
+            }
+        }
+        self.begin_auth()
+    }
+
+    /// The credential guard and the start of AUTH. Every mechanism passes
+    /// here before its first byte is written.
+    fn begin_auth(&mut self) -> Result<(), Error> {
+        let Some(credentials) = &self.config.credentials else {
+            self.become_ready();
+            return Ok(());
+        };
+        // Mirrors Go's smtp.PlainAuth: TLS, or a loopback name, or the caller's
+        // explicit consent; otherwise nothing of AUTH is written.
+        if !(self.tls
+            || is_loopback_name(&self.config.server_name)
+            || self.config.allow_insecure_auth)
+        {
+            return Err(Error::InsecureAuth);
+        }
+        let offered = self
+            .caps
+            .auth_advertised()
+            .then(|| self.caps.auth_mechanisms());
+        let mechanism = select_mechanism(offered, credentials, self.config.mechanism.as_ref())?;
+        let mut exchange = AuthExchange::new(mechanism, credentials)?;
+        let mut line = Vec::with_capacity(64);
+        line.extend_from_slice(b"AUTH ");
+        line.extend_from_slice(exchange.mechanism().as_str().as_bytes());
+        let redacted_len = line.len();
+        if let Some(initial) = exchange.initial_response() {
+            line.push(b' ');
+            line.extend_from_slice(&initial);
+        }
+        self.out.put_slice(&line);
+        self.out.put_slice(b"\r\n");
+        if line.len() > redacted_len {
+            line.truncate(redacted_len);
+            line.push(b' ');
+            line.extend_from_slice(REDACTED);
+        }
+        self.record(Direction::Client, &line);
+        self.expect.push_back(Expect::Auth);
+        self.auth = Some(exchange);
+        Ok(())
+    }
+
+    fn on_auth_reply(&mut self, reply: Reply) -> Result<(), Error> {
+        let Some(exchange) = self.auth.as_mut() else {
+            return Err(Error::UnexpectedReply {
+                stage: Stage::Auth,
+                reply,
+            });
+        };
+        if reply.code() == ReplyCode::AUTH_SUCCEEDED {
+            self.authenticated = Some(exchange.mechanism().clone());
+            self.auth = None;
+            self.become_ready();
+            return Ok(());
+        }
+        if reply.code() == ReplyCode::AUTH_CHALLENGE {
+            let challenge = reply.lines().next().unwrap_or_default();
+            return match exchange.respond(challenge) {
+                Ok(response) => {
+                    self.out.put_slice(&response);
+                    self.out.put_slice(b"\r\n");
+                    self.record(Direction::Client, REDACTED);
+                    self.expect.push_back(Expect::Auth);
+                    Ok(())
+                }
+                Err(err) => {
+                    // RFC 4954 §4: "*" cancels the exchange; the secret stays here.
+                    self.out.put_slice(b"*\r\n");
+                    self.record(Direction::Client, b"*");
+                    Err(err)
+                }
+            };
+        }
+        Err(Error::AuthFailed {
+            mechanism: exchange.mechanism().clone(),
+            detail: exchange.error_detail().map(str::to_owned),
+            reply,
+        })
+    }
+
+    fn on_transaction_reply(&mut self, expect: Expect, reply: Reply) -> Result<(), Error> {
+        let Some(mut txn) = self.txn.take() else {
+            return Err(Error::UnexpectedReply {
+                stage: expect.stage(),
+                reply,
+            });
+        };
+        let outcome = match expect {
+            Expect::Mail => {
+                if !reply.is_positive() {
+                    txn.mail_refusal = Some(reply);
+                    if !txn.pipelined {
+                        self.abort_transaction(&mut txn);
+                    }
+                } else if !txn.pipelined {
+                    self.write_rcpt(&txn.envelope, 0);
+                }
+                None
+            }
+            Expect::Rcpt(i) => {
+                let Some(rcpt) = txn.envelope.recipients().get(i) else {
+                    return Err(Error::UnexpectedReply {
+                        stage: Stage::Rcpt,
+                        reply,
+                    });
+                };
+                let result = RecipientResult::new(rcpt.address().clone(), reply);
+                txn.recipients.push(result);
+                if !txn.pipelined {
+                    if i + 1 < txn.envelope.recipients().len() {
+                        self.write_rcpt(&txn.envelope, i + 1);
+                    } else if txn.accepted() > 0 {
+                        self.write_line(b"DATA", Expect::Data);
+                    } else {
+                        // No DATA when every recipient was refused.
+                        self.abort_transaction(&mut txn);
+                    }
+                }
+                None
+            }
+            Expect::Data => {
+                if reply.code() == ReplyCode::START_MAIL_INPUT {
+                    if txn.deliverable() {
+                        self.phase = Phase::Body;
+                        self.stuffer = DotStuffer::new();
+                        self.body_len = 0;
+                        self.events.push_back(Event::SendBody);
+                    } else {
+                        // RFC 2920 §3.1: DATA was pipelined and accepted although
+                        // nothing can be delivered; end it at once with an empty body.
+                        txn.discarding = true;
+                        self.write_line(b".", Expect::DataEnd);
+                    }
+                } else {
+                    if txn.deliverable() {
+                        txn.failure = Some(Error::Rejected {
+                            stage: Stage::Data,
+                            reply,
+                        });
+                    }
+                    self.abort_transaction(&mut txn);
+                }
+                None
+            }
+            Expect::DataEnd => {
+                // RFC 5321 §4.1.1.4: the reply to the final dot ends the
+                // transaction either way; no RSET is needed.
+                Some(if txn.discarding {
+                    Err(txn.undeliverable_reason())
+                } else if reply.is_positive() {
+                    Ok(Delivery::new(core::mem::take(&mut txn.recipients), reply))
+                } else {
+                    Err(Error::Rejected {
+                        stage: Stage::DataEnd,
+                        reply,
+                    })
+                })
+            }
+            Expect::Rset => {
+                if !reply.is_positive() {
+                    return Err(Error::Rejected {
+                        stage: Stage::Rset,
+                        reply,
+                    });
+                }
+                Some(Err(match txn.failure.take() {
+                    Some(failure) => failure,
+                    None => txn.undeliverable_reason(),
+                }))
+            }
+            _ => None,
+        };
+        match outcome {
+            Some(result) => self.complete_transaction(result),
+            None => self.txn = Some(txn),
+        }
+        Ok(())
+    }
+
+    /// RFC 5321 §4.1.1.5: RSET after a transaction that failed part-way; the
+    /// failure is reported once RSET is answered. Without a failure recorded,
+    /// it is that nothing was deliverable.
+    fn abort_transaction(&mut self, txn: &mut Transaction) {
+        if txn.failure.is_none() {
+            txn.failure = Some(txn.undeliverable_reason());
+        }
+        self.write_line(b"RSET", Expect::Rset);
+    }
+
+    fn complete_transaction(&mut self, result: Result<Delivery, Error>) {
+        self.txn = None;
+        self.events.push_back(Event::TransactionComplete(result));
+        self.become_ready();
+    }
+
+    fn become_ready(&mut self) {
+        self.phase = Phase::Ready;
+        self.events.push_back(Event::Ready);
+    }
+
+    fn close(&mut self) {
+        self.phase = Phase::Closed;
+        self.expect.clear();
+        self.events.push_back(Event::Closed);
+    }
+
+    /// Fails the session once; later calls get the same error back.
+    fn fail(&mut self, err: Error) -> Error {
+        if self.phase == Phase::Failed {
+            return self.stored_error();
+        }
+        self.phase = Phase::Failed;
+        self.expect.clear();
+        // Nothing may invite the caller to go on (a handshake, a body) after
+        // a failure; finished transactions are still reported.
+        self.events
+            .retain(|e| matches!(e, Event::TransactionComplete(_) | Event::Closed));
+        self.txn = None;
+        self.auth = None;
+        if sends_quit(&err) && !self.quit_sent {
+            self.quit_sent = true;
+            self.out.put_slice(b"QUIT\r\n");
+            self.record(Direction::Client, b"QUIT");
+        }
+        self.error = Some(err.clone());
+        err
+    }
+
+    fn stored_error(&self) -> Error {
+        self.error.clone().unwrap_or(Error::InvalidState {
+            call: "handle_input",
+            reason: "the session has failed",
+        })
+    }
+
+    fn check_alive(&self, call: &'static str) -> Result<(), Error> {
+        match self.phase {
+            Phase::Failed => Err(self.stored_error()),
+            Phase::Closed => Err(Error::InvalidState {
+                call,
+                reason: "the session is closed",
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn check_ready(&self, call: &'static str) -> Result<(), Error> {
+        self.check_alive(call)?;
+        if self.phase != Phase::Ready {
+            return Err(Error::InvalidState {
+                call,
+                reason: "the session is not ready (wait for Event::Ready)",
+            });
+        }
+        Ok(())
+    }
+
+    fn check_body(&self, call: &'static str) -> Result<(), Error> {
+        self.check_alive(call)?;
+        if self.phase != Phase::Body {
+            return Err(Error::InvalidState {
+                call,
+                reason: "no body is expected (wait for Event::SendBody)",
+            });
+        }
+        Ok(())
+    }
+
+    // ---- writing --------------------------------------------------------
+
+    fn send_hello(&mut self, expect: Expect) {
+        let verb: &[u8] = if expect == Expect::Helo {
+            b"HELO "
+        } else {
+            b"EHLO "
+        };
+        let start = self.out.len();
+        self.out.put_slice(verb);
+        self.out
+            .put_slice(self.config.ehlo_name.as_str().as_bytes());
+        self.out.put_slice(b"\r\n");
+        self.record_sent(start);
+        self.expect.push_back(expect);
+    }
+
+    fn write_line(&mut self, line: &[u8], expect: Expect) {
+        self.out.put_slice(line);
+        self.out.put_slice(b"\r\n");
+        self.record(Direction::Client, line);
+        self.expect.push_back(expect);
+    }
+
+    fn write_rcpt(&mut self, envelope: &Envelope, index: usize) {
+        let start = self.out.len();
+        envelope.write_rcpt(index, &mut self.out);
+        self.record_sent(start);
+        self.expect.push_back(Expect::Rcpt(index));
+    }
+
+    // ---- transcript -------------------------------------------------------
+
+    fn record(&mut self, direction: Direction, line: &[u8]) {
+        if let Some(t) = self.transcript.as_mut() {
+            if t.len() >= MAX_TRANSCRIPT_LINES {
+                t.pop_front();
+            }
+            t.push_back(TranscriptLine::new(direction, line));
+        }
+    }
+
+    /// Records the command line written since `start` (never a secret).
+    fn record_sent(&mut self, start: usize) {
+        if self.transcript.is_some() {
+            let line = self.out[start..].to_vec();
+            self.record(Direction::Client, &line);
+        }
+    }
+
+    fn record_note(&mut self, note: &[u8]) {
+        self.record(Direction::Client, note);
+    }
+
+    fn record_reply(&mut self, reply: &Reply) {
+        if self.transcript.is_some() {
+            for line in reply.as_bytes().split_inclusive(|&b| b == b'\n') {
+                let line = line.to_vec();
+                self.record(Direction::Server, &line);
+            }
+        }
+    }
+}
+
+/// Whether a reply's class makes sense for the command: `3yz` only as `334`
+/// to AUTH and `354` to DATA, and DATA never `2yz` (RFC 5321 §4.3.2).
+fn reply_fits(expect: Expect, reply: &Reply) -> bool {
+    let code = reply.code();
+    match expect {
+        Expect::Auth => !code.is_intermediate() || code == ReplyCode::AUTH_CHALLENGE,
+        Expect::Data => {
+            !code.is_positive() && (!code.is_intermediate() || code == ReplyCode::START_MAIL_INPUT)
+        }
+        _ => !code.is_intermediate(),
+    }
+}
+
+/// Whether the session says QUIT after this error: yes when the dialogue is
+/// still in step and the peer is the one we meant to talk to; no after a
+/// `421`, a dropped connection, a garbled stream, injected plaintext or the
+/// wrong TLS peer.
+fn sends_quit(err: &Error) -> bool {
+    !matches!(
+        err,
+        Error::ServiceClosing { .. }
+            | Error::ConnectionClosed { .. }
+            | Error::MalformedReply { .. }
+            | Error::StartTlsInjection
+            | Error::TlsNameMismatch { .. }
+    )
+}

@@ -1,0 +1,1585 @@
+//! Transcript tests: every decision of the session, one dialogue each.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use smtp_proto::auth::Mechanism;
+use smtp_proto::reply::ReplyError;
+use smtp_proto::{
+    Address, BodyType, ClientSession, Config, Credentials, DsnReturn, EhloName, Envelope, Error,
+    Event, InputField, Notify, Recipient, Stage, TlsPolicy,
+};
+use support::*;
+
+const HOST: &str = "smtp.example.com";
+
+fn addr(a: &str) -> Address {
+    Address::new(a).unwrap()
+}
+
+fn envelope(to: &[&str]) -> Envelope {
+    Envelope::new(Some(addr("me@example.com")), to.iter().map(|a| addr(a))).unwrap()
+}
+
+fn password() -> Credentials {
+    Credentials::password("me@example.com", "s3cret-pw")
+}
+
+fn token() -> Credentials {
+    Credentials::token("me@example.com", "ya29.token-value")
+}
+
+/// Greeting, plaintext EHLO offering STARTTLS, STARTTLS, handshake: the
+/// session then sends EHLO again over TLS.
+fn starttls_prelude(plain_ehlo: &'static str) -> Vec<Step> {
+    vec![
+        S("220 smtp.example.com ESMTP"),
+        C("EHLO localhost"),
+        S(plain_ehlo),
+        C("STARTTLS"),
+        S("220 2.0.0 SMTP server ready"),
+        E(Event::StartTls),
+        Tls(HOST),
+        C("EHLO localhost"),
+    ]
+}
+
+fn with(mut prelude: Vec<Step>, rest: Vec<Step>) -> Vec<Step> {
+    prelude.extend(rest);
+    prelude
+}
+
+// ---- the four cases from the review, and the Microsoft 365 origin ----------
+
+#[test]
+fn plain_is_preferred_when_offered() {
+    let session = run(
+        Config::new(HOST).credentials(password()),
+        with(
+            starttls_prelude("250-smtp.example.com\n250 STARTTLS"),
+            vec![
+                S("250-smtp.example.com\n250 AUTH LOGIN PLAIN"),
+                c(&format!(
+                    "AUTH PLAIN {}",
+                    b64("\0me@example.com\0s3cret-pw")
+                )),
+                S("235 2.7.0 Authentication successful"),
+                E(Event::Ready),
+            ],
+        ),
+    );
+    assert_eq!(session.auth_mechanism(), Some(&Mechanism::Plain));
+    assert!(session.is_tls());
+}
+
+#[test]
+fn microsoft_365_login_fallback_after_starttls() {
+    // smtp.office365.com:587: AUTH only after STARTTLS, and only LOGIN and XOAUTH2.
+    let session = run(
+        Config::new(HOST).credentials(password()),
+        with(
+            starttls_prelude(
+                "250-SN4PR0501CA0056.outlook.office365.com Hello [192.0.2.1]\n250-SIZE 157286400\n250-PIPELINING\n250-DSN\n250-ENHANCEDSTATUSCODES\n250-STARTTLS\n250-8BITMIME\n250-BINARYMIME\n250-CHUNKING\n250 SMTPUTF8",
+            ),
+            vec![
+                S("250-SN4PR0501CA0056.outlook.office365.com Hello [192.0.2.1]\n250-SIZE 157286400\n250-PIPELINING\n250-DSN\n250-ENHANCEDSTATUSCODES\n250-AUTH LOGIN XOAUTH2\n250-8BITMIME\n250-BINARYMIME\n250-CHUNKING\n250 SMTPUTF8"),
+                C("AUTH LOGIN"),
+                S("334 VXNlcm5hbWU6"),
+                c(&b64("me@example.com")),
+                S("334 UGFzc3dvcmQ6"),
+                c(&b64("s3cret-pw")),
+                S("235 2.7.0 Authentication successful"),
+                E(Event::Ready),
+            ],
+        ),
+    );
+    assert_eq!(session.auth_mechanism(), Some(&Mechanism::Login));
+}
+
+#[test]
+fn no_auth_advertised_tries_plain() {
+    run(
+        Config::new(HOST).credentials(password()),
+        with(
+            starttls_prelude("250-smtp.example.com\n250 STARTTLS"),
+            vec![
+                S("250-smtp.example.com\n250 8BITMIME"),
+                c(&format!(
+                    "AUTH PLAIN {}",
+                    b64("\0me@example.com\0s3cret-pw")
+                )),
+                S("235 ok"),
+                E(Event::Ready),
+            ],
+        ),
+    );
+}
+
+#[test]
+fn guard_refuses_credentials_without_tls_to_a_remote_name() {
+    let session = run(
+        Config::new(HOST)
+            .tls(TlsPolicy::Disabled)
+            .credentials(password()),
+        vec![
+            S("220 smtp.example.com ESMTP"),
+            C("EHLO localhost"),
+            S("250-smtp.example.com\n250 AUTH PLAIN LOGIN"),
+            Fails(|e| matches!(e, Error::InsecureAuth) && e.is_security()),
+            C("QUIT"),
+        ],
+    );
+    assert!(session.is_closed());
+}
+
+#[test]
+fn guard_refuses_under_opportunistic_tls_when_starttls_is_missing() {
+    run(
+        Config::new(HOST)
+            .tls(TlsPolicy::Opportunistic)
+            .credentials(password()),
+        vec![
+            S("220 smtp.example.com ESMTP"),
+            C("EHLO localhost"),
+            S("250-smtp.example.com\n250 AUTH LOGIN"),
+            Fails(|e| matches!(e, Error::InsecureAuth)),
+            C("QUIT"),
+        ],
+    );
+}
+
+#[test]
+fn guard_allows_loopback_names_without_tls() {
+    for name in ["localhost", "127.0.0.1", "127.0.0.53", "::1", "[::1]"] {
+        run(
+            Config::new(name)
+                .tls(TlsPolicy::Disabled)
+                .credentials(password()),
+            vec![
+                S("220 localhost ESMTP"),
+                C("EHLO localhost"),
+                S("250-localhost\n250 AUTH PLAIN"),
+                c(&format!(
+                    "AUTH PLAIN {}",
+                    b64("\0me@example.com\0s3cret-pw")
+                )),
+                S("235 ok"),
+                E(Event::Ready),
+            ],
+        );
+    }
+}
+
+#[test]
+fn guard_allows_plaintext_only_with_explicit_consent() {
+    run(
+        Config::new(HOST)
+            .tls(TlsPolicy::Disabled)
+            .allow_insecure_auth(true)
+            .credentials(password()),
+        vec![
+            S("220 smtp.example.com ESMTP"),
+            C("EHLO localhost"),
+            S("250-smtp.example.com\n250 AUTH LOGIN"),
+            C("AUTH LOGIN"),
+            S("334 VXNlcm5hbWU6"),
+            c(&b64("me@example.com")),
+            S("334 UGFzc3dvcmQ6"),
+            c(&b64("s3cret-pw")),
+            S("235 ok"),
+            E(Event::Ready),
+        ],
+    );
+}
+
+// ---- TLS policy ----------------------------------------------------------
+
+#[test]
+fn tls_name_mismatch_fails_before_anything_is_sent() {
+    run(
+        Config::new(HOST).credentials(password()),
+        vec![
+            S("220 smtp.example.com ESMTP"),
+            C("EHLO localhost"),
+            S("250-smtp.example.com\n250 STARTTLS"),
+            C("STARTTLS"),
+            S("220 go ahead"),
+            E(Event::StartTls),
+            Tls("evil.example.net"),
+            Fails(|e| {
+                matches!(e, Error::TlsNameMismatch { expected, verified }
+                    if expected == HOST && verified == "evil.example.net")
+            }),
+        ],
+    );
+}
+
+#[test]
+fn tls_name_match_ignores_case_and_trailing_dot() {
+    run(
+        Config::new(HOST),
+        vec![
+            S("220 smtp.example.com ESMTP"),
+            C("EHLO localhost"),
+            S("250-smtp.example.com\n250 STARTTLS"),
+            C("STARTTLS"),
+            S("220 go ahead"),
+            E(Event::StartTls),
+            Tls("SMTP.Example.COM."),
+            C("EHLO localhost"),
+            S("250 smtp.example.com"),
+            E(Event::Ready),
+        ],
+    );
+}
+
+#[test]
+fn starttls_required_but_not_advertised() {
+    run(
+        Config::new(HOST).credentials(password()),
+        vec![
+            S("220 smtp.example.com ESMTP"),
+            C("EHLO localhost"),
+            S("250-smtp.example.com\n250-AUTH PLAIN LOGIN\n250 PIPELINING"),
+            Fails(|e| matches!(e, Error::TlsRequired { reply: None }) && e.is_security()),
+            C("QUIT"),
+        ],
+    );
+}
+
+#[test]
+fn starttls_required_but_refused() {
+    run(
+        Config::new(HOST).credentials(password()),
+        vec![
+            S("220 smtp.example.com ESMTP"),
+            C("EHLO localhost"),
+            S("250-smtp.example.com\n250 STARTTLS"),
+            C("STARTTLS"),
+            S("454 4.7.0 TLS not available due to temporary reason"),
+            Fails(|e| matches!(e, Error::TlsRequired { reply: Some(r) } if r.code().get() == 454)),
+            C("QUIT"),
+        ],
+    );
+}
+
+#[test]
+fn starttls_keyword_must_be_exact() {
+    run(
+        Config::new(HOST),
+        vec![
+            S("220 smtp.example.com ESMTP"),
+            C("EHLO localhost"),
+            S("250-smtp.example.com\n250-XSTARTTLS\n250 STARTTLS-LATER"),
+            Fails(|e| matches!(e, Error::TlsRequired { reply: None })),
+            C("QUIT"),
+        ],
+    );
+}
+
+#[test]
+fn opportunistic_continues_in_plaintext_without_starttls() {
+    let session = run(
+        Config::new(HOST).tls(TlsPolicy::Opportunistic),
+        vec![
+            S("220 smtp.example.com ESMTP"),
+            C("EHLO localhost"),
+            S("250 smtp.example.com"),
+            E(Event::Ready),
+        ],
+    );
+    assert!(!session.is_tls());
+}
+
+#[test]
+fn opportunistic_continues_in_plaintext_when_starttls_is_refused() {
+    run(
+        Config::new(HOST).tls(TlsPolicy::Opportunistic),
+        vec![
+            S("220 smtp.example.com ESMTP"),
+            C("EHLO localhost"),
+            S("250-smtp.example.com\n250 STARTTLS"),
+            C("STARTTLS"),
+            S("454 4.7.0 not now"),
+            E(Event::Ready),
+        ],
+    );
+}
+
+#[test]
+fn opportunistic_upgrades_when_offered() {
+    let session = run(
+        Config::new(HOST).tls(TlsPolicy::Opportunistic),
+        with(
+            starttls_prelude("250-smtp.example.com\n250 STARTTLS"),
+            vec![S("250 smtp.example.com"), E(Event::Ready)],
+        ),
+    );
+    assert!(session.is_tls());
+}
+
+#[test]
+fn disabled_never_sends_starttls() {
+    run(
+        Config::new(HOST).tls(TlsPolicy::Disabled),
+        vec![
+            S("220 smtp.example.com ESMTP"),
+            C("EHLO localhost"),
+            S("250-smtp.example.com\n250 STARTTLS"),
+            E(Event::Ready),
+        ],
+    );
+}
+
+#[test]
+fn implicit_tls_handshakes_before_the_greeting() {
+    let mut session = ClientSession::new(
+        Config::new(HOST)
+            .tls(TlsPolicy::Implicit)
+            .credentials(password()),
+    )
+    .unwrap();
+    assert_eq!(session.stage(), Some(Stage::TlsHandshake));
+    assert!(!session.wants_input());
+    run_on(
+        &mut session,
+        vec![
+            E(Event::StartTls),
+            Tls(HOST),
+            S("220 smtp.example.com ESMTP"),
+            C("EHLO localhost"),
+            S("250-smtp.example.com\n250 AUTH PLAIN"),
+            c(&format!(
+                "AUTH PLAIN {}",
+                b64("\0me@example.com\0s3cret-pw")
+            )),
+            S("235 ok"),
+            E(Event::Ready),
+        ],
+    );
+    assert!(session.is_tls());
+}
+
+#[test]
+fn plaintext_injected_after_the_starttls_220_is_refused() {
+    // The same packet carries the 220 and a forged EHLO reply.
+    run(
+        Config::new(HOST).credentials(password()),
+        vec![
+            S("220 smtp.example.com ESMTP"),
+            C("EHLO localhost"),
+            S("250-smtp.example.com\n250 STARTTLS"),
+            C("STARTTLS"),
+            S("220 go ahead\n250-evil\n250 AUTH PLAIN"),
+            // No StartTls event survives the failure: no handshake with an attacker.
+            Fails(|e| matches!(e, Error::StartTlsInjection) && e.is_security()),
+        ],
+    );
+}
+
+#[test]
+fn plaintext_arriving_after_the_220_but_before_the_handshake_is_refused() {
+    let mut session = run(
+        Config::new(HOST),
+        vec![
+            S("220 smtp.example.com ESMTP"),
+            C("EHLO localhost"),
+            S("250-smtp.example.com\n250 STARTTLS"),
+            C("STARTTLS"),
+            S("220 go ahead"),
+            E(Event::StartTls),
+        ],
+    );
+    let err = session.handle_input(b"250 OK\r\n").unwrap_err();
+    assert!(matches!(err, Error::StartTlsInjection));
+    assert!(
+        session.pending_output().is_empty(),
+        "no QUIT to an attacker"
+    );
+    // The session stays failed: the handshake may not go on.
+    assert!(session.tls_established(HOST).is_err());
+}
+
+#[test]
+fn pre_tls_capabilities_are_forgotten() {
+    // Plaintext EHLO offers PLAIN and PIPELINING; over TLS only LOGIN.
+    let session = run(
+        Config::new(HOST).credentials(password()),
+        with(
+            starttls_prelude(
+                "250-smtp.example.com\n250-AUTH PLAIN\n250-PIPELINING\n250-SIZE 10\n250 STARTTLS",
+            ),
+            vec![
+                S("250-smtp.example.com\n250 AUTH LOGIN"),
+                C("AUTH LOGIN"),
+                S("334 VXNlcm5hbWU6"),
+                c(&b64("me@example.com")),
+                S("334 UGFzc3dvcmQ6"),
+                c(&b64("s3cret-pw")),
+                S("235 ok"),
+                E(Event::Ready),
+                // No PIPELINING over TLS: one command at a time, no SIZE limit.
+                Mail(envelope(&["a@example.org"]).size(1000)),
+                C("MAIL FROM:<me@example.com>"),
+                S("250 ok"),
+                C("RCPT TO:<a@example.org>"),
+                S("250 ok"),
+                C("DATA"),
+                S("354 go"),
+                E(Event::SendBody),
+                Body(b"hi"),
+                c("hi\n."),
+                S("250 queued"),
+                Done(|r| r.is_ok()),
+                E(Event::Ready),
+            ],
+        ),
+    );
+    assert!(!session.capabilities().supports_auth(&Mechanism::Plain));
+    assert!(!session.capabilities().starttls());
+}
+
+// ---- greeting, EHLO, HELO ----------------------------------------------------
+
+#[test]
+fn greeting_rejection_carries_the_reply_and_quits() {
+    run(
+        Config::new(HOST),
+        vec![
+            S("554-smtp.example.com no service for you\n554 5.7.1 go away"),
+            Fails(|e| {
+                matches!(e, Error::Rejected { stage: Stage::Greeting, reply }
+                    if reply.code().get() == 554 && reply.lines().count() == 2)
+                    && !e.is_transient()
+            }),
+            C("QUIT"),
+        ],
+    );
+}
+
+#[test]
+fn greeting_421_is_transient_without_quit() {
+    run(
+        Config::new(HOST),
+        vec![
+            S("421 4.3.2 Service not available"),
+            Fails(|e| {
+                matches!(
+                    e,
+                    Error::ServiceClosing {
+                        stage: Stage::Greeting,
+                        ..
+                    }
+                ) && e.is_transient()
+            }),
+        ],
+    );
+}
+
+#[test]
+fn helo_fallback_when_ehlo_is_unknown() {
+    for code in ["500 5.5.1 command unrecognized", "502 not implemented"] {
+        let session = run(
+            Config::new(HOST).tls(TlsPolicy::Disabled),
+            vec![
+                S("220 old.example.com SMTP"),
+                C("EHLO localhost"),
+                s(code),
+                C("HELO localhost"),
+                S("250 old.example.com"),
+                E(Event::Ready),
+                Mail(envelope(&["a@example.org"])),
+                C("MAIL FROM:<me@example.com>"),
+                S("250 ok"),
+                C("RCPT TO:<a@example.org>"),
+                S("250 ok"),
+                C("DATA"),
+                S("354 go"),
+                E(Event::SendBody),
+                Body(b"x\r\n"),
+                c("x\n."),
+                S("250 ok"),
+                Done(|r| r.is_ok()),
+                E(Event::Ready),
+            ],
+        );
+        assert_eq!(session.capabilities().extensions().count(), 0);
+    }
+}
+
+#[test]
+fn helo_fallback_has_no_starttls_so_required_fails() {
+    run(
+        Config::new(HOST),
+        vec![
+            S("220 old.example.com SMTP"),
+            C("EHLO localhost"),
+            S("502 no"),
+            C("HELO localhost"),
+            S("250 old.example.com"),
+            Fails(|e| matches!(e, Error::TlsRequired { reply: None })),
+            C("QUIT"),
+        ],
+    );
+}
+
+#[test]
+fn ehlo_refused_otherwise_is_an_error() {
+    run(
+        Config::new(HOST),
+        vec![
+            S("220 smtp.example.com"),
+            C("EHLO localhost"),
+            S("550 5.7.1 go away"),
+            Fails(|e| {
+                matches!(
+                    e,
+                    Error::Rejected {
+                        stage: Stage::Ehlo,
+                        ..
+                    }
+                )
+            }),
+            C("QUIT"),
+        ],
+    );
+}
+
+#[test]
+fn custom_ehlo_name_is_sent() {
+    run(
+        Config::new(HOST)
+            .tls(TlsPolicy::Disabled)
+            .ehlo_name(EhloName::new("client.example.net").unwrap()),
+        vec![
+            S("220 smtp.example.com"),
+            C("EHLO client.example.net"),
+            S("250 smtp.example.com"),
+            E(Event::Ready),
+        ],
+    );
+}
+
+#[test]
+fn invalid_configuration_is_refused_before_anything_is_written() {
+    assert!(EhloName::new("host\r\nMAIL FROM:<x>").is_err());
+    let err = ClientSession::new(
+        Config::new(HOST).credentials(Credentials::password("me\r\nQUIT", "pw")),
+    )
+    .unwrap_err();
+    assert!(matches!(
+        err,
+        Error::InvalidInput {
+            field: InputField::Username,
+            ..
+        }
+    ));
+    for bad in ["", "smtp.example.com\r\n", "smtp example.com", "a\0b"] {
+        let err = ClientSession::new(Config::new(bad)).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::InvalidInput {
+                    field: InputField::ServerName,
+                    ..
+                }
+            ),
+            "{bad:?}"
+        );
+    }
+}
+
+// ---- AUTH ------------------------------------------------------------------------
+
+/// A plaintext-to-loopback prelude: greeting and EHLO with the given capabilities.
+fn local(ehlo: &'static str) -> Vec<Step> {
+    vec![S("220 localhost ESMTP"), C("EHLO localhost"), S(ehlo)]
+}
+
+fn local_config(credentials: Credentials) -> Config {
+    Config::new("localhost")
+        .tls(TlsPolicy::Disabled)
+        .credentials(credentials)
+}
+
+#[test]
+fn login_prompt_variants() {
+    let users = [
+        "Username:",
+        "username",
+        "USER NAME",
+        "User Name\0",
+        "user",
+        " username: ",
+    ];
+    let passwords = [
+        "Password:",
+        "password",
+        "PASS",
+        "Password\0",
+        "  Password  ",
+        "password:\0",
+    ];
+    for (user, pass) in users.iter().zip(passwords.iter()) {
+        run(
+            local_config(password()),
+            with(
+                local("250-localhost\n250 AUTH LOGIN"),
+                vec![
+                    C("AUTH LOGIN"),
+                    s(&format!("334 {}", b64(user))),
+                    c(&b64("me@example.com")),
+                    s(&format!("334 {}", b64(pass))),
+                    c(&b64("s3cret-pw")),
+                    S("235 ok"),
+                    E(Event::Ready),
+                ],
+            ),
+        );
+    }
+}
+
+#[test]
+fn login_unknown_prompts_fall_back_to_position() {
+    run(
+        local_config(password()),
+        with(
+            local("250-localhost\n250 AUTH LOGIN"),
+            vec![
+                C("AUTH LOGIN"),
+                s(&format!("334 {}", b64("Benutzername"))),
+                c(&b64("me@example.com")),
+                s(&format!("334 {}", b64("Kennwort"))),
+                c(&b64("s3cret-pw")),
+                S("235 ok"),
+                E(Event::Ready),
+            ],
+        ),
+    );
+    // An empty challenge is unknown too.
+    run(
+        local_config(password()),
+        with(
+            local("250-localhost\n250 AUTH LOGIN"),
+            vec![
+                C("AUTH LOGIN"),
+                S("334 "),
+                c(&b64("me@example.com")),
+                S("334"),
+                c(&b64("s3cret-pw")),
+                S("235 ok"),
+                E(Event::Ready),
+            ],
+        ),
+    );
+}
+
+#[test]
+fn login_password_prompt_first_cancels_without_the_secret() {
+    run(
+        local_config(password()),
+        with(
+            local("250-localhost\n250 AUTH LOGIN"),
+            vec![
+                C("AUTH LOGIN"),
+                S("334 UGFzc3dvcmQ6"),
+                Fails(
+                    |e| matches!(e, Error::AuthCancelled { prompt, .. } if prompt == "Password:"),
+                ),
+                C("*\nQUIT"),
+            ],
+        ),
+    );
+}
+
+#[test]
+fn login_username_prompt_second_cancels() {
+    run(
+        local_config(password()),
+        with(
+            local("250-localhost\n250 AUTH LOGIN"),
+            vec![
+                C("AUTH LOGIN"),
+                S("334 VXNlcm5hbWU6"),
+                c(&b64("me@example.com")),
+                S("334 VXNlcm5hbWU6"),
+                Fails(|e| matches!(e, Error::AuthCancelled { .. })),
+                C("*\nQUIT"),
+            ],
+        ),
+    );
+}
+
+#[test]
+fn login_third_challenge_and_bad_base64_cancel() {
+    run(
+        local_config(password()),
+        with(
+            local("250-localhost\n250 AUTH LOGIN"),
+            vec![
+                C("AUTH LOGIN"),
+                S("334 VXNlcm5hbWU6"),
+                c(&b64("me@example.com")),
+                S("334 UGFzc3dvcmQ6"),
+                c(&b64("s3cret-pw")),
+                S("334 VXNlcm5hbWU6"),
+                Fails(|e| matches!(e, Error::AuthCancelled { .. })),
+                C("*\nQUIT"),
+            ],
+        ),
+    );
+    run(
+        local_config(password()),
+        with(
+            local("250-localhost\n250 AUTH LOGIN"),
+            vec![
+                C("AUTH LOGIN"),
+                S("334 !!!not base64!!!"),
+                Fails(|e| matches!(e, Error::AuthCancelled { .. })),
+                C("*\nQUIT"),
+            ],
+        ),
+    );
+}
+
+#[test]
+fn auth_rejected_credentials() {
+    run(
+        local_config(password()),
+        with(
+            local("250-localhost\n250 AUTH PLAIN"),
+            vec![
+                c(&format!(
+                    "AUTH PLAIN {}",
+                    b64("\0me@example.com\0s3cret-pw")
+                )),
+                S("535 5.7.8 Authentication credentials invalid"),
+                Fails(|e| {
+                    matches!(
+                        e,
+                        Error::AuthFailed {
+                            mechanism: Mechanism::Plain,
+                            ..
+                        }
+                    ) && e.is_auth_rejected()
+                        && !e.is_transient()
+                }),
+                C("QUIT"),
+            ],
+        ),
+    );
+}
+
+#[test]
+fn auth_temporary_failure_is_transient() {
+    run(
+        local_config(password()),
+        with(
+            local("250-localhost\n250 AUTH PLAIN"),
+            vec![
+                c(&format!(
+                    "AUTH PLAIN {}",
+                    b64("\0me@example.com\0s3cret-pw")
+                )),
+                S("454 4.7.0 Temporary authentication failure"),
+                Fails(|e| e.is_transient() && !e.is_auth_rejected()),
+                C("QUIT"),
+            ],
+        ),
+    );
+}
+
+#[test]
+fn no_usable_mechanism_lists_the_offer() {
+    run(
+        local_config(password()),
+        with(
+            local("250-localhost\n250 AUTH XPLAIN LOGIN-MD5"),
+            vec![
+                Fails(|e| {
+                    matches!(e, Error::AuthUnavailable { offered } if offered.len() == 2)
+                        && e.to_string().contains("XPLAIN LOGIN-MD5")
+                }),
+                C("QUIT"),
+            ],
+        ),
+    );
+}
+
+#[test]
+fn explicit_mechanism_is_used() {
+    run(
+        local_config(password()).mechanism(Mechanism::Login),
+        with(
+            local("250-localhost\n250 AUTH PLAIN LOGIN"),
+            vec![
+                C("AUTH LOGIN"),
+                S("334 VXNlcm5hbWU6"),
+                c(&b64("me@example.com")),
+                S("334 UGFzc3dvcmQ6"),
+                c(&b64("s3cret-pw")),
+                S("235 ok"),
+                E(Event::Ready),
+            ],
+        ),
+    );
+}
+
+#[test]
+fn xoauth2_with_a_token() {
+    let session = run(
+        local_config(token()),
+        with(
+            local("250-localhost\n250 AUTH LOGIN XOAUTH2"),
+            vec![
+                c(&format!(
+                    "AUTH XOAUTH2 {}",
+                    b64("user=me@example.com\x01auth=Bearer ya29.token-value\x01\x01")
+                )),
+                S("235 2.7.0 Accepted"),
+                E(Event::Ready),
+            ],
+        ),
+    );
+    assert_eq!(session.auth_mechanism(), Some(&Mechanism::XOAuth2));
+}
+
+#[test]
+fn xoauth2_error_challenge_is_answered_empty_and_reported() {
+    let detail = r#"{"status":"401","schemes":"Bearer","scope":"https://mail.google.com/"}"#;
+    run(
+        local_config(token()),
+        with(
+            local("250-localhost\n250 AUTH XOAUTH2"),
+            vec![
+                c(&format!(
+                    "AUTH XOAUTH2 {}",
+                    b64("user=me@example.com\x01auth=Bearer ya29.token-value\x01\x01")
+                )),
+                s(&format!("334 {}", b64(detail))),
+                CRaw(b"\r\n".to_vec()),
+                S("535 5.7.8 Username and Password not accepted"),
+                Fails(
+                    |e| matches!(e, Error::AuthFailed { detail: Some(d), .. } if d.contains("\"status\":\"401\"")),
+                ),
+                C("QUIT"),
+            ],
+        ),
+    );
+}
+
+#[test]
+fn oauthbearer_when_xoauth2_is_not_offered() {
+    run(
+        local_config(token()),
+        with(
+            local("250-localhost\n250 AUTH OAUTHBEARER"),
+            vec![
+                c(&format!(
+                    "AUTH OAUTHBEARER {}",
+                    b64("n,a=me@example.com,\x01auth=Bearer ya29.token-value\x01\x01")
+                )),
+                s(&format!("334 {}", b64(r#"{"status":"invalid_token"}"#))),
+                c("AQ=="),
+                S("535 5.7.8 nope"),
+                Fails(|e| {
+                    matches!(
+                        e,
+                        Error::AuthFailed {
+                            mechanism: Mechanism::OAuthBearer,
+                            detail: Some(_),
+                            ..
+                        }
+                    )
+                }),
+                C("QUIT"),
+            ],
+        ),
+    );
+}
+
+// ---- the transcript and secrets -------------------------------------------------
+
+#[test]
+fn transcript_redacts_every_auth_payload() {
+    let mut session = run(
+        Config::new(HOST).credentials(password()).transcript(true),
+        with(
+            starttls_prelude("250-smtp.example.com\n250 STARTTLS"),
+            vec![
+                S("250-smtp.example.com\n250 AUTH LOGIN"),
+                C("AUTH LOGIN"),
+                S("334 VXNlcm5hbWU6"),
+                c(&b64("me@example.com")),
+                S("334 UGFzc3dvcmQ6"),
+                c(&b64("s3cret-pw")),
+                S("235 ok"),
+                E(Event::Ready),
+            ],
+        ),
+    );
+    let lines: Vec<String> = session
+        .take_transcript()
+        .iter()
+        .map(|l| l.to_string())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "S: 220 smtp.example.com ESMTP",
+            "C: EHLO localhost",
+            "S: 250-smtp.example.com",
+            "S: 250 STARTTLS",
+            "C: STARTTLS",
+            "S: 220 2.0.0 SMTP server ready",
+            "C: EHLO localhost",
+            "S: 250-smtp.example.com",
+            "S: 250 AUTH LOGIN",
+            "C: AUTH LOGIN",
+            "S: 334 VXNlcm5hbWU6",
+            "C: <redacted>",
+            "S: 334 UGFzc3dvcmQ6",
+            "C: <redacted>",
+            "S: 235 ok",
+        ]
+    );
+    let all = format!("{session:?} {:?}", session.config());
+    assert!(
+        !all.contains("s3cret-pw") && !all.contains(&b64("s3cret-pw")),
+        "{all}"
+    );
+}
+
+#[test]
+fn transcript_redacts_initial_responses() {
+    let mut session = run(
+        local_config(password()).transcript(true),
+        with(
+            local("250-localhost\n250 AUTH PLAIN"),
+            vec![
+                c(&format!(
+                    "AUTH PLAIN {}",
+                    b64("\0me@example.com\0s3cret-pw")
+                )),
+                S("235 ok"),
+                E(Event::Ready),
+            ],
+        ),
+    );
+    let text: String = session
+        .take_transcript()
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(text.contains("C: AUTH PLAIN <redacted>\n"), "{text}");
+    assert!(!text.contains(&b64("\0me@example.com\0s3cret-pw")));
+}
+
+// ---- envelopes -----------------------------------------------------------------
+
+fn ready_local(ehlo: &'static str) -> ClientSession {
+    run(
+        Config::new("localhost").tls(TlsPolicy::Disabled),
+        vec![
+            S("220 localhost ESMTP"),
+            C("EHLO localhost"),
+            S(ehlo),
+            E(Event::Ready),
+        ],
+    )
+}
+
+#[test]
+fn address_injection_is_impossible_to_build() {
+    for bad in ["a@b>\r\nRCPT TO:<c@d", "a@b\nx", "a\0@b", "a@b\x7f"] {
+        assert!(matches!(
+            Address::new(bad),
+            Err(Error::InvalidInput {
+                field: InputField::Address,
+                ..
+            })
+        ));
+    }
+    assert!(Envelope::new(None, Vec::<Address>::new()).is_err());
+    assert!(Envelope::new(None, [addr("a@b")])
+        .unwrap()
+        .envelope_id("x\r\ny")
+        .is_err());
+    assert!(Recipient::new(addr("a@b"))
+        .original_recipient("a@b\r\n")
+        .is_err());
+}
+
+#[test]
+fn null_reverse_path() {
+    let mut session = ready_local("250-localhost\n250 PIPELINING");
+    run_on(
+        &mut session,
+        vec![
+            Mail(Envelope::new(None, [addr("a@example.org")]).unwrap()),
+            C("MAIL FROM:<>\nRCPT TO:<a@example.org>\nDATA"),
+        ],
+    );
+}
+
+#[test]
+fn smtputf8_is_sent_when_advertised_and_required_otherwise() {
+    let mut session = ready_local("250-localhost\n250 SMTPUTF8");
+    run_on(
+        &mut session,
+        vec![
+            Mail(
+                Envelope::new(Some(addr("jörg@bücher.example")), [addr("a@example.org")]).unwrap(),
+            ),
+            c("MAIL FROM:<jörg@bücher.example> SMTPUTF8"),
+        ],
+    );
+    let mut session = ready_local("250 localhost");
+    let err = session
+        .send_mail(Envelope::new(None, [addr("jörg@bücher.example")]).unwrap())
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::ExtensionRequired {
+                extension: "SMTPUTF8",
+                ..
+            }
+        ) && err.is_input()
+    );
+    assert!(session.pending_output().is_empty());
+    assert!(
+        session.is_ready(),
+        "a refused envelope leaves the session usable"
+    );
+}
+
+#[test]
+fn size_is_declared_and_enforced() {
+    let mut session = ready_local("250-localhost\n250 SIZE 1000");
+    let err = session
+        .send_mail(envelope(&["a@example.org"]).size(1001))
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        Error::MessageTooLarge {
+            size: 1001,
+            limit: 1000
+        }
+    ));
+    assert!(session.pending_output().is_empty());
+    run_on(
+        &mut session,
+        vec![
+            Mail(envelope(&["a@example.org"]).size(1000)),
+            C("MAIL FROM:<me@example.com> SIZE=1000"),
+        ],
+    );
+    // SIZE without a limit: declared, never refused.
+    let mut session = ready_local("250-localhost\n250 SIZE");
+    run_on(
+        &mut session,
+        vec![
+            Mail(envelope(&["a@example.org"]).size(1 << 40)),
+            C("MAIL FROM:<me@example.com> SIZE=1099511627776"),
+        ],
+    );
+    // No SIZE: nothing declared.
+    let mut session = ready_local("250 localhost");
+    run_on(
+        &mut session,
+        vec![
+            Mail(envelope(&["a@example.org"]).size(5)),
+            C("MAIL FROM:<me@example.com>"),
+        ],
+    );
+}
+
+#[test]
+fn eight_bit_body_and_dsn_parameters() {
+    let mut session = ready_local("250-localhost\n250-8BITMIME\n250-DSN\n250 PIPELINING");
+    let to = Recipient::new(addr("a@example.org"))
+        .notify(Notify {
+            success: true,
+            failure: true,
+            delay: false,
+        })
+        .original_recipient("a+b=c@example.org")
+        .unwrap();
+    let never = Recipient::new(addr("b@example.org")).notify(Notify::NEVER);
+    let env = Envelope::new(Some(addr("me@example.com")), [to, never])
+        .unwrap()
+        .body(BodyType::EightBitMime)
+        .dsn_return(DsnReturn::Headers)
+        .envelope_id("id 1")
+        .unwrap();
+    run_on(
+        &mut session,
+        vec![
+            Mail(env),
+            C("MAIL FROM:<me@example.com> BODY=8BITMIME RET=HDRS ENVID=id+201\nRCPT TO:<a@example.org> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a+2Bb+3Dc@example.org\nRCPT TO:<b@example.org> NOTIFY=NEVER\nDATA"),
+        ],
+    );
+    let mut session = ready_local("250 localhost");
+    let err = session
+        .send_mail(envelope(&["a@example.org"]).body(BodyType::EightBitMime))
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        Error::ExtensionRequired {
+            extension: "8BITMIME",
+            ..
+        }
+    ));
+    let err = session
+        .send_mail(envelope(&["a@example.org"]).dsn_return(DsnReturn::Full))
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        Error::ExtensionRequired {
+            extension: "DSN",
+            ..
+        }
+    ));
+    assert!(session.pending_output().is_empty());
+}
+
+// ---- transactions ----------------------------------------------------------------
+
+#[test]
+fn some_recipients_refused_the_rest_still_get_it() {
+    let mut session = ready_local("250 localhost");
+    run_on(
+        &mut session,
+        vec![
+            Mail(envelope(&[
+                "a@example.org",
+                "b@example.org",
+                "c@example.org",
+            ])),
+            C("MAIL FROM:<me@example.com>"),
+            S("250 2.1.0 ok"),
+            C("RCPT TO:<a@example.org>"),
+            S("550 5.1.1 no such user"),
+            C("RCPT TO:<b@example.org>"),
+            S("250 2.1.5 ok"),
+            C("RCPT TO:<c@example.org>"),
+            S("451 4.7.1 greylisted"),
+            C("DATA"),
+            S("354 go"),
+            E(Event::SendBody),
+            Body(b"hello"),
+            c("hello\n."),
+            S("250 2.0.0 Ok: queued as 4F2A1"),
+            Done(|r| {
+                let d = r.as_ref().unwrap();
+                let accepted: Vec<bool> = d.recipients().iter().map(|r| r.accepted()).collect();
+                accepted == [false, true, false]
+                    && d.rejected().count() == 2
+                    && d.reply().message().ends_with(b"4F2A1")
+            }),
+            E(Event::Ready),
+        ],
+    );
+}
+
+#[test]
+fn every_recipient_refused_means_no_data_and_rset() {
+    let mut session = ready_local("250 localhost");
+    run_on(
+        &mut session,
+        vec![
+            Mail(envelope(&["a@example.org", "b@example.org"])),
+            C("MAIL FROM:<me@example.com>"),
+            S("250 ok"),
+            C("RCPT TO:<a@example.org>"),
+            S("550 no"),
+            C("RCPT TO:<b@example.org>"),
+            S("450 later"),
+            C("RSET"),
+            S("250 reset"),
+            Done(
+                |r| matches!(r, Err(Error::RecipientsRejected { recipients }) if recipients.len() == 2),
+            ),
+            E(Event::Ready),
+        ],
+    );
+    // One transient refusal and one permanent: not transient as a whole.
+    let err = Error::RecipientsRejected { recipients: vec![] };
+    assert!(!err.is_transient());
+}
+
+#[test]
+fn mail_refused_then_rset() {
+    let mut session = ready_local("250 localhost");
+    run_on(
+        &mut session,
+        vec![
+            Mail(envelope(&["a@example.org"])),
+            C("MAIL FROM:<me@example.com>"),
+            S("553 5.7.1 sender rejected"),
+            C("RSET"),
+            S("250 ok"),
+            Done(|r| {
+                matches!(
+                    r,
+                    Err(Error::Rejected {
+                        stage: Stage::Mail,
+                        ..
+                    })
+                )
+            }),
+            E(Event::Ready),
+        ],
+    );
+}
+
+#[test]
+fn pipelined_batch_and_replies_in_order() {
+    let mut session = ready_local("250-localhost\n250 PIPELINING");
+    run_on(
+        &mut session,
+        vec![
+            Mail(envelope(&["a@example.org", "b@example.org"])),
+            C("MAIL FROM:<me@example.com>\nRCPT TO:<a@example.org>\nRCPT TO:<b@example.org>\nDATA"),
+            S("250 ok\n250 ok\n550 no such user\n354 go"),
+            E(Event::SendBody),
+            Body(b".leading dot\n"),
+            c("..leading dot\n."),
+            S("250 queued"),
+            Done(|r| r.as_ref().is_ok_and(|d| d.rejected().count() == 1)),
+            E(Event::Ready),
+        ],
+    );
+}
+
+#[test]
+fn pipelined_every_recipient_refused_but_data_accepted() {
+    // RFC 2920: DATA went out with the batch; 354 must be answered with the
+    // terminator, and nothing is delivered.
+    let mut session = ready_local("250-localhost\n250 PIPELINING");
+    run_on(
+        &mut session,
+        vec![
+            Mail(envelope(&["a@example.org"])),
+            C("MAIL FROM:<me@example.com>\nRCPT TO:<a@example.org>\nDATA"),
+            S("250 ok\n550 no such user\n354 go"),
+            C("."),
+            S("554 5.5.1 no valid recipients"),
+            Done(|r| matches!(r, Err(Error::RecipientsRejected { .. }))),
+            E(Event::Ready),
+        ],
+    );
+}
+
+#[test]
+fn pipelined_data_refused_then_rset() {
+    let mut session = ready_local("250-localhost\n250 PIPELINING");
+    run_on(
+        &mut session,
+        vec![
+            Mail(envelope(&["a@example.org"])),
+            C("MAIL FROM:<me@example.com>\nRCPT TO:<a@example.org>\nDATA"),
+            S("250 ok\n550 no\n554 5.5.1 no valid recipients"),
+            C("RSET"),
+            S("250 ok"),
+            Done(|r| matches!(r, Err(Error::RecipientsRejected { .. }))),
+            E(Event::Ready),
+            Mail(envelope(&["a@example.org"])),
+            C("MAIL FROM:<me@example.com>\nRCPT TO:<a@example.org>\nDATA"),
+            S("250 ok\n250 ok\n451 4.3.0 try later"),
+            C("RSET"),
+            S("250 ok"),
+            Done(
+                |r| matches!(r, Err(e @ Error::Rejected { stage: Stage::Data, .. }) if e.is_transient()),
+            ),
+            E(Event::Ready),
+        ],
+    );
+}
+
+#[test]
+fn message_refused_after_data_needs_no_rset() {
+    let mut session = ready_local("250 localhost");
+    run_on(
+        &mut session,
+        vec![
+            Mail(envelope(&["a@example.org"])),
+            C("MAIL FROM:<me@example.com>"),
+            S("250 ok"),
+            C("RCPT TO:<a@example.org>"),
+            S("250 ok"),
+            C("DATA"),
+            S("354 go"),
+            E(Event::SendBody),
+            Body(b"spam"),
+            c("spam\n."),
+            S("554 5.7.1 looks like spam"),
+            Done(|r| {
+                matches!(
+                    r,
+                    Err(Error::Rejected {
+                        stage: Stage::DataEnd,
+                        ..
+                    })
+                )
+            }),
+            E(Event::Ready),
+        ],
+    );
+}
+
+#[test]
+fn many_transactions_then_quit() {
+    let mut session = ready_local("250-localhost\n250 PIPELINING");
+    let mut steps = Vec::new();
+    for _ in 0..3 {
+        steps.extend([
+            Mail(envelope(&["a@example.org"])),
+            C("MAIL FROM:<me@example.com>\nRCPT TO:<a@example.org>\nDATA"),
+            S("250 ok\n250 ok\n354 go"),
+            E(Event::SendBody),
+            Body(b"x"),
+            c("x\n."),
+            S("250 ok"),
+            Done(|r| r.is_ok()),
+            E(Event::Ready),
+        ]);
+    }
+    steps.extend([Quit, C("QUIT"), S("221 bye"), E(Event::Closed)]);
+    run_on(&mut session, steps);
+    assert!(session.is_closed());
+    assert!(session.send_mail(envelope(&["a@example.org"])).is_err());
+}
+
+#[test]
+fn noop_health_check() {
+    let mut session = ready_local("250 localhost");
+    run_on(
+        &mut session,
+        vec![Noop, C("NOOP"), S("250 ok"), E(Event::Ready)],
+    );
+}
+
+#[test]
+fn service_closing_at_every_stage_is_transient_and_final() {
+    let stages: Vec<(Stage, Vec<Step>)> = vec![
+        (Stage::Ehlo, vec![]),
+        (
+            Stage::Mail,
+            vec![
+                Mail(envelope(&["a@example.org"])),
+                C("MAIL FROM:<me@example.com>"),
+            ],
+        ),
+        (
+            Stage::Rcpt,
+            vec![
+                Mail(envelope(&["a@example.org"])),
+                C("MAIL FROM:<me@example.com>"),
+                S("250 ok"),
+                C("RCPT TO:<a@example.org>"),
+            ],
+        ),
+        (
+            Stage::DataEnd,
+            vec![
+                Mail(envelope(&["a@example.org"])),
+                C("MAIL FROM:<me@example.com>"),
+                S("250 ok"),
+                C("RCPT TO:<a@example.org>"),
+                S("250 ok"),
+                C("DATA"),
+                S("354 go"),
+                E(Event::SendBody),
+                Body(b"x"),
+                c("x\n."),
+            ],
+        ),
+    ];
+    for (stage, mut steps) in stages {
+        let mut session = if stage == Stage::Ehlo {
+            let mut s =
+                ClientSession::new(Config::new("localhost").tls(TlsPolicy::Disabled)).unwrap();
+            run_on(&mut s, vec![S("220 localhost"), C("EHLO localhost")]);
+            s
+        } else {
+            ready_local("250 localhost")
+        };
+        steps.push(S("421 4.4.2 closing, idle too long"));
+        steps.push(Fails(|e| matches!(e, Error::ServiceClosing { .. })));
+        run_on(&mut session, steps);
+        let err = session.error().cloned().unwrap();
+        assert!(
+            matches!(&err, Error::ServiceClosing { stage: s, .. } if *s == stage),
+            "{err:?}"
+        );
+        assert!(err.is_transient());
+        assert!(session.pending_output().is_empty(), "no QUIT after 421");
+        assert!(session.is_closed());
+    }
+}
+
+// ---- malformed and closed --------------------------------------------------------
+
+#[test]
+fn malformed_replies_are_typed_errors_without_quit() {
+    type Case = (&'static [u8], fn(&ReplyError) -> bool);
+    let cases: Vec<Case> = vec![
+        (b"2x0 hi\r\n", |e| matches!(e, ReplyError::InvalidCode)),
+        (b"250-a\r\n220 b\r\n", |e| {
+            matches!(e, ReplyError::MixedCodes { .. })
+        }),
+        (b"220\x00hi\r\n", |e| {
+            matches!(e, ReplyError::InvalidSeparator)
+        }),
+    ];
+    for (bytes, check) in cases {
+        let mut session = ClientSession::new(Config::new(HOST)).unwrap();
+        let err = session.handle_input(bytes).unwrap_err();
+        assert!(
+            matches!(&err, Error::MalformedReply { stage: Stage::Greeting, source } if check(source)),
+            "{err:?}"
+        );
+        assert!(session.pending_output().is_empty());
+    }
+    // An overlong line fails before its end arrives; so do endless continuations.
+    let mut session = ClientSession::new(Config::new(HOST)).unwrap();
+    let err = session.handle_input(&[b'2'; 5000]).unwrap_err();
+    assert!(matches!(
+        err,
+        Error::MalformedReply {
+            source: ReplyError::LineTooLong { limit: 4096 },
+            ..
+        }
+    ));
+    let mut session = ClientSession::new(Config::new(HOST)).unwrap();
+    let mut endless = Vec::new();
+    for _ in 0..200 {
+        endless.extend_from_slice(b"220-more\r\n");
+    }
+    let err = session.handle_input(&endless).unwrap_err();
+    assert!(matches!(
+        err,
+        Error::MalformedReply {
+            source: ReplyError::TooManyLines { limit: 128 },
+            ..
+        }
+    ));
+}
+
+#[test]
+fn unexpected_reply_classes() {
+    let mut session = ready_local("250 localhost");
+    run_on(
+        &mut session,
+        vec![
+            Mail(envelope(&["a@example.org"])),
+            C("MAIL FROM:<me@example.com>"),
+            S("354 what"),
+            Fails(|e| {
+                matches!(
+                    e,
+                    Error::UnexpectedReply {
+                        stage: Stage::Mail,
+                        ..
+                    }
+                )
+            }),
+            C("QUIT"),
+        ],
+    );
+    let mut session = ready_local("250 localhost");
+    run_on(
+        &mut session,
+        vec![
+            Mail(envelope(&["a@example.org"])),
+            C("MAIL FROM:<me@example.com>"),
+            S("250 ok"),
+            C("RCPT TO:<a@example.org>"),
+            S("250 ok"),
+            C("DATA"),
+            S("250 ok?"),
+            Fails(|e| {
+                matches!(
+                    e,
+                    Error::UnexpectedReply {
+                        stage: Stage::Data,
+                        ..
+                    }
+                )
+            }),
+            C("QUIT"),
+        ],
+    );
+}
+
+#[test]
+fn connection_closed_mid_reply_and_after_quit() {
+    let mut session = ClientSession::new(Config::new(HOST)).unwrap();
+    session.handle_input(b"220 smtp.exa").unwrap();
+    let err = session.handle_eof().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::ConnectionClosed {
+                stage: Stage::Greeting
+            }
+        ) && err.is_transient()
+    );
+
+    let mut session = ready_local("250 localhost");
+    run_on(&mut session, vec![Quit, C("QUIT"), Eof, E(Event::Closed)]);
+}
+
+#[test]
+fn calls_in_the_wrong_state_are_refused_without_output() {
+    let mut session = ClientSession::new(Config::new(HOST)).unwrap();
+    assert!(matches!(
+        session.send_mail(envelope(&["a@b"])),
+        Err(Error::InvalidState { .. })
+    ));
+    assert!(matches!(
+        session.write_body(b"x"),
+        Err(Error::InvalidState { .. })
+    ));
+    assert!(matches!(
+        session.tls_established(HOST),
+        Err(Error::InvalidState { .. })
+    ));
+    assert!(session.pending_output().is_empty());
+    assert_eq!(session.stage(), Some(Stage::Greeting));
+    assert!(session.wants_input());
+}
+
+#[test]
+fn enhanced_codes_are_read_when_advertised() {
+    let mut session = ready_local("250-localhost\n250 ENHANCEDSTATUSCODES");
+    run_on(
+        &mut session,
+        vec![
+            Mail(envelope(&["a@example.org"])),
+            C("MAIL FROM:<me@example.com>"),
+            S("550 5.7.1 relay denied"),
+            C("RSET"),
+            S("250 2.0.0 ok"),
+            Done(|r| {
+                matches!(r, Err(Error::Rejected { reply, .. })
+                    if reply.enhanced_code().map(|c| c.to_string()) == Some("5.7.1".into()))
+            }),
+            E(Event::Ready),
+        ],
+    );
+}
+
+#[test]
+fn stages_follow_the_dialogue_for_timeouts() {
+    let mut session = ready_local("250 localhost");
+    assert_eq!(session.stage(), None);
+    session.send_mail(envelope(&["a@example.org"])).unwrap();
+    assert_eq!(session.stage(), Some(Stage::Mail));
+    assert_eq!(Stage::Mail.default_timeout().as_secs(), 300);
+    assert_eq!(Stage::Data.default_timeout().as_secs(), 120);
+    assert_eq!(Stage::Body.default_timeout().as_secs(), 180);
+    assert_eq!(Stage::DataEnd.default_timeout().as_secs(), 600);
+}
