@@ -113,7 +113,7 @@ pub use config::{Config, TlsPolicy};
 pub use error::{Error, InputField};
 pub use reply::{EnhancedCode, Reply, ReplyCode};
 pub use session::{ClientSession, Event};
-pub use stage::Stage;
+pub use stage::{Stage, Timeouts};
 pub use transaction::{
     BodyType, Delivery, DsnReturn, Envelope, Notify, Recipient, RecipientResult,
 };

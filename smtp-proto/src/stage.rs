@@ -78,3 +78,84 @@ impl fmt::Display for Stage {
         f.write_str(self.as_str())
     }
 }
+
+/// How long an adapter waits at each stage before giving up. Defaults to
+/// [`Stage::default_timeout`] (RFC 5321 §4.5.3.2); plain data, no clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    by_stage: [Duration; STAGES.len()],
+}
+
+const STAGES: [Stage; 13] = [
+    Stage::TlsHandshake,
+    Stage::Greeting,
+    Stage::Ehlo,
+    Stage::StartTls,
+    Stage::Auth,
+    Stage::Mail,
+    Stage::Rcpt,
+    Stage::Data,
+    Stage::Body,
+    Stage::DataEnd,
+    Stage::Rset,
+    Stage::Noop,
+    Stage::Quit,
+];
+
+fn index(stage: Stage) -> usize {
+    STAGES.iter().position(|s| *s == stage).unwrap_or(0)
+}
+
+impl Timeouts {
+    /// The RFC 5321 §4.5.3.2 values.
+    pub fn rfc5321() -> Timeouts {
+        Timeouts {
+            by_stage: STAGES.map(Stage::default_timeout),
+        }
+    }
+
+    /// The same timeout for every stage.
+    pub fn uniform(timeout: Duration) -> Timeouts {
+        Timeouts {
+            by_stage: [timeout; STAGES.len()],
+        }
+    }
+
+    /// Sets one stage's timeout.
+    pub fn with(mut self, stage: Stage, timeout: Duration) -> Timeouts {
+        self.by_stage[index(stage)] = timeout;
+        self
+    }
+
+    /// The timeout for `stage`.
+    pub fn get(&self, stage: Stage) -> Duration {
+        self.by_stage[index(stage)]
+    }
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        Timeouts::rfc5321()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_follow_rfc5321_and_can_be_overridden() {
+        let t = Timeouts::default();
+        assert_eq!(t.get(Stage::Greeting), Duration::from_secs(300));
+        assert_eq!(t.get(Stage::Data), Duration::from_secs(120));
+        assert_eq!(t.get(Stage::Body), Duration::from_secs(180));
+        assert_eq!(t.get(Stage::DataEnd), Duration::from_secs(600));
+        let t = t.with(Stage::Rcpt, Duration::from_secs(7));
+        assert_eq!(t.get(Stage::Rcpt), Duration::from_secs(7));
+        assert_eq!(t.get(Stage::Mail), Duration::from_secs(300));
+        assert_eq!(
+            Timeouts::uniform(Duration::from_secs(1)).get(Stage::Quit),
+            Duration::from_secs(1)
+        );
+    }
+}

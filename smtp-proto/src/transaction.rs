@@ -172,6 +172,24 @@ impl Envelope {
         self
     }
 
+    /// Fills in what a whole body tells: its size (RFC 1870 allows the
+    /// unstuffed size as the estimate) and `BODY=8BITMIME` when it holds a
+    /// byte above 127. What the caller already declared is kept.
+    pub fn for_body(mut self, body: &[u8]) -> Envelope {
+        if self.size.is_none() {
+            self.size = Some(body.len() as u64);
+        }
+        if self.body == BodyType::SevenBit {
+            self.body = BodyType::detect(body);
+        }
+        self
+    }
+
+    /// The declared size, if any.
+    pub fn declared_size(&self) -> Option<u64> {
+        self.size
+    }
+
     /// The reverse-path.
     pub fn from(&self) -> Option<&Address> {
         self.from.as_ref()
