@@ -679,3 +679,52 @@ fn strip_brackets(host: &str) -> &str {
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(host)
 }
+
+#[cfg(all(test, feature = "rustls", any(feature = "ring", feature = "aws-lc-rs")))]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// Plaintext already waiting in the socket when the handshake is due is
+    /// read without blocking and shown to the session, which refuses it.
+    #[test]
+    fn plaintext_waiting_before_the_handshake_is_fed_to_the_session() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let tcp = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        server
+            .write_all(b"220 plaintext where TLS was due\r\n")
+            .unwrap();
+        // Wait until the bytes are there, without consuming them.
+        tcp.peek(&mut [0; 1]).unwrap();
+
+        let config = Config::new("mail.test").tls(TlsPolicy::Implicit);
+        let mut client = Client::new(config, Options::new()).unwrap();
+        client.stream = Stream::Plain(tcp);
+        let err = client.expect_ready().unwrap_err();
+        assert!(
+            matches!(err, Error::Smtp(smtp_proto::Error::StartTlsInjection)),
+            "{err:?}"
+        );
+        // Nothing was handed to rustls: the socket is still plain, and the
+        // session stays failed.
+        assert!(matches!(client.stream, Stream::Plain(_)));
+        assert!(matches!(
+            client.noop(),
+            Err(Error::Smtp(smtp_proto::Error::StartTlsInjection))
+        ));
+    }
+
+    #[test]
+    fn brackets_are_stripped_for_resolution_and_tls() {
+        assert_eq!(strip_brackets("[::1]"), "::1");
+        assert_eq!(strip_brackets("::1"), "::1");
+        assert_eq!(strip_brackets("mail.test"), "mail.test");
+        let config = Config::new("[::1]").tls(TlsPolicy::Implicit);
+        let client = Client::new(config, Options::new()).unwrap();
+        assert!(matches!(
+            client.tls.as_ref().map(|t| &t.name),
+            Some(rustls::pki_types::ServerName::IpAddress(_))
+        ));
+    }
+}

@@ -404,6 +404,7 @@ fn refused_recipients_leave_the_client_ready() {
     server.join().unwrap();
 }
 
+#[cfg(feature = "rustls")]
 #[test]
 fn tls_required_refuses_a_server_without_starttls() {
     let (addr, server) = serve(|peer| {
@@ -476,6 +477,20 @@ fn connection_refused_is_a_connect_error() {
 #[test]
 fn an_invalid_configuration_fails_before_connecting() {
     // Port 9 on loopback: nothing listens, but nothing is even tried.
-    let err = Client::connect("127.0.0.1", 9, Config::new("bad name"), Options::new()).unwrap_err();
+    let err = Client::connect(
+        "127.0.0.1",
+        9,
+        Config::new("bad name").tls(TlsPolicy::Disabled),
+        Options::new(),
+    )
+    .unwrap_err();
     assert!(err.smtp().is_some_and(|e| e.is_input()), "{err:?}");
+}
+
+#[cfg(not(feature = "rustls"))]
+#[test]
+fn tls_policies_need_the_rustls_feature() {
+    let err =
+        Client::connect("127.0.0.1", 9, Config::new("localhost"), Options::new()).unwrap_err();
+    assert!(matches!(err, Error::TlsConfig { .. }), "{err:?}");
 }
