@@ -48,12 +48,50 @@ pub fn free_port() -> io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// A fresh private directory under the system temp dir, removed on drop.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Creates `<temp>/<prefix><pid>-<n>` (mode 0700).
+    pub fn new(prefix: &str) -> io::Result<Self> {
+        use std::os::unix::fs::DirBuilderExt as _;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let base = std::env::temp_dir();
+        loop {
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let nanos = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0);
+            let path = base.join(format!("{prefix}{}-{n}-{nanos:x}", std::process::id()));
+            match fs::DirBuilder::new().mode(0o700).create(&path) {
+                Ok(()) => return Ok(Self(path)),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A running child server; killed on drop.
 struct Running {
     name: &'static str,
     child: Child,
     port: u16,
-    dir: tempfile::TempDir,
+    dir: TempDir,
 }
 
 impl Drop for Running {
@@ -86,9 +124,7 @@ impl Running {
     ) -> io::Result<Self> {
         let mut last_error = None;
         for _ in 0..3 {
-            let dir = tempfile::Builder::new()
-                .prefix(&format!("smtp-tests-{name}-"))
-                .tempdir()?;
+            let dir = TempDir::new(&format!("smtp-tests-{name}-"))?;
             fs::create_dir(dir.path().join("out"))?;
             prepare(dir.path())?;
             let port = free_port()?;
@@ -422,13 +458,18 @@ pub struct SmtpSinkOptions {
     pub extra_args: Vec<String>,
 }
 
-/// Postfix `smtp-sink`: plaintext only (no STARTTLS, no CHUNKING), answers
-/// AUTH with `250`, and dumps each transaction to a file (`-d`).
+/// Postfix `smtp-sink`: plaintext only (no STARTTLS, no CHUNKING), and
+/// dumps each transaction to a file (`-d`).
 ///
-/// Machine facts (Postfix 3.7, Debian 12): its EHLO reply ends with an
-/// empty `250 ` line; the dump stores lines with LF endings, so `data` is
-/// rebuilt with CRLF (a bare LF the client sent cannot be told apart); as
-/// root it must run with `-u nobody`.
+/// Machine facts (Postfix 3.7.11, Debian 12):
+/// - EHLO: `PIPELINING 8BITMIME AUTH PLAIN LOGIN XCLIENT XFORWARD
+///   ENHANCEDSTATUSCODES DSN`, and the reply ends with an empty `250 ` line;
+/// - any `AUTH` (even `AUTH LOGIN` without an initial response) is answered
+///   `250 2.0.0 Ok` at once, with no `334` challenge;
+/// - `STARTTLS` and `BDAT` are unknown commands (`500 5.5.1`);
+/// - the dump stores lines with LF endings (dot-stuffing undone; a bare LF
+///   from the client also ends a line), so `data` is rebuilt with CRLF;
+/// - as root it must run with `-u nobody` (done automatically).
 pub struct SmtpSink {
     running: Running,
 }

@@ -268,7 +268,7 @@ fn expired_and_self_signed_certificates_are_refused() {
 fn pem_files_round_trip() {
     let pki = TestPki::new().unwrap();
     let cert = pki.leaf(&["localhost"]).unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = smtp_tests::peers::TempDir::new("smtp-tests-pem-").unwrap();
     let (c, k) = cert.write_pem(dir.path()).unwrap();
     let back = smtp_tests::ServerCert::from_pem(
         &std::fs::read_to_string(c).unwrap(),
