@@ -604,6 +604,8 @@ impl Client {
 
     fn poison(&mut self) {
         self.poisoned = true;
+        // The session must not believe the dialogue can go on either.
+        self.session.abort();
         self.stream.shutdown();
     }
 

@@ -139,6 +139,30 @@ pub(crate) fn same_server_name(configured: &str, verified: &str) -> bool {
     }
 }
 
+/// Whether `name` can be checked against a TLS certificate: an IP address
+/// (IPv6 with or without brackets) or a DNS name of letters, digits and `-`
+/// in labels of 1 to 63 octets, 253 octets at most, an optional trailing dot.
+pub fn is_valid_server_name(name: &str) -> bool {
+    let bare = name
+        .strip_prefix('[')
+        .and_then(|n| n.strip_suffix(']'))
+        .unwrap_or(name);
+    if bare.parse::<core::net::IpAddr>().is_ok() {
+        return true;
+    }
+    let dns = name.strip_suffix('.').unwrap_or(name);
+    !dns.is_empty()
+        && dns.len() <= 253
+        && dns.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
 fn normalize_name(name: &str) -> &str {
     let name = name.strip_suffix('.').unwrap_or(name);
     name.strip_prefix('[')
@@ -174,6 +198,34 @@ mod tests {
             "",
         ] {
             assert!(!is_loopback_name(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn server_names() {
+        for ok in [
+            "smtp.office365.com",
+            "localhost",
+            "a-b.example.",
+            "127.0.0.1",
+            "::1",
+            "[::1]",
+            "xn--bcher-kva.example",
+        ] {
+            assert!(is_valid_server_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "a_b",
+            "bad..name",
+            "-a.b",
+            "a b",
+            "a\r\n",
+            "[a.b]",
+            ".",
+            "a/b",
+        ] {
+            assert!(!is_valid_server_name(bad), "{bad:?}");
         }
     }
 

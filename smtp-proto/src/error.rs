@@ -134,7 +134,7 @@ pub enum Error {
     ///
     /// How many bytes were waiting is deliberately not reported: it depends on
     /// how the network split them, and the session's results do not.
-    #[error("plaintext arrived after the 220 reply to STARTTLS (response injection)")]
+    #[error("plaintext arrived where TLS was expected (after the 220 reply to STARTTLS, or before the implicit TLS handshake)")]
     StartTlsInjection,
 
     /// The message is larger than the server's SIZE limit (RFC 1870); nothing was sent.
@@ -190,6 +190,11 @@ pub enum Error {
         /// The step.
         stage: Stage,
     },
+
+    /// The caller abandoned the session ([`ClientSession::abort`](crate::ClientSession::abort)),
+    /// e.g. because the message body could not be read; nothing more is sent.
+    #[error("the session was abandoned by the caller")]
+    Aborted,
 
     /// The call is not allowed in the session's current state (a programming
     /// error in the caller, or a call after the session failed or closed).

@@ -7,10 +7,9 @@
 //! guard, mechanism choice, pipelining, per-recipient results — is made here,
 //! so adapters stay thin and every transition can be tested with a transcript.
 
-use crate::address::is_control;
 use crate::auth::{select_mechanism, AuthExchange, Mechanism};
 use crate::capabilities::Capabilities;
-use crate::config::{is_loopback_name, same_server_name, Config, TlsPolicy};
+use crate::config::{is_loopback_name, is_valid_server_name, same_server_name, Config, TlsPolicy};
 use crate::data::DotStuffer;
 use crate::error::{Error, InputField};
 use crate::reply::{Reply, ReplyCode, ReplyError, ReplyParser};
@@ -181,11 +180,10 @@ impl ClientSession {
     /// With [`TlsPolicy::Implicit`] the first event is [`Event::StartTls`];
     /// otherwise the session waits for the server's greeting.
     pub fn new(config: Config) -> Result<ClientSession, Error> {
-        let name = config.server_name.as_str();
-        if name.is_empty() || name.len() > 255 || name.bytes().any(|b| is_control(b) || b == b' ') {
+        if !is_valid_server_name(&config.server_name) {
             return Err(Error::invalid(
                 InputField::ServerName,
-                "must be 1 to 255 octets without spaces or control characters",
+                "not a DNS name or IP address a TLS certificate can be checked for",
             ));
         }
         if let Some(credentials) = &config.credentials {
@@ -368,6 +366,20 @@ impl ClientSession {
         self.expect.push_back(Expect::DataEnd);
         self.phase = Phase::Busy;
         self.process()
+    }
+
+    /// Abandons the session at once, e.g. when the body cannot be read or an
+    /// operation was cancelled half-way: the session fails with
+    /// [`Error::Aborted`], drops any pending output and writes nothing more
+    /// (not even QUIT, since the server may be mid-command). The caller
+    /// should close the connection. Does nothing on a closed or failed session.
+    pub fn abort(&mut self) {
+        if matches!(self.phase, Phase::Closed | Phase::Failed) {
+            return;
+        }
+        self.out.clear();
+        self.quit_sent = true;
+        let _ = self.fail(Error::Aborted);
     }
 
     /// Sends NOOP (a health check); [`Event::Ready`] follows a positive reply.
@@ -942,5 +954,6 @@ fn sends_quit(err: &Error) -> bool {
             | Error::MalformedReply { .. }
             | Error::StartTlsInjection
             | Error::TlsNameMismatch { .. }
+            | Error::Aborted
     )
 }

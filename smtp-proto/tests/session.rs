@@ -1583,3 +1583,29 @@ fn stages_follow_the_dialogue_for_timeouts() {
     assert_eq!(Stage::Body.default_timeout().as_secs(), 180);
     assert_eq!(Stage::DataEnd.default_timeout().as_secs(), 600);
 }
+
+#[test]
+fn abort_mid_body_writes_nothing_more() {
+    let mut session = ready_local("250 localhost");
+    run_on(
+        &mut session,
+        vec![
+            Mail(envelope(&["a@example.org"])),
+            C("MAIL FROM:<me@example.com>"),
+            S("250 ok"),
+            C("RCPT TO:<a@example.org>"),
+            S("250 ok"),
+            C("DATA"),
+            S("354 go"),
+            E(Event::SendBody),
+        ],
+    );
+    session.write_body(b"half a mess").unwrap();
+    session.abort();
+    assert!(session.pending_output().is_empty(), "no final dot, no QUIT");
+    assert_eq!(session.error(), Some(&Error::Aborted));
+    assert!(session.is_closed());
+    assert!(session.write_body(b"more").is_err());
+    assert!(session.finish_body().is_err());
+    assert!(session.quit().is_ok() && session.pending_output().is_empty());
+}
