@@ -1,0 +1,306 @@
+//! The tokio backend: [`Client`] over `tokio::net::TcpStream` and
+//! `tokio-rustls`.
+//!
+//! Needs a tokio runtime with the I/O and time drivers enabled
+//! (`#[tokio::main]`, or a `Builder` with `enable_all()`). Every future is
+//! `Send`, so operations can run in `tokio::spawn`.
+
+use crate::driver::{self, Driver, Transport};
+use crate::{Error, Options};
+use ::tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
+use ::tokio::net::TcpStream;
+use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
+use smtp_proto::{ClientSession, Config, Delivery, Envelope};
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+use tracing::Instrument;
+
+/// An SMTP connection on tokio, ready for messages once connected.
+///
+/// `Send`, and every operation's future is `Send`. Dropping an operation's
+/// future part-way leaves the client [poisoned](Error::Poisoned): it refuses
+/// further use and [`Client::is_usable`] is false.
+#[derive(Debug)]
+pub struct Client {
+    driver: Driver<TokioTransport>,
+}
+
+impl Client {
+    /// Resolves `host`, connects to `port` (trying each address in turn
+    /// within [`Options::connect_timeout`]) and runs the session up to ready:
+    /// greeting, EHLO, STARTTLS or implicit TLS, AUTH.
+    ///
+    /// TLS is verified for, and the credential guard checks,
+    /// [`Config::server_name`], not `host`.
+    pub async fn connect(
+        host: &str,
+        port: u16,
+        config: Config,
+        options: Options,
+    ) -> Result<Client, Error> {
+        let span = tracing::debug_span!("smtp.connect", host, port, server = config.server_name());
+        async move {
+            let (session, trace) = driver::new_session(config, &options)?;
+            let host = strip_brackets(host);
+            let target = format!("{host}:{port}");
+            let dial = async {
+                let addrs = ::tokio::net::lookup_host((host, port))
+                    .await
+                    .map_err(|source| Error::Resolve {
+                        host: host.to_owned(),
+                        source,
+                    })?
+                    .collect::<Vec<_>>();
+                if addrs.is_empty() {
+                    return Err(Error::Resolve {
+                        host: host.to_owned(),
+                        source: io::Error::new(io::ErrorKind::NotFound, "no address"),
+                    });
+                }
+                connect_any(&addrs, &target).await
+            };
+            let tcp = within(options.connect_timeout, &target, dial).await?;
+            Client::start(tcp, session, trace, options).await
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Connects to `addr` and runs the session up to ready. TLS is verified
+    /// for, and the credential guard checks, [`Config::server_name`].
+    pub async fn connect_to(
+        addr: SocketAddr,
+        config: Config,
+        options: Options,
+    ) -> Result<Client, Error> {
+        let span = tracing::debug_span!("smtp.connect", %addr, server = config.server_name());
+        async move {
+            let (session, trace) = driver::new_session(config, &options)?;
+            let target = addr.to_string();
+            let tcp = within(
+                options.connect_timeout,
+                &target,
+                connect_any(&[addr], &target),
+            )
+            .await?;
+            Client::start(tcp, session, trace, options).await
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn start(
+        tcp: TcpStream,
+        session: ClientSession,
+        trace: bool,
+        options: Options,
+    ) -> Result<Client, Error> {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %err, "cannot set TCP_NODELAY");
+        }
+        let transport = TokioTransport {
+            stream: Stream::Plain(tcp),
+        };
+        let driver = Driver::start(transport, session, trace, options).await?;
+        Ok(Client { driver })
+    }
+
+    /// Sends one message: the envelope (its SIZE and BODY parameters filled
+    /// in from `body` by [`Envelope::for_body`]), then the body, dot-stuffed
+    /// and with CRLF line endings.
+    ///
+    /// A refusal of the transaction (every recipient refused, the message
+    /// rejected) is an [`Error::Smtp`] and leaves the client usable; the
+    /// per-recipient results of a delivery are in the [`Delivery`].
+    pub async fn send(&mut self, envelope: Envelope, body: &[u8]) -> Result<Delivery, Error> {
+        let envelope = envelope.for_body(body);
+        self.driver.send(envelope, driver::slice_reader(body)).await
+    }
+
+    /// Sends one message whose body is read from `body`, 64 KiB at a time
+    /// (memory stays bounded whatever the size). Declare the size with
+    /// [`Envelope::size`] if the server should check it up front.
+    ///
+    /// If reading `body` fails the message is not ended: the error is
+    /// [`Error::Io`] and the client is unusable (the server discards the
+    /// partial message when the connection closes).
+    pub async fn send_reader<R>(
+        &mut self,
+        envelope: Envelope,
+        mut body: R,
+    ) -> Result<Delivery, Error>
+    where
+        R: AsyncRead + Unpin,
+    {
+        let read = move |cx: &mut std::task::Context<'_>, buf: &mut [u8]| {
+            let mut buf = ReadBuf::new(buf);
+            match Pin::new(&mut body).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) => Poll::Ready(Ok(buf.filled().len())),
+                Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
+                Poll::Pending => Poll::Pending,
+            }
+        };
+        self.driver.send(envelope, read).await
+    }
+
+    /// Sends NOOP and waits for the positive reply: a health check for idle
+    /// connections.
+    pub async fn noop(&mut self) -> Result<(), Error> {
+        self.driver.noop().await
+    }
+
+    /// Sends QUIT, waits for the reply (or the server closing) and closes the
+    /// connection. On a client whose session already failed it only closes.
+    pub async fn quit(self) -> Result<(), Error> {
+        self.driver.quit().await
+    }
+
+    /// The protocol session: capabilities, TLS state, the authenticated
+    /// mechanism, the error that failed it.
+    pub fn session(&self) -> &ClientSession {
+        self.driver.session()
+    }
+
+    /// Whether the client can take another operation: not poisoned by a
+    /// cancelled or broken operation, and the session ready.
+    pub fn is_usable(&self) -> bool {
+        self.driver.is_usable()
+    }
+}
+
+fn strip_brackets(host: &str) -> &str {
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+}
+
+async fn within<F>(timeout: Duration, target: &str, dial: F) -> Result<TcpStream, Error>
+where
+    F: Future<Output = Result<TcpStream, Error>>,
+{
+    match ::tokio::time::timeout(timeout, dial).await {
+        Ok(result) => result,
+        Err(_) => Err(Error::Connect {
+            target: target.to_owned(),
+            source: io::Error::new(io::ErrorKind::TimedOut, "connect timeout"),
+        }),
+    }
+}
+
+async fn connect_any(addrs: &[SocketAddr], target: &str) -> Result<TcpStream, Error> {
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+    for addr in addrs {
+        match TcpStream::connect(*addr).await {
+            Ok(tcp) => return Ok(tcp),
+            Err(err) => {
+                tracing::debug!(%addr, error = %err, "connect failed");
+                last = err;
+            }
+        }
+    }
+    Err(Error::Connect {
+        target: target.to_owned(),
+        source: last,
+    })
+}
+
+#[derive(Debug)]
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    /// The handshake took the socket and did not finish.
+    Gone,
+}
+
+#[derive(Debug)]
+struct TokioTransport {
+    stream: Stream,
+}
+
+fn gone() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "the TLS handshake did not complete",
+    )
+}
+
+impl Transport for TokioTransport {
+    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match &mut self.stream {
+            Stream::Plain(tcp) => tcp.read(buf).await,
+            Stream::Tls(tls) => tls.read(buf).await,
+            Stream::Gone => Err(gone()),
+        }
+    }
+
+    async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match &mut self.stream {
+            Stream::Plain(tcp) => tcp.write_all(buf).await,
+            Stream::Tls(tls) => tls.write_all(buf).await,
+            Stream::Gone => Err(gone()),
+        }
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        match &mut self.stream {
+            Stream::Plain(tcp) => tcp.flush().await,
+            Stream::Tls(tls) => tls.flush().await,
+            Stream::Gone => Err(gone()),
+        }
+    }
+
+    fn read_now(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        let Stream::Plain(tcp) = &self.stream else {
+            return Ok(None);
+        };
+        // Ask the kernel directly: tokio's readiness flag may not yet know
+        // about bytes that arrived since the last read.
+        let socket = socket2::SockRef::from(tcp);
+        let mut socket: &socket2::Socket = &socket;
+        loop {
+            match io::Read::read(&mut socket, buf) {
+                Ok(n) => return Ok(Some(n)),
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    async fn upgrade(
+        &mut self,
+        config: Arc<ClientConfig>,
+        name: ServerName<'static>,
+    ) -> io::Result<()> {
+        let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Gone) else {
+            return Err(io::Error::other("TLS is already active"));
+        };
+        let tls = TlsConnector::from(config).connect(name, tcp).await?;
+        self.stream = Stream::Tls(Box::new(tls));
+        Ok(())
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        match &mut self.stream {
+            Stream::Plain(tcp) => tcp.shutdown().await,
+            Stream::Tls(tls) => tls.shutdown().await,
+            Stream::Gone => Ok(()),
+        }
+    }
+
+    async fn timeout<F>(duration: Duration, future: F) -> Option<F::Output>
+    where
+        F: Future + Send,
+        F::Output: Send,
+    {
+        ::tokio::time::timeout(duration, future).await.ok()
+    }
+}
