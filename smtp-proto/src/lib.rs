@@ -102,6 +102,9 @@ pub mod error;
 pub mod reply;
 pub mod session;
 pub mod stage;
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod testing;
 pub mod transaction;
 pub mod transcript;
 

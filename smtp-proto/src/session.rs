@@ -176,7 +176,7 @@ impl fmt::Debug for ClientSession {
 
 impl ClientSession {
     /// Starts a session. Checks the configuration before anything is written:
-    /// the server name, and that the user name holds no control character.
+    /// the server name and the credentials ([`Credentials::check`](crate::Credentials::check)).
     ///
     /// With [`TlsPolicy::Implicit`] the first event is [`Event::StartTls`];
     /// otherwise the session waits for the server's greeting.
@@ -189,12 +189,7 @@ impl ClientSession {
             ));
         }
         if let Some(credentials) = &config.credentials {
-            if credentials.username().bytes().any(is_control) {
-                return Err(Error::invalid(
-                    InputField::Username,
-                    "contains a control character",
-                ));
-            }
+            credentials.check()?;
         }
         let mut session = ClientSession {
             parser: ReplyParser::new(config.reply_limits),
@@ -256,6 +251,7 @@ impl ClientSession {
     }
 
     /// Bytes to send to the server, in order.
+    #[must_use]
     pub fn pending_output(&self) -> &[u8] {
         &self.out
     }
@@ -266,17 +262,20 @@ impl ClientSession {
     }
 
     /// Takes every pending output byte at once.
+    #[must_use]
     pub fn take_output(&mut self) -> Bytes {
         self.out.split().freeze()
     }
 
     /// The next thing for the caller to do, if any.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
 
     /// The dialogue recorded since the last call (only when
     /// [`Config::transcript`] is on), secrets redacted.
+    #[must_use]
     pub fn take_transcript(&mut self) -> Vec<TranscriptLine> {
         self.transcript
             .as_mut()
@@ -398,11 +397,13 @@ impl ClientSession {
     // ---- what the caller may ask -----------------------------------------
 
     /// Whether the caller should read from the server now.
+    #[must_use]
     pub fn wants_input(&self) -> bool {
         self.phase == Phase::Busy && !self.expect.is_empty()
     }
 
     /// The step in progress, for picking a timeout; `None` when idle or done.
+    #[must_use]
     pub fn stage(&self) -> Option<Stage> {
         match self.phase {
             Phase::Handshake { .. } => Some(Stage::TlsHandshake),
@@ -429,6 +430,7 @@ impl ClientSession {
     }
 
     /// The error that failed the session, if one did.
+    #[must_use]
     pub fn error(&self) -> Option<&Error> {
         self.error.as_ref()
     }

@@ -168,6 +168,43 @@ impl Credentials {
     pub fn is_token(&self) -> bool {
         matches!(self, Credentials::Token { .. })
     }
+
+    /// Refuses what no mechanism can send, without echoing a secret: an empty
+    /// user name or one with a C0 control or DEL, an empty secret, and a token
+    /// with a control character or space (`\x01` and space frame XOAUTH2 and
+    /// OAUTHBEARER). The session checks this before it writes anything.
+    pub fn check(&self) -> Result<(), Error> {
+        let username = self.username();
+        if username.is_empty() {
+            return Err(Error::invalid(
+                InputField::Username,
+                "the user name is empty",
+            ));
+        }
+        if username.bytes().any(is_control) {
+            return Err(Error::invalid(
+                InputField::Username,
+                "the user name contains a control character",
+            ));
+        }
+        match self {
+            Credentials::Password { password, .. } if password.expose().is_empty() => {
+                Err(Error::invalid(InputField::Secret, "the password is empty"))
+            }
+            Credentials::Token { token, .. } if token.expose().is_empty() => {
+                Err(Error::invalid(InputField::Secret, "the token is empty"))
+            }
+            Credentials::Token { token, .. }
+                if token.expose().bytes().any(|b| is_control(b) || b == b' ') =>
+            {
+                Err(Error::invalid(
+                    InputField::Secret,
+                    "the token contains a control character or a space",
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 impl fmt::Debug for Credentials {
@@ -305,34 +342,19 @@ impl AuthExchange {
             });
         }
         check_fit(&mechanism, credentials)?;
+        credentials.check()?;
         let username = credentials.username();
-        if username.is_empty() {
-            return Err(Error::invalid(
-                InputField::Username,
-                "the user name is empty",
-            ));
-        }
-        if username.bytes().any(is_control) {
-            return Err(Error::invalid(
-                InputField::Username,
-                "the user name contains a control character",
-            ));
-        }
         let state = match (&mechanism, credentials) {
             (Mechanism::Plain, Credentials::Password { password, .. }) => {
-                check_password(password)?;
                 State::Plain(plain::Plain::new(username, password)?)
             }
             (Mechanism::Login, Credentials::Password { password, .. }) => {
-                check_password(password)?;
                 State::Login(login::Login::new(username, password))
             }
             (Mechanism::XOAuth2, Credentials::Token { token, .. }) => {
-                check_token(token)?;
                 State::XOAuth2(xoauth2::XOAuth2::new(username, token))
             }
             (Mechanism::OAuthBearer, Credentials::Token { token, .. }) => {
-                check_token(token)?;
                 State::OAuthBearer(oauthbearer::OAuthBearer::new(username, token))
             }
             // Other(_) and misfits were refused above; kept total without a panic.
@@ -392,28 +414,6 @@ impl AuthExchange {
             State::Plain(_) | State::Login(_) => None,
         }
     }
-}
-
-fn check_password(password: &Secret) -> Result<(), Error> {
-    if password.expose().is_empty() {
-        return Err(Error::invalid(InputField::Secret, "the password is empty"));
-    }
-    Ok(())
-}
-
-/// A bearer token is framed by `\x01` and follows `Bearer `: no controls, no spaces.
-fn check_token(token: &Secret) -> Result<(), Error> {
-    let token = token.expose();
-    if token.is_empty() {
-        return Err(Error::invalid(InputField::Secret, "the token is empty"));
-    }
-    if token.bytes().any(|b| is_control(b) || b == b' ') {
-        return Err(Error::invalid(
-            InputField::Secret,
-            "the token contains a control character or a space",
-        ));
-    }
-    Ok(())
 }
 
 /// Decodes server challenges: the standard alphabet, padding optional.
