@@ -363,3 +363,45 @@ where
         timeout_after(duration, future)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// The STARTTLS check sees bytes that arrived after the last read, on
+    /// async-std's stream and on smol's.
+    #[test]
+    fn read_now_sees_waiting_bytes() {
+        async fn check<S: AsyncRead + AsyncWrite + Unpin + Send>(
+            stream: S,
+            mut peer: std::net::TcpStream,
+        ) {
+            let mut transport = FuturesTransport {
+                stream: Stream::Plain(stream),
+            };
+            let mut buf = [0; 64];
+            assert_eq!(transport.read_now(&mut buf).unwrap(), None);
+            peer.write_all(b"220 go ahead\r\n").unwrap();
+            assert_eq!(transport.read(&mut buf).await.unwrap(), 14);
+            peer.write_all(b"250 injected\r\n").unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+            assert_eq!(transport.read_now(&mut buf).unwrap(), Some(14));
+            drop(peer);
+            std::thread::sleep(Duration::from_millis(50));
+            assert_eq!(transport.read_now(&mut buf).unwrap(), Some(0));
+        }
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        async_std::task::block_on(async {
+            let stream = TcpStream::connect(addr).await.unwrap();
+            let (peer, _) = listener.accept().unwrap();
+            check(stream, peer).await;
+        });
+        smol::block_on(async {
+            let stream = smol::net::TcpStream::connect(addr).await.unwrap();
+            let (peer, _) = listener.accept().unwrap();
+            check(stream, peer).await;
+        });
+    }
+}

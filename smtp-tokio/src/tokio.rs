@@ -304,3 +304,41 @@ impl Transport for TokioTransport {
         ::tokio::time::timeout(duration, future).await.ok()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// The STARTTLS check must see bytes that reached the kernel after tokio
+    /// last polled the socket (its readiness flag may be stale after a short read).
+    #[test]
+    fn read_now_sees_bytes_tokio_was_not_told_about() {
+        let runtime = ::tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let tcp = TcpStream::connect(listener.local_addr().unwrap())
+                .await
+                .unwrap();
+            let (mut peer, _) = listener.accept().unwrap();
+            let mut transport = TokioTransport {
+                stream: Stream::Plain(tcp),
+            };
+            let mut buf = [0; 64];
+            assert_eq!(transport.read_now(&mut buf).unwrap(), None);
+            peer.write_all(b"220 go ahead\r\n").unwrap();
+            assert_eq!(transport.read(&mut buf).await.unwrap(), 14);
+            // No await from here on: tokio's driver does not run.
+            peer.write_all(b"250 injected\r\n").unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+            assert_eq!(transport.read_now(&mut buf).unwrap(), Some(14));
+            assert_eq!(&buf[..14], b"250 injected\r\n");
+            drop(peer);
+            std::thread::sleep(Duration::from_millis(50));
+            assert_eq!(transport.read_now(&mut buf).unwrap(), Some(0));
+        });
+    }
+}
