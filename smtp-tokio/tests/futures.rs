@@ -57,3 +57,12 @@ mod smol_executor {
         });
     }
 }
+
+/// A pool can hold clients and move them between tasks and threads.
+#[test]
+fn client_is_send_and_sync() {
+    fn assert<T: Send + Sync + 'static>() {}
+    assert::<smtp_tokio::futures::Client>();
+    assert::<smtp_tokio::futures::Client<smol::net::TcpStream>>();
+    assert::<smtp_tokio::Error>();
+}

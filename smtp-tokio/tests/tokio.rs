@@ -47,3 +47,12 @@ mod tokio_runtime {
         });
     }
 }
+
+/// A pool can hold clients and move them between tasks and threads.
+#[test]
+fn client_is_send_and_sync() {
+    fn assert<T: Send + Sync + 'static>() {}
+    assert::<smtp_tokio::tokio::Client>();
+    assert::<smtp_tokio::Error>();
+    assert::<smtp_tokio::Options>();
+}
