@@ -1,0 +1,730 @@
+//! The blocking client: moves bytes between a socket and a `ClientSession`.
+
+use crate::stream::{at_least_1ms, Stream};
+use crate::{Error, Options, TranscriptHook};
+use smtp_proto::{
+    Capabilities, ClientSession, Config, Delivery, Envelope, Event, Mechanism, Stage, Timeouts,
+    TlsPolicy,
+};
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+use tracing::Level;
+
+/// How much is read from the socket at once.
+const READ_BUFFER: usize = 16 * 1024;
+/// How much of the body is read from the caller and written at once.
+const BODY_CHUNK: usize = 64 * 1024;
+
+/// What the session hands back to an operation.
+enum Step {
+    Ready,
+    SendBody,
+    Complete(Result<Delivery, smtp_proto::Error>),
+    Closed,
+}
+
+#[cfg(feature = "rustls")]
+struct Tls {
+    config: std::sync::Arc<rustls::ClientConfig>,
+    /// The configured server name without IPv6 brackets: what rustls verifies.
+    name: rustls::pki_types::ServerName<'static>,
+}
+
+/// A blocking SMTP client connection, ready for transactions once
+/// [`Client::connect`] returns.
+///
+/// Every protocol decision is made by [`smtp_proto::ClientSession`]; this
+/// type moves bytes, performs the TLS handshake and applies the timeouts.
+/// After an I/O error or a timeout the connection is unusable and every
+/// later call returns [`Error::Poisoned`]; after a fatal SMTP error every
+/// later call returns that error again.
+pub struct Client {
+    session: ClientSession,
+    stream: Stream,
+    connect_timeout: Duration,
+    timeouts: Timeouts,
+    #[cfg(feature = "rustls")]
+    tls: Option<Tls>,
+    hook: Option<TranscriptHook>,
+    record: bool,
+    buf: Vec<u8>,
+    /// The stage a reply is awaited for and when its time is up (`None`: never).
+    reply_deadline: Option<(Stage, Option<Instant>)>,
+    poisoned: bool,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("session", &self.session)
+            .field("peer", &self.stream.tcp().and_then(|t| t.peer_addr().ok()))
+            .field("poisoned", &self.poisoned)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Connects to `host:port` and drives the session until it is ready for
+    /// a transaction: greeting, EHLO, STARTTLS and AUTH as `config` says.
+    ///
+    /// `host` is resolved with [`ToSocketAddrs`] (an IPv6 literal may be
+    /// bracketed) and each address is tried in turn, each within
+    /// [`Options::connect_timeout`]. TLS verifies `config`'s server name.
+    /// The configuration is checked, and the TLS configuration built, before
+    /// anything is resolved or connected.
+    pub fn connect(
+        host: &str,
+        port: u16,
+        config: Config,
+        options: Options,
+    ) -> Result<Client, Error> {
+        let span = tracing::info_span!("smtp.connect", host, port);
+        let _enter = span.enter();
+        let client = Client::new(config, options)?;
+        let lookup = strip_brackets(host);
+        let addrs: Vec<SocketAddr> = (lookup, port)
+            .to_socket_addrs()
+            .map_err(|source| Error::Resolve {
+                host: host.to_owned(),
+                port,
+                source,
+            })?
+            .collect();
+        let mut last = None;
+        for address in addrs {
+            match TcpStream::connect_timeout(&address, at_least_1ms(client.connect_timeout)) {
+                Ok(tcp) => return client.start(tcp),
+                Err(source) => {
+                    tracing::debug!(%address, error = %source, "connection attempt failed");
+                    last = Some(Error::Connect { address, source });
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::Resolve {
+            host: host.to_owned(),
+            port,
+            source: io::Error::new(io::ErrorKind::NotFound, "the name has no address"),
+        }))
+    }
+
+    /// Connects to `address` and drives the session until it is ready, like
+    /// [`Client::connect`]. TLS and the credential guard still use the
+    /// configured server name, not the address.
+    pub fn connect_to(
+        address: SocketAddr,
+        config: Config,
+        options: Options,
+    ) -> Result<Client, Error> {
+        let span = tracing::info_span!("smtp.connect", %address);
+        let _enter = span.enter();
+        let client = Client::new(config, options)?;
+        let tcp = TcpStream::connect_timeout(&address, at_least_1ms(client.connect_timeout))
+            .map_err(|source| Error::Connect { address, source })?;
+        client.start(tcp)
+    }
+
+    /// Sends one message, dot-stuffed and with CRLF line endings, and returns
+    /// the per-recipient results. Declares the body's size and 8BITMIME
+    /// ([`Envelope::for_body`]) unless the envelope already does.
+    ///
+    /// A transaction the server refused (every recipient, the message) is an
+    /// [`Error::Smtp`] that leaves the client ready for the next one.
+    pub fn send(&mut self, envelope: Envelope, body: &[u8]) -> Result<Delivery, Error> {
+        let span = tracing::info_span!("smtp.send", size = body.len());
+        let _enter = span.enter();
+        self.transaction(envelope.for_body(body), |client| {
+            for chunk in body.chunks(BODY_CHUNK) {
+                client.write_body(chunk)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Sends one message read from `body`, in bounded memory: 64 KiB at a
+    /// time is read, encoded and written before the next is read. Declare
+    /// the size or 8BITMIME on the envelope yourself if you know them.
+    ///
+    /// If `body` fails, the connection is shut down before the end-of-data
+    /// marker, so no truncated message is delivered ([`Error::BodyRead`]).
+    pub fn send_reader<R: Read>(
+        &mut self,
+        envelope: Envelope,
+        mut body: R,
+    ) -> Result<Delivery, Error> {
+        let span = tracing::info_span!("smtp.send");
+        let _enter = span.enter();
+        self.transaction(envelope, |client| {
+            let mut chunk = vec![0; BODY_CHUNK];
+            loop {
+                let n = match body.read(&mut chunk) {
+                    Ok(0) => return Ok(()),
+                    Ok(n) => n,
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(err) => {
+                        client.poison();
+                        return Err(Error::BodyRead(err));
+                    }
+                };
+                client.write_body(&chunk[..n])?;
+            }
+        })
+    }
+
+    /// Sends NOOP: checks that the server is still there.
+    pub fn noop(&mut self) -> Result<(), Error> {
+        let span = tracing::info_span!("smtp.noop");
+        let _enter = span.enter();
+        self.check_usable()?;
+        self.session
+            .noop()
+            .map_err(|err| self.session_failure(err))?;
+        self.expect_ready()
+    }
+
+    /// Sends QUIT, waits for the reply, and closes the connection (with a
+    /// TLS `close_notify` where TLS is on). After a failure, when the
+    /// connection is already unusable or closed, this only closes it.
+    pub fn quit(mut self) -> Result<(), Error> {
+        let span = tracing::info_span!("smtp.quit");
+        let _enter = span.enter();
+        if self.poisoned || self.session.is_closed() {
+            self.best_effort_flush();
+            self.stream.shutdown();
+            return Ok(());
+        }
+        self.session
+            .quit()
+            .map_err(|err| self.session_failure(err))?;
+        let step = self.drive();
+        if matches!(step, Ok(Step::Closed)) {
+            self.close_tls();
+        }
+        self.stream.shutdown();
+        match step? {
+            Step::Closed => Ok(()),
+            _ => Err(self.unexpected("quit")),
+        }
+    }
+
+    /// The session: capabilities, TLS state, the mechanism used, the configuration.
+    pub fn session(&self) -> &ClientSession {
+        &self.session
+    }
+
+    /// The server's capabilities from the latest EHLO (over TLS when TLS is on).
+    pub fn capabilities(&self) -> &Capabilities {
+        self.session.capabilities()
+    }
+
+    /// Whether the connection is TLS (implicit, or after STARTTLS).
+    pub fn is_tls(&self) -> bool {
+        self.session.is_tls()
+    }
+
+    /// The mechanism the session authenticated with, if it did.
+    pub fn auth_mechanism(&self) -> Option<&Mechanism> {
+        self.session.auth_mechanism()
+    }
+
+    /// Whether an I/O error or timeout left the connection unusable.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    // ---- setting up ------------------------------------------------------
+
+    /// Checks the configuration and builds the TLS configuration; no I/O.
+    fn new(config: Config, options: Options) -> Result<Client, Error> {
+        let record = options.transcript.is_some() || tracing::enabled!(Level::DEBUG);
+        let config = if record {
+            config.transcript(true)
+        } else {
+            config
+        };
+        let uses_tls = config.tls_policy() != TlsPolicy::Disabled;
+        #[cfg(feature = "rustls")]
+        let tls = if uses_tls {
+            let config_tls = match options.tls.clone() {
+                Some(tls) => tls,
+                None => crate::tls::client_config(&crate::tls::TlsRoots::WebPki)?,
+            };
+            let name = rustls::pki_types::ServerName::try_from(
+                strip_brackets(config.server_name()).to_owned(),
+            )
+            .map_err(|_| {
+                Error::Smtp(smtp_proto::Error::InvalidInput {
+                    field: smtp_proto::InputField::ServerName,
+                    reason: "not a DNS name or IP address a TLS certificate can be checked for"
+                        .to_owned(),
+                })
+            })?;
+            Some(Tls {
+                config: config_tls,
+                name,
+            })
+        } else {
+            None
+        };
+        #[cfg(not(feature = "rustls"))]
+        if uses_tls {
+            return Err(Error::tls_config(
+                "TLS was asked for (policy other than Disabled) but smtp-blocking was built without the `rustls` feature",
+            ));
+        }
+        let session = ClientSession::new(config)?;
+        Ok(Client {
+            session,
+            stream: Stream::Closed,
+            timeouts: options.timeouts,
+            #[cfg(feature = "rustls")]
+            tls,
+            hook: options.transcript,
+            record,
+            buf: vec![0; READ_BUFFER],
+            reply_deadline: None,
+            poisoned: false,
+            connect_timeout: options.connect_timeout,
+        })
+    }
+
+    /// Takes the connected socket and drives the session to `Ready`.
+    fn start(mut self, tcp: TcpStream) -> Result<Client, Error> {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %err, "TCP_NODELAY could not be set");
+        }
+        self.stream = Stream::Plain(tcp);
+        self.expect_ready()?;
+        tracing::debug!(tls = self.is_tls(), auth = ?self.auth_mechanism(), "ready");
+        Ok(self)
+    }
+
+    // ---- operations --------------------------------------------------------
+
+    /// One transaction: MAIL, RCPT, DATA, the body `body` writes, the verdict.
+    fn transaction(
+        &mut self,
+        envelope: Envelope,
+        body: impl FnOnce(&mut Client) -> Result<(), Error>,
+    ) -> Result<Delivery, Error> {
+        self.check_usable()?;
+        self.session
+            .send_mail(envelope)
+            .map_err(|err| self.session_failure(err))?;
+        let result = match self.drive()? {
+            Step::SendBody => {
+                body(self)?;
+                self.session
+                    .finish_body()
+                    .map_err(|err| self.session_failure(err))?;
+                match self.drive()? {
+                    Step::Complete(result) => result,
+                    _ => return Err(self.unexpected("send")),
+                }
+            }
+            Step::Complete(result) => result,
+            _ => return Err(self.unexpected("send")),
+        };
+        // Event::Ready follows every finished transaction.
+        self.expect_ready()?;
+        result.map_err(Error::Smtp)
+    }
+
+    /// Encodes one chunk of the body and writes it.
+    fn write_body(&mut self, chunk: &[u8]) -> Result<(), Error> {
+        self.session
+            .write_body(chunk)
+            .map_err(|err| self.session_failure(err))?;
+        self.flush()
+    }
+
+    fn expect_ready(&mut self) -> Result<(), Error> {
+        match self.drive()? {
+            Step::Ready => Ok(()),
+            _ => Err(self.unexpected("the session")),
+        }
+    }
+
+    fn check_usable(&self) -> Result<(), Error> {
+        if self.poisoned {
+            return Err(Error::Poisoned);
+        }
+        Ok(())
+    }
+
+    // ---- the driving loop ------------------------------------------------
+
+    /// Moves bytes until the session has something for the caller: flush
+    /// what it has to say, act on its event, or read what it waits for.
+    fn drive(&mut self) -> Result<Step, Error> {
+        self.check_usable()?;
+        loop {
+            self.flush()?;
+            match self.session.poll_event() {
+                Some(Event::StartTls) => {
+                    self.upgrade()?;
+                    continue;
+                }
+                Some(Event::Ready) => return Ok(Step::Ready),
+                Some(Event::SendBody) => return Ok(Step::SendBody),
+                Some(Event::TransactionComplete(result)) => return Ok(Step::Complete(result)),
+                Some(Event::Closed) => return Ok(Step::Closed),
+                None => {}
+            }
+            if !self.session.wants_input() {
+                return Err(match self.session.error() {
+                    Some(err) => Error::Smtp(err.clone()),
+                    None => self.unexpected("the session"),
+                });
+            }
+            self.receive()?;
+        }
+    }
+
+    /// Writes everything the session has to say, in one `write_all`.
+    fn flush(&mut self) -> Result<(), Error> {
+        self.drain_transcript();
+        let pending = self.session.pending_output().len();
+        if pending == 0 {
+            return Ok(());
+        }
+        let stage = self.session.stage().unwrap_or(Stage::Quit);
+        let timeout = self.timeouts.get(stage);
+        let stream = &mut self.stream;
+        let output = self.session.pending_output();
+        let written = stream
+            .set_write_timeout(timeout)
+            .and_then(|()| stream.write_all(output))
+            .and_then(|()| stream.flush());
+        match written {
+            Ok(()) => {
+                self.session.advance_output(pending);
+                // A new command went out: its reply gets a whole timeout.
+                self.reply_deadline = None;
+                Ok(())
+            }
+            Err(err) => Err(self.io_failure(err, stage)),
+        }
+    }
+
+    /// Reads once, within what is left of the stage's timeout, and feeds the
+    /// session. End of stream is reported to the session, which decides.
+    fn receive(&mut self) -> Result<(), Error> {
+        let stage = self.session.stage().unwrap_or(Stage::Noop);
+        let now = Instant::now();
+        let deadline = match self.reply_deadline {
+            Some((awaited, deadline)) if awaited == stage => deadline,
+            _ => {
+                let deadline = now.checked_add(self.timeouts.get(stage));
+                self.reply_deadline = Some((stage, deadline));
+                deadline
+            }
+        };
+        let remaining = match deadline {
+            Some(deadline) => deadline.saturating_duration_since(now),
+            None => self.timeouts.get(stage),
+        };
+        if remaining.is_zero() {
+            return Err(self.timed_out(stage));
+        }
+        if let Err(err) = self.stream.set_read_timeout(remaining) {
+            return Err(self.io_failure(err, stage));
+        }
+        let fed = match self.stream.read(&mut self.buf) {
+            Ok(0) => self.session.handle_eof(),
+            Ok(n) => self.session.handle_input(&self.buf[..n]),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => Ok(()),
+            // A TLS peer that closes without close_notify: SMTP frames its
+            // own data, so the session can tell whether anything was cut.
+            Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => self.session.handle_eof(),
+            Err(err) => return Err(self.io_failure(err, stage)),
+        };
+        fed.map_err(|err| self.session_failure(err))
+    }
+
+    // ---- TLS ---------------------------------------------------------------
+
+    #[cfg(not(feature = "rustls"))]
+    fn upgrade(&mut self) -> Result<(), Error> {
+        self.poison();
+        Err(Error::tls_config(
+            "smtp-blocking was built without the `rustls` feature",
+        ))
+    }
+
+    /// Implicit TLS or STARTTLS: show the session any plaintext that came
+    /// after the `220`, then the handshake for the configured server name.
+    #[cfg(feature = "rustls")]
+    fn upgrade(&mut self) -> Result<(), Error> {
+        let span = tracing::info_span!(
+            "smtp.tls",
+            server_name = self.session.config().server_name()
+        );
+        let _enter = span.enter();
+        // Everything read so far was fed to the session already; now what
+        // is waiting in the socket.
+        self.refuse_early_plaintext()?;
+        let Some(tls) = &self.tls else {
+            self.poison();
+            return Err(Error::tls_config("no TLS configuration"));
+        };
+        let connection = rustls::ClientConnection::new(tls.config.clone(), tls.name.clone());
+        let verified_name = strip_brackets(self.session.config().server_name()).to_owned();
+        let mut connection = match connection {
+            Ok(connection) => connection,
+            Err(err) => {
+                self.poison();
+                return Err(Error::Tls(err));
+            }
+        };
+        let Stream::Plain(mut tcp) = std::mem::replace(&mut self.stream, Stream::Closed) else {
+            return Err(self.unexpected("the TLS upgrade"));
+        };
+        match handshake(
+            &mut connection,
+            &mut tcp,
+            self.timeouts.get(Stage::TlsHandshake),
+        ) {
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => {
+                // The session says ConnectionClosed during the handshake.
+                self.poisoned = true;
+                let err = self.session.handle_eof().err().unwrap_or(
+                    smtp_proto::Error::ConnectionClosed {
+                        stage: Stage::TlsHandshake,
+                    },
+                );
+                return Err(Error::Smtp(err));
+            }
+            Err(err) => {
+                self.stream = Stream::Plain(tcp);
+                return Err(self.io_failure(err, Stage::TlsHandshake));
+            }
+        }
+        tracing::debug!(
+            version = ?connection.protocol_version(),
+            cipher = ?connection.negotiated_cipher_suite().map(|s| s.suite()),
+            "TLS established"
+        );
+        self.stream = Stream::Tls(Box::new(rustls::StreamOwned::new(connection, tcp)));
+        self.reply_deadline = None;
+        // rustls verified the certificate for exactly this name.
+        self.session
+            .tls_established(&verified_name)
+            .map_err(|err| self.session_failure(err))
+    }
+
+    /// Reads what is already waiting in the socket without blocking, and
+    /// feeds it to the session, which refuses it (StartTlsInjection). Bytes
+    /// received in plaintext are never discarded, nor handed to rustls.
+    #[cfg(feature = "rustls")]
+    fn refuse_early_plaintext(&mut self) -> Result<(), Error> {
+        let Stream::Plain(tcp) = &self.stream else {
+            return Err(self.unexpected("the TLS upgrade"));
+        };
+        let mut tcp_ref = tcp;
+        let peeked = tcp.set_nonblocking(true).and_then(|()| loop {
+            match tcp_ref.read(&mut self.buf) {
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        });
+        let restored = tcp.set_nonblocking(false);
+        let fed = match peeked {
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(()),
+            Err(err) => return Err(self.io_failure(err, Stage::TlsHandshake)),
+            Ok(0) => self.session.handle_eof(),
+            Ok(n) => self.session.handle_input(&self.buf[..n]),
+        };
+        fed.map_err(|err| self.session_failure(err))?;
+        restored.map_err(|err| self.io_failure(err, Stage::TlsHandshake))
+    }
+
+    /// Sends close_notify after QUIT was answered; best effort.
+    fn close_tls(&mut self) {
+        #[cfg(feature = "rustls")]
+        if let Stream::Tls(tls) = &mut self.stream {
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+        }
+    }
+
+    // ---- failures ------------------------------------------------------------
+
+    /// A session error: flush what the session still has to say (it may have
+    /// queued QUIT), best effort, then hand the error on.
+    fn session_failure(&mut self, err: smtp_proto::Error) -> Error {
+        self.best_effort_flush();
+        Error::Smtp(err)
+    }
+
+    fn best_effort_flush(&mut self) {
+        self.drain_transcript();
+        let pending = self.session.pending_output().len();
+        if pending == 0 || self.poisoned {
+            return;
+        }
+        let stream = &mut self.stream;
+        let output = self.session.pending_output();
+        let written = stream
+            .set_write_timeout(self.timeouts.get(Stage::Quit))
+            .and_then(|()| stream.write_all(output))
+            .and_then(|()| stream.flush());
+        match written {
+            Ok(()) => self.session.advance_output(pending),
+            Err(err) => tracing::debug!(error = %err, "could not flush after a session error"),
+        }
+    }
+
+    /// An I/O error: the connection is unusable from now on.
+    fn io_failure(&mut self, err: io::Error, stage: Stage) -> Error {
+        if matches!(
+            err.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ) {
+            return self.timed_out(stage);
+        }
+        self.poison();
+        #[cfg(feature = "rustls")]
+        if let Some(tls) = err
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<rustls::Error>())
+        {
+            return Error::Tls(tls.clone());
+        }
+        Error::Io(err)
+    }
+
+    fn timed_out(&mut self, stage: Stage) -> Error {
+        tracing::debug!(%stage, "timed out");
+        self.poison();
+        Error::Timeout { stage }
+    }
+
+    fn poison(&mut self) {
+        self.poisoned = true;
+        self.stream.shutdown();
+    }
+
+    /// An event no operation expects here: a bug; the connection is given up.
+    fn unexpected(&mut self, call: &'static str) -> Error {
+        self.poison();
+        Error::Smtp(smtp_proto::Error::InvalidState {
+            call,
+            reason: "the session produced an event this operation does not expect",
+        })
+    }
+
+    fn drain_transcript(&mut self) {
+        if !self.record {
+            return;
+        }
+        for line in self.session.take_transcript() {
+            tracing::debug!(line = %line);
+            if let Some(hook) = &self.hook {
+                hook(&line);
+            }
+        }
+    }
+}
+
+/// The TLS handshake over `tcp`, within `timeout` in all. rustls errors come
+/// back wrapped in `InvalidData`; end of stream as `UnexpectedEof`.
+#[cfg(feature = "rustls")]
+fn handshake(
+    connection: &mut rustls::ClientConnection,
+    tcp: &mut TcpStream,
+    timeout: Duration,
+) -> io::Result<()> {
+    let deadline = Instant::now().checked_add(timeout);
+    while connection.is_handshaking() || connection.wants_write() {
+        let remaining = match deadline {
+            Some(deadline) => deadline.saturating_duration_since(Instant::now()),
+            None => timeout,
+        };
+        if remaining.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        tcp.set_read_timeout(Some(at_least_1ms(remaining)))?;
+        tcp.set_write_timeout(Some(at_least_1ms(remaining)))?;
+        if connection.wants_write() {
+            match connection.write_tls(tcp) {
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                other => {
+                    other?;
+                }
+            }
+            continue;
+        }
+        match connection.read_tls(tcp) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(_) => {
+                if let Err(err) = connection.process_new_packets() {
+                    // Tell the server why (the alert rustls queued), best effort.
+                    let _ = connection.write_tls(tcp);
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, err));
+                }
+            }
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
+}
+
+/// `[::1]` → `::1`: the form name resolution and rustls take.
+fn strip_brackets(host: &str) -> &str {
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+}
+
+#[cfg(all(test, feature = "rustls", any(feature = "ring", feature = "aws-lc-rs")))]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// Plaintext already waiting in the socket when the handshake is due is
+    /// read without blocking and shown to the session, which refuses it.
+    #[test]
+    fn plaintext_waiting_before_the_handshake_is_fed_to_the_session() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let tcp = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        server
+            .write_all(b"220 plaintext where TLS was due\r\n")
+            .unwrap();
+        // Wait until the bytes are there, without consuming them.
+        tcp.peek(&mut [0; 1]).unwrap();
+
+        let config = Config::new("mail.test").tls(TlsPolicy::Implicit);
+        let mut client = Client::new(config, Options::new()).unwrap();
+        client.stream = Stream::Plain(tcp);
+        let err = client.expect_ready().unwrap_err();
+        assert!(
+            matches!(err, Error::Smtp(smtp_proto::Error::StartTlsInjection)),
+            "{err:?}"
+        );
+        // Nothing was handed to rustls: the socket is still plain, and the
+        // session stays failed.
+        assert!(matches!(client.stream, Stream::Plain(_)));
+        assert!(matches!(
+            client.noop(),
+            Err(Error::Smtp(smtp_proto::Error::StartTlsInjection))
+        ));
+    }
+
+    #[test]
+    fn brackets_are_stripped_for_resolution_and_tls() {
+        assert_eq!(strip_brackets("[::1]"), "::1");
+        assert_eq!(strip_brackets("::1"), "::1");
+        assert_eq!(strip_brackets("mail.test"), "mail.test");
+        let config = Config::new("[::1]").tls(TlsPolicy::Implicit);
+        let client = Client::new(config, Options::new()).unwrap();
+        assert!(matches!(
+            client.tls.as_ref().map(|t| &t.name),
+            Some(rustls::pki_types::ServerName::IpAddress(_))
+        ));
+    }
+}

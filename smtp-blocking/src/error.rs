@@ -1,0 +1,176 @@
+//! The crate's one error type.
+
+use smtp_proto::Stage;
+use std::io;
+use std::net::SocketAddr;
+
+/// Everything that can go wrong with a [`Client`](crate::Client).
+///
+/// [`Error::Smtp`] is the protocol core's verdict (a refusal, a security
+/// check, a malformed reply, a dropped connection); the other variants are
+/// about the socket, the TLS layer and the clock.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The SMTP session failed or refused to go on; see [`smtp_proto::Error`].
+    #[error(transparent)]
+    Smtp(#[from] smtp_proto::Error),
+
+    /// The host name could not be resolved, or resolved to no address.
+    #[error("could not resolve {host}:{port}: {source}")]
+    Resolve {
+        /// The host name as given.
+        host: String,
+        /// The port.
+        port: u16,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+
+    /// No TCP connection could be made. With several addresses, this is the
+    /// last one tried.
+    #[error("could not connect to {address}: {source}")]
+    Connect {
+        /// The address tried last.
+        address: SocketAddr,
+        /// Why (`TimedOut` after [`Options::connect_timeout`](crate::Options::connect_timeout)).
+        #[source]
+        source: io::Error,
+    },
+
+    /// Reading from or writing to the connection failed. The client is
+    /// poisoned: later calls return [`Error::Poisoned`].
+    #[error("I/O error: {0}")]
+    Io(#[source] io::Error),
+
+    /// Reading the message body from the caller's reader failed. The
+    /// connection was shut down before the end-of-data marker, so no partial
+    /// message is delivered; the client is poisoned.
+    #[error("reading the message body failed: {0}")]
+    BodyRead(#[source] io::Error),
+
+    /// The TLS handshake or the TLS layer failed: an untrusted or mismatching
+    /// certificate, an alert, a corrupt record. The client is poisoned.
+    #[cfg(feature = "rustls")]
+    #[error("TLS error: {0}")]
+    Tls(#[source] rustls::Error),
+
+    /// A TLS configuration could not be built (no usable root certificate,
+    /// invalid PEM, no crypto provider), or TLS was asked of a build without
+    /// the `rustls` feature. Nothing was sent.
+    #[error("TLS configuration: {reason}")]
+    TlsConfig {
+        /// What was wrong.
+        reason: String,
+    },
+
+    /// The server did not answer (or did not take our bytes) within the
+    /// stage's timeout. The client is poisoned.
+    #[error("timed out during {stage}")]
+    Timeout {
+        /// The step that timed out.
+        stage: Stage,
+    },
+
+    /// An earlier I/O error or timeout left the connection unusable; connect again.
+    #[error("the connection is unusable after an earlier I/O error or timeout")]
+    Poisoned,
+}
+
+impl Error {
+    /// The protocol core's error, if this is one.
+    pub fn smtp(&self) -> Option<&smtp_proto::Error> {
+        match self {
+            Error::Smtp(err) => Some(err),
+            _ => None,
+        }
+    }
+
+    /// Whether trying again later (on a new connection) may succeed: a
+    /// transient SMTP error ([`smtp_proto::Error::is_transient`]), a failed
+    /// resolution or connection, an I/O error or a timeout.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Smtp(err) => err.is_transient(),
+            Error::Resolve { .. }
+            | Error::Connect { .. }
+            | Error::Io(_)
+            | Error::Timeout { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// Whether the client refused to go on for the caller's safety: a TLS
+    /// failure (an untrusted or mismatching certificate included) or a
+    /// security error of the core ([`smtp_proto::Error::is_security`]).
+    pub fn is_security(&self) -> bool {
+        match self {
+            Error::Smtp(err) => err.is_security(),
+            #[cfg(feature = "rustls")]
+            Error::Tls(_) => true,
+            _ => false,
+        }
+    }
+
+    /// Whether the operation timed out.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Timeout { .. })
+    }
+
+    pub(crate) fn tls_config(reason: impl Into<String>) -> Error {
+        Error::TlsConfig {
+            reason: reason.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, SocketAddrV4};
+
+    #[test]
+    fn classification() {
+        let timeout = Error::Timeout {
+            stage: Stage::DataEnd,
+        };
+        assert!(timeout.is_transient() && timeout.is_timeout() && !timeout.is_security());
+        assert_eq!(timeout.to_string(), "timed out during end of data");
+
+        let closed = Error::from(smtp_proto::Error::ConnectionClosed {
+            stage: Stage::Greeting,
+        });
+        assert!(closed.is_transient() && !closed.is_security());
+        assert!(matches!(
+            closed.smtp(),
+            Some(smtp_proto::Error::ConnectionClosed { .. })
+        ));
+
+        let injection = Error::from(smtp_proto::Error::StartTlsInjection);
+        assert!(injection.is_security() && !injection.is_transient());
+        let insecure = Error::from(smtp_proto::Error::InsecureAuth);
+        assert!(insecure.is_security());
+
+        let connect = Error::Connect {
+            address: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 25)),
+            source: io::Error::from(io::ErrorKind::ConnectionRefused),
+        };
+        assert!(connect.is_transient() && connect.smtp().is_none());
+        assert!(connect.to_string().contains("127.0.0.1:25"));
+
+        assert!(Error::Io(io::Error::from(io::ErrorKind::BrokenPipe)).is_transient());
+        assert!(!Error::BodyRead(io::Error::from(io::ErrorKind::Other)).is_transient());
+        assert!(!Error::Poisoned.is_transient() && !Error::Poisoned.is_security());
+        assert!(!Error::tls_config("x").is_transient());
+    }
+
+    #[cfg(feature = "rustls")]
+    #[test]
+    fn tls_errors_are_security_errors() {
+        let err = Error::Tls(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::NotValidForName,
+        ));
+        assert!(err.is_security() && !err.is_transient());
+    }
+}

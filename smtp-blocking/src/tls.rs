@@ -1,0 +1,173 @@
+//! Building the rustls client configuration.
+//!
+//! [`client_config`] picks the crypto provider (a process-wide default the
+//! application installed, else `ring`, else `aws-lc-rs`) and the trust roots,
+//! and never calls `ClientConfig::builder()`, which panics when both provider
+//! features are enabled.
+
+use crate::Error;
+use rustls::client::ClientConfig;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use rustls::RootCertStore;
+use std::sync::Arc;
+
+/// Which certificate authorities a server certificate must chain to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TlsRoots {
+    /// The Mozilla root program, bundled at build time (`webpki-roots`).
+    #[default]
+    WebPki,
+    /// The operating system's trust store (`rustls-native-certs`).
+    #[cfg(feature = "native-roots")]
+    Native,
+    /// The certificates in this PEM text, instead of any built-in roots (a
+    /// private CA, say). Other PEM sections, such as keys, are ignored.
+    Pem(Vec<u8>),
+    /// These DER certificates, instead of any built-in roots.
+    Certificates(Vec<CertificateDer<'static>>),
+}
+
+/// A rustls client configuration trusting `roots`, with the safe default
+/// protocol versions (TLS 1.2 and 1.3) and no client certificate.
+///
+/// Fails with [`Error::TlsConfig`] when no root certificate could be used
+/// (empty or invalid PEM, an empty list, an empty system store) or no crypto
+/// provider is available.
+pub fn client_config(roots: &TlsRoots) -> Result<Arc<ClientConfig>, Error> {
+    let provider = crypto_provider()?;
+    let store = root_store(roots)?;
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|err| Error::tls_config(format!("the crypto provider: {err}")))?
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// The provider: the process default when the application installed one,
+/// else `ring` (preferred when both features are on), else `aws-lc-rs`.
+fn crypto_provider() -> Result<Arc<CryptoProvider>, Error> {
+    if let Some(provider) = CryptoProvider::get_default() {
+        return Ok(Arc::clone(provider));
+    }
+    #[cfg(feature = "ring")]
+    {
+        Ok(Arc::new(rustls::crypto::ring::default_provider()))
+    }
+    #[cfg(all(feature = "aws-lc-rs", not(feature = "ring")))]
+    {
+        Ok(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+    }
+    #[cfg(not(any(feature = "ring", feature = "aws-lc-rs")))]
+    {
+        Err(Error::tls_config(
+            "no crypto provider: enable the `ring` or `aws-lc-rs` feature, \
+             or install a process-wide rustls CryptoProvider",
+        ))
+    }
+}
+
+fn root_store(roots: &TlsRoots) -> Result<RootCertStore, Error> {
+    let mut store = RootCertStore::empty();
+    match roots {
+        TlsRoots::WebPki => {
+            store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        }
+        #[cfg(feature = "native-roots")]
+        TlsRoots::Native => {
+            let found = rustls_native_certs::load_native_certs();
+            for err in &found.errors {
+                tracing::debug!(error = %err, "skipping part of the system trust store");
+            }
+            let (added, ignored) = store.add_parsable_certificates(found.certs);
+            tracing::debug!(added, ignored, "loaded the system trust store");
+        }
+        TlsRoots::Pem(pem) => {
+            for (i, cert) in CertificateDer::pem_slice_iter(pem).enumerate() {
+                let cert = cert.map_err(|err| {
+                    Error::tls_config(format!("PEM roots, certificate {}: {err}", i + 1))
+                })?;
+                add(&mut store, cert, i)?;
+            }
+        }
+        TlsRoots::Certificates(certs) => {
+            for (i, cert) in certs.iter().enumerate() {
+                add(&mut store, cert.clone(), i)?;
+            }
+        }
+    }
+    if store.is_empty() {
+        return Err(Error::tls_config(
+            "no usable root certificate (empty PEM, list or trust store)",
+        ));
+    }
+    Ok(store)
+}
+
+fn add(store: &mut RootCertStore, cert: CertificateDer<'static>, i: usize) -> Result<(), Error> {
+    store
+        .add(cert)
+        .map_err(|err| Error::tls_config(format!("root certificate {}: {err}", i + 1)))
+}
+
+// Building a configuration needs a crypto provider.
+#[cfg(all(test, any(feature = "ring", feature = "aws-lc-rs")))]
+mod tests {
+    use super::*;
+
+    const TEST_CA: &[u8] = include_bytes!("testdata/test-ca.pem");
+
+    #[test]
+    fn webpki_roots_build() {
+        let config = client_config(&TlsRoots::WebPki);
+        assert!(config.is_ok(), "{config:?}");
+        assert_eq!(TlsRoots::default(), TlsRoots::WebPki);
+    }
+
+    #[test]
+    fn pem_roots_replace_the_built_in_ones() {
+        assert_eq!(
+            root_store(&TlsRoots::Pem(TEST_CA.to_vec()))
+                .map(|s| s.len())
+                .ok(),
+            Some(1)
+        );
+        // Keys and other sections are skipped; two certificates count twice.
+        let mut two = b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n".to_vec();
+        two.extend_from_slice(TEST_CA);
+        two.extend_from_slice(TEST_CA);
+        assert_eq!(
+            root_store(&TlsRoots::Pem(two)).map(|s| s.len()).ok(),
+            Some(2)
+        );
+        assert!(client_config(&TlsRoots::Pem(TEST_CA.to_vec())).is_ok());
+    }
+
+    #[test]
+    fn certificate_list_roots() {
+        let certs: Vec<_> = CertificateDer::pem_slice_iter(TEST_CA)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(client_config(&TlsRoots::Certificates(certs)).is_ok());
+    }
+
+    #[test]
+    fn unusable_roots_are_refused() {
+        for roots in [
+            TlsRoots::Pem(Vec::new()),
+            TlsRoots::Pem(b"not pem at all".to_vec()),
+            TlsRoots::Certificates(Vec::new()),
+            TlsRoots::Certificates(vec![CertificateDer::from(vec![1, 2, 3])]),
+            TlsRoots::Pem(
+                b"-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n".to_vec(),
+            ),
+        ] {
+            let err = client_config(&roots).unwrap_err();
+            assert!(matches!(err, Error::TlsConfig { .. }), "{roots:?}: {err:?}");
+            assert!(!err.is_transient());
+        }
+    }
+}

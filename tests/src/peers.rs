@@ -1,0 +1,802 @@
+//! Real third-party SMTP servers as child processes on a free loopback port:
+//! aiosmtpd (Python), nodemailer's smtp-server (Node.js) and Postfix's
+//! smtp-sink. Each guard kills its server on drop and reads back, byte-exact,
+//! the messages the server received. `tests/setup.sh` installs them.
+
+use std::fs;
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::certs::ServerCert;
+
+/// How long a server may take to accept connections after it was started.
+pub const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+const SETUP_HINT: &str = "run `bash tests/setup.sh` (from the workspace root) to install it";
+
+/// A message a real server received.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceivedMessage {
+    /// The reverse path, without angle brackets (empty for `<>`).
+    pub from: String,
+    /// The recipients, in order, without angle brackets.
+    pub to: Vec<String>,
+    /// The content as the server stored it (dot-stuffing undone, CRLF
+    /// line endings).
+    pub data: Vec<u8>,
+}
+
+/// The `tests/` directory of this crate (where `setup.sh` and `peers/` are).
+pub fn tests_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn not_installed(what: &str, path: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{what} not found at {}: {SETUP_HINT}", path.display()),
+    )
+}
+
+/// A free loopback port (bound then released; the caller retries if the
+/// server then fails to bind it).
+pub fn free_port() -> io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A fresh private directory under the system temp dir, removed on drop.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Creates `<temp>/<prefix><pid>-<n>` (mode 0700).
+    pub fn new(prefix: &str) -> io::Result<Self> {
+        use std::os::unix::fs::DirBuilderExt as _;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let base = std::env::temp_dir();
+        loop {
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let nanos = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0);
+            let path = base.join(format!("{prefix}{}-{n}-{nanos:x}", std::process::id()));
+            match fs::DirBuilder::new().mode(0o700).create(&path) {
+                Ok(()) => return Ok(Self(path)),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running child server; killed on drop.
+struct Running {
+    name: &'static str,
+    child: Child,
+    port: u16,
+    dir: TempDir,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Running {
+    fn log_path(dir: &Path) -> PathBuf {
+        dir.join("server.log")
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(Self::log_path(self.dir.path())).unwrap_or_default()
+    }
+
+    fn outdir(&self) -> PathBuf {
+        self.dir.path().join("out")
+    }
+
+    /// Starts `make_command(port)` with output to `server.log` in a fresh
+    /// temporary directory (`prepare` writes certificates etc. there), and
+    /// waits until the port accepts; a few attempts with fresh ports.
+    fn start(
+        name: &'static str,
+        prepare: impl Fn(&Path) -> io::Result<()>,
+        make_command: impl Fn(&Path, u16) -> Command,
+    ) -> io::Result<Self> {
+        let mut last_error = None;
+        for _ in 0..3 {
+            let dir = TempDir::new(&format!("smtp-tests-{name}-"))?;
+            fs::create_dir(dir.path().join("out"))?;
+            prepare(dir.path())?;
+            let port = free_port()?;
+            let log = fs::File::create(Self::log_path(dir.path()))?;
+            let child = make_command(dir.path(), port)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .spawn()
+                .map_err(|e| {
+                    io::Error::new(e.kind(), format!("cannot start {name}: {e}; {SETUP_HINT}"))
+                })?;
+            let mut running = Running {
+                name,
+                child,
+                port,
+                dir,
+            };
+            match running.wait_ready(START_TIMEOUT) {
+                Ok(()) => return Ok(running),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| io::Error::other(format!("{name} did not start"))))
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) -> io::Result<()> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Err(io::Error::other(format!(
+                    "{} exited ({status}) before accepting connections on port {}; if it is \
+                     not installed, {SETUP_HINT}. Its output:\n{}",
+                    self.name,
+                    self.port,
+                    self.log()
+                )));
+            }
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "{} did not accept connections on port {} within {timeout:?}. Its output:\n{}",
+                        self.name,
+                        self.port,
+                        self.log()
+                    ),
+                ));
+            }
+            thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// `<n>.eml` + `<n>.json` pairs in the output directory, by n; the
+    /// scripts write the `.json` last (atomically), so it marks completion.
+    fn numbered_messages(&self) -> io::Result<Vec<ReceivedMessage>> {
+        let mut found = Vec::new();
+        for entry in fs::read_dir(self.outdir())? {
+            let path = entry?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            let Some(n) = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(|s| s.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            found.push((n, path));
+        }
+        found.sort();
+        let mut messages = Vec::with_capacity(found.len());
+        for (_, json_path) in found {
+            let meta = json::parse_envelope(&fs::read_to_string(&json_path)?)?;
+            let data = fs::read(json_path.with_extension("eml"))?;
+            messages.push(ReceivedMessage {
+                from: meta.0,
+                to: meta.1,
+                data,
+            });
+        }
+        Ok(messages)
+    }
+}
+
+fn wait_for(
+    timeout: Duration,
+    n: usize,
+    name: &str,
+    read: impl Fn() -> io::Result<Vec<ReceivedMessage>>,
+) -> io::Result<Vec<ReceivedMessage>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let messages = read()?;
+        if messages.len() >= n {
+            return Ok(messages);
+        }
+        if Instant::now() >= deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "{name}: expected {n} messages within {timeout:?}, have {}",
+                    messages.len()
+                ),
+            ));
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+macro_rules! guard_methods {
+    () => {
+        /// The loopback port the server listens on.
+        pub fn port(&self) -> u16 {
+            self.running.port
+        }
+
+        /// `127.0.0.1:port`.
+        pub fn addr(&self) -> SocketAddr {
+            SocketAddr::from(([127, 0, 0, 1], self.running.port))
+        }
+
+        /// What the server wrote to stdout/stderr so far.
+        pub fn log(&self) -> String {
+            self.running.log()
+        }
+
+        /// Waits until the server stored at least `n` messages; all of them.
+        pub fn wait_for_messages(
+            &self,
+            n: usize,
+            timeout: Duration,
+        ) -> io::Result<Vec<ReceivedMessage>> {
+            wait_for(timeout, n, self.running.name, || self.messages())
+        }
+    };
+}
+
+// ---------------------------------------------------------------- aiosmtpd
+
+/// How to run aiosmtpd.
+#[derive(Clone, Debug)]
+pub struct AiosmtpdOptions {
+    /// The server certificate (for STARTTLS or implicit TLS).
+    pub cert: ServerCert,
+    /// Implicit TLS (port 465 style) instead of required STARTTLS.
+    pub implicit_tls: bool,
+    /// The only user AUTH LOGIN accepts.
+    pub user: String,
+    /// Its password.
+    pub password: String,
+}
+
+impl AiosmtpdOptions {
+    /// STARTTLS required, AUTH LOGIN for `user`/`password`.
+    pub fn new(cert: ServerCert, user: &str, password: &str) -> Self {
+        Self {
+            cert,
+            implicit_tls: false,
+            user: user.to_owned(),
+            password: password.to_owned(),
+        }
+    }
+}
+
+/// aiosmtpd 1.4.6 (`tests/peers/aiosmtpd_server.py` in `tests/.venv`):
+/// STARTTLS required (or implicit TLS), AUTH LOGIN only, AUTH required.
+/// Quirk: its LOGIN prompts (`334 VXNlcm5hbWU6AA==`) end in a NUL byte.
+pub struct Aiosmtpd {
+    running: Running,
+}
+
+impl Aiosmtpd {
+    /// Starts the server and waits until it accepts connections.
+    pub fn start(opts: &AiosmtpdOptions) -> io::Result<Self> {
+        let python = tests_dir().join(".venv/bin/python");
+        if !python.exists() {
+            return Err(not_installed("the aiosmtpd venv", &python));
+        }
+        let script = tests_dir().join("peers/aiosmtpd_server.py");
+        let cert = opts.cert.clone();
+        let running = Running::start(
+            "aiosmtpd",
+            |dir| cert.write_pem(dir).map(|_| ()),
+            |dir, port| {
+                let mut cmd = Command::new(&python);
+                cmd.arg(&script)
+                    .arg("--port")
+                    .arg(port.to_string())
+                    .arg("--cert")
+                    .arg(dir.join("cert.pem"))
+                    .arg("--key")
+                    .arg(dir.join("key.pem"))
+                    .arg("--mode")
+                    .arg(if opts.implicit_tls {
+                        "implicit"
+                    } else {
+                        "starttls"
+                    })
+                    .arg("--user")
+                    .arg(&opts.user)
+                    .arg("--password")
+                    .arg(&opts.password)
+                    .arg("--outdir")
+                    .arg(dir.join("out"));
+                cmd
+            },
+        )?;
+        Ok(Self { running })
+    }
+
+    guard_methods!();
+
+    /// Every message stored so far (`<n>.eml` exactly as aiosmtpd received
+    /// it, dot-unstuffed; envelope from `<n>.json`).
+    pub fn messages(&self) -> io::Result<Vec<ReceivedMessage>> {
+        self.running.numbered_messages()
+    }
+}
+
+// ------------------------------------------------------------- smtp-server
+
+/// How to run nodemailer's smtp-server.
+#[derive(Clone, Debug)]
+pub struct NodeSmtpServerOptions {
+    /// The server certificate (STARTTLS).
+    pub cert: ServerCert,
+    /// The user AUTH LOGIN (and XOAUTH2) accepts.
+    pub user: String,
+    /// Its password.
+    pub password: String,
+    /// The bearer token XOAUTH2 accepts for `user`, if any.
+    pub token: Option<String>,
+    /// The advertised size limit (`SIZE`); larger messages get 552.
+    pub size: u64,
+}
+
+impl NodeSmtpServerOptions {
+    /// Exchange-like: STARTTLS, AUTH LOGIN/XOAUTH2, Exchange's size limit.
+    pub fn new(cert: ServerCert, user: &str, password: &str) -> Self {
+        Self {
+            cert,
+            user: user.to_owned(),
+            password: password.to_owned(),
+            token: None,
+            size: crate::exchange::EXCHANGE_SIZE_LIMIT,
+        }
+    }
+}
+
+/// nodemailer `smtp-server` (`tests/peers/smtp_server.js`, version pinned
+/// in `tests/peers/package-lock.json`) configured like Exchange Online:
+/// STARTTLS, `AUTH LOGIN XOAUTH2` only after TLS, AUTH required, SIZE,
+/// PIPELINING.
+pub struct NodeSmtpServer {
+    running: Running,
+}
+
+impl NodeSmtpServer {
+    /// Starts the server and waits until it accepts connections.
+    pub fn start(opts: &NodeSmtpServerOptions) -> io::Result<Self> {
+        let module = tests_dir().join("peers/node_modules/smtp-server");
+        if !module.exists() {
+            return Err(not_installed("the smtp-server npm package", &module));
+        }
+        let script = tests_dir().join("peers/smtp_server.js");
+        let cert = opts.cert.clone();
+        let running = Running::start(
+            "smtp-server",
+            |dir| cert.write_pem(dir).map(|_| ()),
+            |dir, port| {
+                let mut cmd = Command::new("node");
+                cmd.arg(&script)
+                    .arg("--port")
+                    .arg(port.to_string())
+                    .arg("--cert")
+                    .arg(dir.join("cert.pem"))
+                    .arg("--key")
+                    .arg(dir.join("key.pem"))
+                    .arg("--user")
+                    .arg(&opts.user)
+                    .arg("--password")
+                    .arg(&opts.password)
+                    .arg("--size")
+                    .arg(opts.size.to_string())
+                    .arg("--outdir")
+                    .arg(dir.join("out"));
+                if let Some(token) = &opts.token {
+                    cmd.arg("--token").arg(token);
+                }
+                cmd
+            },
+        )?;
+        Ok(Self { running })
+    }
+
+    guard_methods!();
+
+    /// Every message stored so far (`<n>.eml` as the data stream delivered
+    /// it, dot-unstuffed; envelope from `<n>.json`).
+    pub fn messages(&self) -> io::Result<Vec<ReceivedMessage>> {
+        self.running.numbered_messages()
+    }
+}
+
+// --------------------------------------------------------------- smtp-sink
+
+/// How to run Postfix's smtp-sink; the flags hide EHLO keywords.
+#[derive(Clone, Debug, Default)]
+pub struct SmtpSinkOptions {
+    /// `-h`: the name in the greeting and EHLO reply (default `smtp-sink`).
+    pub hostname: Option<String>,
+    /// `-p`: do not announce PIPELINING.
+    pub no_pipelining: bool,
+    /// `-8`: do not announce 8BITMIME.
+    pub no_8bitmime: bool,
+    /// `-a`: do not announce AUTH.
+    pub no_auth: bool,
+    /// `-E`: do not announce ENHANCEDSTATUSCODES.
+    pub no_enhanced_status_codes: bool,
+    /// `-N`: do not announce DSN.
+    pub no_dsn: bool,
+    /// `-e`: no ESMTP at all (EHLO is refused).
+    pub no_esmtp: bool,
+    /// More arguments, before the address (see `man smtp-sink`).
+    pub extra_args: Vec<String>,
+}
+
+/// Postfix `smtp-sink`: plaintext only (no STARTTLS, no CHUNKING), and
+/// dumps each transaction to a file (`-d`).
+///
+/// Machine facts (Postfix 3.7.11, Debian 12):
+/// - EHLO: `PIPELINING 8BITMIME AUTH PLAIN LOGIN XCLIENT XFORWARD
+///   ENHANCEDSTATUSCODES DSN`, and the reply ends with an empty `250 ` line;
+/// - any `AUTH` (even `AUTH LOGIN` without an initial response) is answered
+///   `250 2.0.0 Ok` at once, with no `334` challenge;
+/// - `STARTTLS` and `BDAT` are unknown commands (`500 5.5.1`);
+/// - the dump stores lines with LF endings (dot-stuffing undone; a bare LF
+///   from the client also ends a line), so `data` is rebuilt with CRLF;
+/// - as root it must run with `-u nobody` (done automatically).
+pub struct SmtpSink {
+    running: Running,
+}
+
+fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
+}
+
+impl SmtpSink {
+    /// Starts smtp-sink and waits until it accepts connections.
+    pub fn start(opts: &SmtpSinkOptions) -> io::Result<Self> {
+        let program = find_program("smtp-sink")
+            .ok_or_else(|| not_installed("smtp-sink", Path::new("/usr/sbin/smtp-sink")))?;
+        let root = running_as_root();
+        let running = Running::start(
+            "smtp-sink",
+            |dir| {
+                use std::os::unix::fs::PermissionsExt as _;
+                // After dropping privileges smtp-sink writes as `nobody`.
+                fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?;
+                fs::set_permissions(dir.join("out"), fs::Permissions::from_mode(0o777))
+            },
+            |dir, port| {
+                let mut cmd = Command::new(&program);
+                if root {
+                    cmd.args(["-u", "nobody"]);
+                }
+                let flags = [
+                    (opts.no_pipelining, "-p"),
+                    (opts.no_8bitmime, "-8"),
+                    (opts.no_auth, "-a"),
+                    (opts.no_enhanced_status_codes, "-E"),
+                    (opts.no_dsn, "-N"),
+                    (opts.no_esmtp, "-e"),
+                ];
+                for (on, flag) in flags {
+                    if on {
+                        cmd.arg(flag);
+                    }
+                }
+                if let Some(host) = &opts.hostname {
+                    cmd.arg("-h").arg(host);
+                }
+                cmd.args(&opts.extra_args);
+                cmd.arg("-d")
+                    .arg(dir.join("out").join("msg."))
+                    .arg(format!("127.0.0.1:{port}"))
+                    .arg("64");
+                cmd
+            },
+        )?;
+        Ok(Self { running })
+    }
+
+    guard_methods!();
+
+    /// Every complete transaction dumped so far, oldest first.
+    pub fn messages(&self) -> io::Result<Vec<ReceivedMessage>> {
+        let mut files = Vec::new();
+        for entry in fs::read_dir(self.running.outdir())? {
+            let entry = entry?;
+            let modified = entry
+                .metadata()?
+                .modified()
+                .unwrap_or(SystemTime::UNIX_EPOCH);
+            files.push((modified, entry.path()));
+        }
+        files.sort();
+        let mut messages = Vec::new();
+        for (_, path) in files {
+            let dump = fs::read(&path)?;
+            // A dump ends with an empty line once the transaction is complete.
+            if !dump.ends_with(b"\n\n") {
+                continue;
+            }
+            messages.push(parse_sink_dump(&dump).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("unexpected smtp-sink dump format in {}", path.display()),
+                )
+            })?);
+        }
+        Ok(messages)
+    }
+}
+
+/// Parses one smtp-sink `-d` dump: `X-...:` records, a three-line
+/// `Received:` header, the message with LF line endings, an empty line.
+pub fn parse_sink_dump(dump: &[u8]) -> Option<ReceivedMessage> {
+    let mut from = None;
+    let mut to = Vec::new();
+    let mut rest = dump;
+    // The smtp-sink records, up to and including the Received: header.
+    loop {
+        let nl = rest.iter().position(|&b| b == b'\n')?;
+        let line = String::from_utf8_lossy(&rest[..nl]).into_owned();
+        rest = &rest[nl + 1..];
+        if let Some(args) = line.strip_prefix("X-Mail-Args: ") {
+            from = Some(angle_path(args));
+        } else if let Some(args) = line.strip_prefix("X-Rcpt-Args: ") {
+            to.push(angle_path(args));
+        } else if line.starts_with("Received: ") {
+            for _ in 0..2 {
+                if rest.first() != Some(&b'\t') {
+                    return None;
+                }
+                let nl = rest.iter().position(|&b| b == b'\n')?;
+                rest = &rest[nl + 1..];
+            }
+            break;
+        }
+    }
+    let body = rest.strip_suffix(b"\n")?;
+    let mut data = Vec::with_capacity(body.len() + body.len() / 32);
+    for &b in body {
+        if b == b'\n' {
+            data.extend_from_slice(b"\r\n");
+        } else {
+            data.push(b);
+        }
+    }
+    Some(ReceivedMessage {
+        from: from?,
+        to,
+        data,
+    })
+}
+
+/// `<a@b> SIZE=1` -> `a@b`.
+fn angle_path(args: &str) -> String {
+    let args = args.trim();
+    match args.strip_prefix('<').and_then(|r| r.split_once('>')) {
+        Some((path, _)) => path.to_owned(),
+        None => args.split_whitespace().next().unwrap_or("").to_owned(),
+    }
+}
+
+/// Just enough JSON for `{"mail_from": "...", "rcpt_tos": ["...", ...]}`.
+mod json {
+    use std::io;
+
+    fn bad(what: &str) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, format!("envelope JSON: {what}"))
+    }
+
+    struct P<'a> {
+        s: &'a [u8],
+        i: usize,
+    }
+
+    impl P<'_> {
+        fn ws(&mut self) {
+            while self.s.get(self.i).is_some_and(|b| b.is_ascii_whitespace()) {
+                self.i += 1;
+            }
+        }
+
+        fn eat(&mut self, c: u8) -> io::Result<()> {
+            self.ws();
+            if self.s.get(self.i) == Some(&c) {
+                self.i += 1;
+                Ok(())
+            } else {
+                Err(bad(&format!("expected {:?} at {}", c as char, self.i)))
+            }
+        }
+
+        fn peek(&mut self) -> Option<u8> {
+            self.ws();
+            self.s.get(self.i).copied()
+        }
+
+        fn hex4(&mut self) -> io::Result<u32> {
+            let h = self
+                .s
+                .get(self.i..self.i + 4)
+                .ok_or_else(|| bad("short \\u"))?;
+            let h = std::str::from_utf8(h).map_err(|_| bad("\\u"))?;
+            self.i += 4;
+            u32::from_str_radix(h, 16).map_err(|_| bad("\\u"))
+        }
+
+        fn string(&mut self) -> io::Result<String> {
+            self.eat(b'"')?;
+            let mut out = Vec::new();
+            loop {
+                let b = *self
+                    .s
+                    .get(self.i)
+                    .ok_or_else(|| bad("unterminated string"))?;
+                self.i += 1;
+                match b {
+                    b'"' => return String::from_utf8(out).map_err(|_| bad("UTF-8")),
+                    b'\\' => {
+                        let e = *self.s.get(self.i).ok_or_else(|| bad("escape"))?;
+                        self.i += 1;
+                        let c = match e {
+                            b'"' => '"',
+                            b'\\' => '\\',
+                            b'/' => '/',
+                            b'b' => '\u{8}',
+                            b'f' => '\u{c}',
+                            b'n' => '\n',
+                            b'r' => '\r',
+                            b't' => '\t',
+                            b'u' => {
+                                let mut cp = self.hex4()?;
+                                if (0xD800..0xDC00).contains(&cp)
+                                    && self.s.get(self.i..self.i + 2) == Some(b"\\u")
+                                {
+                                    self.i += 2;
+                                    let lo = self.hex4()?;
+                                    cp =
+                                        0x10000 + ((cp - 0xD800) << 10) + (lo.wrapping_sub(0xDC00));
+                                }
+                                char::from_u32(cp).unwrap_or('\u{FFFD}')
+                            }
+                            _ => return Err(bad("escape")),
+                        };
+                        let mut buf = [0u8; 4];
+                        out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                    }
+                    _ => out.push(b),
+                }
+            }
+        }
+    }
+
+    /// (mail_from, rcpt_tos); other keys must hold strings or string arrays.
+    pub(super) fn parse_envelope(text: &str) -> io::Result<(String, Vec<String>)> {
+        let mut p = P {
+            s: text.as_bytes(),
+            i: 0,
+        };
+        let mut from = None;
+        let mut to = None;
+        p.eat(b'{')?;
+        if p.peek() == Some(b'}') {
+            p.i += 1;
+        } else {
+            loop {
+                let key = p.string()?;
+                p.eat(b':')?;
+                if p.peek() == Some(b'[') {
+                    p.i += 1;
+                    let mut items = Vec::new();
+                    if p.peek() == Some(b']') {
+                        p.i += 1;
+                    } else {
+                        loop {
+                            items.push(p.string()?);
+                            match p.peek() {
+                                Some(b',') => p.i += 1,
+                                Some(b']') => {
+                                    p.i += 1;
+                                    break;
+                                }
+                                _ => return Err(bad("array")),
+                            }
+                        }
+                    }
+                    if key == "rcpt_tos" {
+                        to = Some(items);
+                    }
+                } else {
+                    let value = p.string()?;
+                    if key == "mail_from" {
+                        from = Some(value);
+                    }
+                }
+                match p.peek() {
+                    Some(b',') => p.i += 1,
+                    Some(b'}') => {
+                        p.i += 1;
+                        break;
+                    }
+                    _ => return Err(bad("object")),
+                }
+            }
+        }
+        if p.peek().is_some() {
+            return Err(bad("trailing data"));
+        }
+        Ok((
+            from.ok_or_else(|| bad("no mail_from"))?,
+            to.ok_or_else(|| bad("no rcpt_tos"))?,
+        ))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn envelope() {
+            let (f, t) = super::parse_envelope(
+                r#"{"mail_from": "a@b", "rcpt_tos": ["c@d", "\u00e9\ud83d\ude00@x\"y"]}"#,
+            )
+            .unwrap();
+            assert_eq!(f, "a@b");
+            assert_eq!(t, vec!["c@d".to_owned(), "é😀@x\"y".to_owned()]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sink_dump() {
+        let dump = b"X-Client-Addr: 127.0.0.1\nX-Client-Proto: ESMTP\nX-Helo-Args: me\n\
+X-Mail-Args: <a@b.c> SIZE=10\nX-Rcpt-Args: <x@y.z>\nX-Rcpt-Args: <w@y.z> NOTIFY=NEVER\n\
+Received: from me ([127.0.0.1])\n\tby smtp-sink (smtp-sink) with ESMTP id 24e4af75;\n\
+\tFri, 27 Nov 2026 22:31:50 +0000 (UTC)\nSubject: t\n\n.dot\nlast\n\n";
+        let m = parse_sink_dump(dump).unwrap();
+        assert_eq!(m.from, "a@b.c");
+        assert_eq!(m.to, vec!["x@y.z".to_owned(), "w@y.z".to_owned()]);
+        assert_eq!(m.data, b"Subject: t\r\n\r\n.dot\r\nlast\r\n");
+    }
+}
