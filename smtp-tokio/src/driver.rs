@@ -132,6 +132,10 @@ impl<T: Transport> Driver<T> {
         !self.poisoned && self.session.is_ready()
     }
 
+    pub(crate) fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
     /// Sends one message whose body `read` produces, 64 KiB at a time.
     pub(crate) async fn send<R>(&mut self, envelope: Envelope, read: R) -> Result<Delivery, Error>
     where
@@ -215,12 +219,12 @@ impl<T: Transport> Driver<T> {
         loop {
             let n = poll_fn(|cx| read(cx, &mut chunk))
                 .await
-                .map_err(Error::Io)?;
+                .map_err(Error::BodyRead)?;
             if n == 0 {
                 break;
             }
             let Some(bytes) = chunk.get(..n) else {
-                return Err(Error::Io(io::Error::new(
+                return Err(Error::BodyRead(io::Error::new(
                     io::ErrorKind::InvalidData,
                     "body reader returned more bytes than the buffer holds",
                 )));
@@ -283,7 +287,7 @@ impl<T: Transport> Driver<T> {
             let read = self.transport.read(&mut self.buf[..]);
             let n = match T::timeout(self.timeouts.get(stage), read).await {
                 None => return Err(Error::Timeout { stage }),
-                Some(Err(err)) => return Err(Error::Io(err)),
+                Some(Err(err)) => return Err(Error::from_tls_io(err)),
                 Some(Ok(n)) => n,
             };
             let fed = match self.buf.get(..n) {
@@ -312,7 +316,7 @@ impl<T: Transport> Driver<T> {
         };
         match T::timeout(self.timeouts.get(stage), write).await {
             None => Err(Error::Timeout { stage }),
-            Some(Err(err)) => Err(Error::Io(err)),
+            Some(Err(err)) => Err(Error::from_tls_io(err)),
             Some(Ok(())) => {
                 self.session.advance_output(pending);
                 Ok(())
@@ -382,7 +386,7 @@ impl<T: Transport> Driver<T> {
                     stage: Stage::TlsHandshake,
                 })
             }
-            Some(Err(err)) => return Err(Error::Tls(err)),
+            Some(Err(err)) => return Err(Error::from_tls_io(err)),
             Some(Ok(())) => {}
         }
         tracing::debug!(server = %name, "TLS established");

@@ -2,6 +2,7 @@
 
 use smtp_proto::Stage;
 use std::io;
+use std::net::SocketAddr;
 
 /// Everything that can go wrong talking to a server.
 ///
@@ -14,41 +15,55 @@ pub enum Error {
     #[error(transparent)]
     Smtp(#[from] smtp_proto::Error),
 
-    /// The host name could not be resolved to an address.
-    #[error("cannot resolve {host}: {source}")]
+    /// The host name could not be resolved, or resolved to no address
+    /// (`TimedOut` after [`Options::connect_timeout`](crate::Options::connect_timeout)).
+    #[error("could not resolve {host}:{port}: {source}")]
     Resolve {
-        /// The name that was looked up.
+        /// The host name as given.
         host: String,
-        /// Why the lookup failed.
+        /// The port.
+        port: u16,
+        /// Why.
         #[source]
         source: io::Error,
     },
 
-    /// No TCP connection could be made within the connect timeout.
-    #[error("cannot connect to {target}: {source}")]
+    /// No TCP connection could be made. With several addresses, this is the
+    /// last one tried.
+    #[error("could not connect to {address}: {source}")]
     Connect {
-        /// `host:port`, or the address dialled.
-        target: String,
-        /// The last attempt's error (`TimedOut` when the connect timeout ran out).
+        /// The address tried last.
+        address: SocketAddr,
+        /// Why (`TimedOut` after [`Options::connect_timeout`](crate::Options::connect_timeout)).
         #[source]
         source: io::Error,
     },
 
-    /// Reading from or writing to the connection failed, or the message body
-    /// reader passed to `send_reader` failed. The connection is unusable.
+    /// Reading from or writing to the connection failed (during the TLS
+    /// handshake included, when rustls itself did not object). The client is
+    /// poisoned.
     #[error("I/O error: {0}")]
     Io(#[source] io::Error),
 
-    /// The TLS handshake failed: a certificate that does not verify for the
-    /// server name, a protocol error, or the connection dropping mid-handshake.
-    /// [`Error::tls`] gives the rustls error when there is one.
-    #[error("TLS handshake failed: {0}")]
-    Tls(#[source] io::Error),
+    /// Reading the message body from the caller's reader failed. The message
+    /// was not ended, so the server discards it when the connection closes;
+    /// the client is poisoned.
+    #[error("reading the message body failed: {0}")]
+    BodyRead(#[source] io::Error),
+
+    /// rustls refused the TLS handshake or the TLS layer failed: an untrusted
+    /// or mismatching certificate, an alert, a corrupt record. The client is
+    /// poisoned.
+    #[error("TLS error: {0}")]
+    Tls(#[source] rustls::Error),
 
     /// A TLS client configuration could not be built (no trust anchors, no
-    /// crypto provider, an unreadable PEM file).
-    #[error("TLS configuration: {0}")]
-    TlsConfig(String),
+    /// crypto provider, invalid PEM). Nothing was sent.
+    #[error("TLS configuration: {reason}")]
+    TlsConfig {
+        /// What was wrong.
+        reason: String,
+    },
 
     /// The server did not answer (or accept our bytes) within the timeout for
     /// this stage. The connection is unusable.
@@ -66,9 +81,9 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether trying again later (on a new connection) may succeed: transient
-    /// SMTP errors (`4yz`, `421`, a dropped connection), timeouts, network
-    /// errors, and a TLS handshake interrupted by the network.
+    /// Whether trying again later (on a new connection) may succeed: a
+    /// transient SMTP error ([`smtp_proto::Error::is_transient`]), a failed
+    /// resolution or connection, an I/O error or a timeout.
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Smtp(err) => err.is_transient(),
@@ -76,8 +91,7 @@ impl Error {
             | Error::Connect { .. }
             | Error::Io(_)
             | Error::Timeout { .. } => true,
-            Error::Tls(err) => rustls_error(err).is_none(),
-            Error::TlsConfig(_) | Error::Poisoned => false,
+            _ => false,
         }
     }
 
@@ -89,24 +103,44 @@ impl Error {
         }
     }
 
-    /// The rustls error behind a failed TLS handshake, if there is one.
-    pub fn tls(&self) -> Option<&rustls::Error> {
-        match self {
-            Error::Tls(err) => rustls_error(err),
-            _ => None,
-        }
-    }
-
     /// Whether the connection was refused for the caller's safety: the
     /// session's security errors ([`smtp_proto::Error::is_security`]: TLS
     /// required but missing, injected plaintext, credentials in the clear, the
-    /// wrong TLS name) and TLS handshakes rustls refused (a certificate that
-    /// does not verify, a protocol violation).
+    /// wrong TLS name) and TLS failures (a certificate that does not verify,
+    /// a protocol violation).
     pub fn is_security(&self) -> bool {
         match self {
             Error::Smtp(err) => err.is_security(),
-            Error::Tls(err) => rustls_error(err).is_some(),
+            Error::Tls(_) => true,
             _ => false,
+        }
+    }
+
+    /// Whether the operation timed out.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Timeout { .. })
+    }
+
+    /// An I/O error from the TLS layer: the rustls error inside it when there
+    /// is one, else an I/O error.
+    pub(crate) fn from_tls_io(err: io::Error) -> Error {
+        let is_rustls = err
+            .get_ref()
+            .is_some_and(|inner| inner.is::<rustls::Error>());
+        if is_rustls {
+            if let Some(inner) = err.into_inner() {
+                if let Ok(tls) = inner.downcast::<rustls::Error>() {
+                    return Error::Tls(*tls);
+                }
+            }
+            return Error::Io(io::Error::other("TLS error"));
+        }
+        Error::Io(err)
+    }
+
+    pub(crate) fn tls_config(reason: impl Into<String>) -> Error {
+        Error::TlsConfig {
+            reason: reason.into(),
         }
     }
 
@@ -115,8 +149,4 @@ impl Error {
     pub(crate) fn breaks_connection(&self) -> bool {
         !matches!(self, Error::Smtp(_))
     }
-}
-
-fn rustls_error(err: &io::Error) -> Option<&rustls::Error> {
-    err.get_ref()?.downcast_ref::<rustls::Error>()
 }

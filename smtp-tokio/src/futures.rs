@@ -15,7 +15,7 @@ use futures_rustls::client::TlsStream;
 use futures_rustls::TlsConnector;
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
-use smtp_proto::{ClientSession, Config, Delivery, Envelope};
+use smtp_proto::{Capabilities, ClientSession, Config, Delivery, Envelope, Mechanism};
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tracing::Instrument;
 
 /// An SMTP connection over a futures-io stream `S` (by default async-std's
@@ -61,25 +61,22 @@ impl Client<TcpStream> {
         async move {
             let (session, trace) = driver::new_session(config, &options)?;
             let host = strip_brackets(host);
-            let target = format!("{host}:{port}");
-            let dial = async {
-                let addrs = (host, port)
-                    .to_socket_addrs()
-                    .await
-                    .map_err(|source| Error::Resolve {
-                        host: host.to_owned(),
-                        source,
-                    })?
-                    .collect::<Vec<_>>();
-                if addrs.is_empty() {
-                    return Err(Error::Resolve {
-                        host: host.to_owned(),
-                        source: io::Error::new(io::ErrorKind::NotFound, "no address"),
-                    });
-                }
-                connect_any(&addrs, &target).await
+            let started = Instant::now();
+            let resolved = match timeout_after(
+                options.connect_timeout,
+                (host, port).to_socket_addrs(),
+            )
+            .await
+            {
+                None => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timeout")),
+                Some(result) => result.map(|addrs| addrs.collect::<Vec<_>>()),
             };
-            let tcp = within(options.connect_timeout, &target, dial).await?;
+            let addrs = resolved.map_err(|source| Error::Resolve {
+                host: host.to_owned(),
+                port,
+                source,
+            })?;
+            let tcp = connect_any(host, port, &addrs, options.connect_timeout, started).await?;
             Client::start_tcp(tcp, session, trace, options).await
         }
         .instrument(span)
@@ -96,11 +93,13 @@ impl Client<TcpStream> {
         let span = tracing::debug_span!("smtp.connect", %addr, server = config.server_name());
         async move {
             let (session, trace) = driver::new_session(config, &options)?;
-            let target = addr.to_string();
-            let tcp = within(
+            let host = addr.ip().to_string();
+            let tcp = connect_any(
+                &host,
+                addr.port(),
+                &[addr],
                 options.connect_timeout,
-                &target,
-                connect_any(&[addr], &target),
+                Instant::now(),
             )
             .await?;
             Client::start_tcp(tcp, session, trace, options).await
@@ -177,7 +176,7 @@ where
     /// [`Envelope::size`] if the server should check it up front.
     ///
     /// If reading `body` fails the message is not ended: the error is
-    /// [`Error::Io`] and the client is unusable (the server discards the
+    /// [`Error::BodyRead`] and the client is unusable (the server discards the
     /// partial message when the connection closes).
     pub async fn send_reader<R>(
         &mut self,
@@ -215,6 +214,27 @@ where
     pub fn is_usable(&self) -> bool {
         self.driver.is_usable()
     }
+
+    /// Whether a cancelled operation, an I/O error or a timeout left the
+    /// connection unusable (operations return [`Error::Poisoned`]).
+    pub fn is_poisoned(&self) -> bool {
+        self.driver.is_poisoned()
+    }
+
+    /// The server's capabilities from the latest EHLO (over TLS when TLS is on).
+    pub fn capabilities(&self) -> &Capabilities {
+        self.driver.session().capabilities()
+    }
+
+    /// Whether the connection is TLS (implicit, or after STARTTLS).
+    pub fn is_tls(&self) -> bool {
+        self.driver.session().is_tls()
+    }
+
+    /// The mechanism the session authenticated with, if it did.
+    pub fn auth_mechanism(&self) -> Option<&Mechanism> {
+        self.driver.session().auth_mechanism()
+    }
 }
 
 fn strip_brackets(host: &str) -> &str {
@@ -223,34 +243,39 @@ fn strip_brackets(host: &str) -> &str {
         .unwrap_or(host)
 }
 
-async fn within<F>(timeout: Duration, target: &str, dial: F) -> Result<TcpStream, Error>
-where
-    F: Future<Output = Result<TcpStream, Error>> + Send,
-{
-    match timeout_after(timeout, dial).await {
-        Some(result) => result,
-        None => Err(Error::Connect {
-            target: target.to_owned(),
-            source: io::Error::new(io::ErrorKind::TimedOut, "connect timeout"),
-        }),
-    }
-}
-
-async fn connect_any(addrs: &[SocketAddr], target: &str) -> Result<TcpStream, Error> {
-    let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
-    for addr in addrs {
-        match TcpStream::connect(*addr).await {
+/// Tries each address in turn until one connects, all within `timeout`
+/// counted from `started`.
+async fn connect_any(
+    host: &str,
+    port: u16,
+    addrs: &[SocketAddr],
+    timeout: Duration,
+    started: Instant,
+) -> Result<TcpStream, Error> {
+    let mut last = None;
+    for &address in addrs {
+        let remaining = timeout.saturating_sub(started.elapsed());
+        let result = match timeout_after(remaining, TcpStream::connect(address)).await {
+            Some(result) => result,
+            None => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timeout")),
+        };
+        match result {
             Ok(tcp) => return Ok(tcp),
-            Err(err) => {
-                tracing::debug!(%addr, error = %err, "connect failed");
-                last = err;
+            Err(source) => {
+                tracing::debug!(%address, error = %source, "connect failed");
+                let timed_out = source.kind() == io::ErrorKind::TimedOut;
+                last = Some(Error::Connect { address, source });
+                if timed_out {
+                    break;
+                }
             }
         }
     }
-    Err(Error::Connect {
-        target: target.to_owned(),
-        source: last,
-    })
+    Err(last.unwrap_or_else(|| Error::Resolve {
+        host: host.to_owned(),
+        port,
+        source: io::Error::new(io::ErrorKind::NotFound, "no address"),
+    }))
 }
 
 /// Runs `future` for at most `duration` on an async-io timer.

@@ -134,3 +134,7 @@ pub mod tokio;
 pub use error::Error;
 pub use options::{Options, TranscriptHook, DEFAULT_CONNECT_TIMEOUT};
 pub use smtp_proto;
+pub use smtp_proto::{
+    Address, Capabilities, ClientSession, Config, Credentials, Delivery, Envelope, Mechanism,
+    RecipientResult, Stage, Timeouts, TlsPolicy, TranscriptLine,
+};

@@ -56,6 +56,11 @@ impl Default for Options {
 }
 
 impl Options {
+    /// The defaults: 60 s to connect, RFC 5321 timeouts, webpki roots, no hook.
+    pub fn new() -> Options {
+        Options::default()
+    }
+
     /// Sets [`Options::connect_timeout`].
     pub fn connect_timeout(mut self, timeout: Duration) -> Options {
         self.connect_timeout = timeout;

@@ -8,10 +8,11 @@ use rustls::{ClientConfig, RootCertStore};
 use std::sync::{Arc, OnceLock};
 
 /// Where the trust anchors for server certificates come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum TlsRoots {
     /// Mozilla's roots, bundled at build time (`webpki-roots`).
+    #[default]
     WebPki,
     /// The operating system's trust store (needs the `native-roots` feature).
     Native,
@@ -39,11 +40,11 @@ pub enum TlsRoots {
 pub fn client_config(roots: &TlsRoots) -> Result<Arc<ClientConfig>, Error> {
     let store = root_store(roots)?;
     if store.is_empty() {
-        return Err(Error::TlsConfig("no trust anchors".to_owned()));
+        return Err(Error::tls_config("no trust anchors".to_owned()));
     }
     let config = ClientConfig::builder_with_provider(provider()?)
         .with_safe_default_protocol_versions()
-        .map_err(|err| Error::TlsConfig(err.to_string()))?
+        .map_err(|err| Error::tls_config(err.to_string()))?
         .with_root_certificates(store)
         .with_no_client_auth();
     Ok(Arc::new(config))
@@ -88,7 +89,7 @@ fn provider() -> Result<Arc<CryptoProvider>, Error> {
     #[cfg(not(any(feature = "ring", feature = "aws-lc-rs")))]
     {
         CryptoProvider::get_default().cloned().ok_or_else(|| {
-            Error::TlsConfig(
+            Error::tls_config(
                 "no crypto provider: enable the `ring` or `aws-lc-rs` feature, or install a process default"
                     .to_owned(),
             )
@@ -103,17 +104,17 @@ fn root_store(roots: &TlsRoots) -> Result<RootCertStore, Error> {
         TlsRoots::Native => add_native(&mut store)?,
         TlsRoots::Pem(pem) => {
             for cert in CertificateDer::pem_slice_iter(pem) {
-                let cert = cert.map_err(|err| Error::TlsConfig(format!("PEM: {err}")))?;
+                let cert = cert.map_err(|err| Error::tls_config(format!("PEM: {err}")))?;
                 store
                     .add(cert)
-                    .map_err(|err| Error::TlsConfig(err.to_string()))?;
+                    .map_err(|err| Error::tls_config(err.to_string()))?;
             }
         }
         TlsRoots::Certificates(certs) => {
             for cert in certs {
                 store
                     .add(cert.clone())
-                    .map_err(|err| Error::TlsConfig(err.to_string()))?;
+                    .map_err(|err| Error::tls_config(err.to_string()))?;
             }
         }
     }
@@ -130,7 +131,7 @@ fn add_native(store: &mut RootCertStore) -> Result<(), Error> {
             .first()
             .map(|err| format!(": {err}"))
             .unwrap_or_default();
-        return Err(Error::TlsConfig(format!(
+        return Err(Error::tls_config(format!(
             "no usable certificate in the system trust store{detail}"
         )));
     }
@@ -139,7 +140,7 @@ fn add_native(store: &mut RootCertStore) -> Result<(), Error> {
 
 #[cfg(not(feature = "native-roots"))]
 fn add_native(_store: &mut RootCertStore) -> Result<(), Error> {
-    Err(Error::TlsConfig(
+    Err(Error::tls_config(
         "TlsRoots::Native needs the `native-roots` feature".to_owned(),
     ))
 }
@@ -161,7 +162,7 @@ mod tests {
     fn empty_root_sets_are_refused() {
         assert!(matches!(
             client_config(&TlsRoots::Pem(Vec::new())),
-            Err(Error::TlsConfig(_))
+            Err(Error::TlsConfig { .. })
         ));
         assert!(client_config(&TlsRoots::WebPki).is_ok());
     }

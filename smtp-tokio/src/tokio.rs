@@ -11,14 +11,14 @@ use ::tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use ::tokio::net::TcpStream;
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
-use smtp_proto::{ClientSession, Config, Delivery, Envelope};
+use smtp_proto::{Capabilities, ClientSession, Config, Delivery, Envelope, Mechanism};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 use tracing::Instrument;
@@ -50,24 +50,22 @@ impl Client {
         async move {
             let (session, trace) = driver::new_session(config, &options)?;
             let host = strip_brackets(host);
-            let target = format!("{host}:{port}");
-            let dial = async {
-                let addrs = ::tokio::net::lookup_host((host, port))
-                    .await
-                    .map_err(|source| Error::Resolve {
-                        host: host.to_owned(),
-                        source,
-                    })?
-                    .collect::<Vec<_>>();
-                if addrs.is_empty() {
-                    return Err(Error::Resolve {
-                        host: host.to_owned(),
-                        source: io::Error::new(io::ErrorKind::NotFound, "no address"),
-                    });
-                }
-                connect_any(&addrs, &target).await
+            let started = Instant::now();
+            let resolved = match tokio_timeout(
+                options.connect_timeout,
+                ::tokio::net::lookup_host((host, port)),
+            )
+            .await
+            {
+                None => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timeout")),
+                Some(result) => result.map(|addrs| addrs.collect::<Vec<_>>()),
             };
-            let tcp = within(options.connect_timeout, &target, dial).await?;
+            let addrs = resolved.map_err(|source| Error::Resolve {
+                host: host.to_owned(),
+                port,
+                source,
+            })?;
+            let tcp = connect_any(host, port, &addrs, options.connect_timeout, started).await?;
             Client::start(tcp, session, trace, options).await
         }
         .instrument(span)
@@ -84,11 +82,13 @@ impl Client {
         let span = tracing::debug_span!("smtp.connect", %addr, server = config.server_name());
         async move {
             let (session, trace) = driver::new_session(config, &options)?;
-            let target = addr.to_string();
-            let tcp = within(
+            let host = addr.ip().to_string();
+            let tcp = connect_any(
+                &host,
+                addr.port(),
+                &[addr],
                 options.connect_timeout,
-                &target,
-                connect_any(&[addr], &target),
+                Instant::now(),
             )
             .await?;
             Client::start(tcp, session, trace, options).await
@@ -130,7 +130,7 @@ impl Client {
     /// [`Envelope::size`] if the server should check it up front.
     ///
     /// If reading `body` fails the message is not ended: the error is
-    /// [`Error::Io`] and the client is unusable (the server discards the
+    /// [`Error::BodyRead`] and the client is unusable (the server discards the
     /// partial message when the connection closes).
     pub async fn send_reader<R>(
         &mut self,
@@ -174,6 +174,31 @@ impl Client {
     pub fn is_usable(&self) -> bool {
         self.driver.is_usable()
     }
+
+    /// Whether a cancelled operation, an I/O error or a timeout left the
+    /// connection unusable (operations return [`Error::Poisoned`]).
+    pub fn is_poisoned(&self) -> bool {
+        self.driver.is_poisoned()
+    }
+
+    /// The server's capabilities from the latest EHLO (over TLS when TLS is on).
+    pub fn capabilities(&self) -> &Capabilities {
+        self.driver.session().capabilities()
+    }
+
+    /// Whether the connection is TLS (implicit, or after STARTTLS).
+    pub fn is_tls(&self) -> bool {
+        self.driver.session().is_tls()
+    }
+
+    /// The mechanism the session authenticated with, if it did.
+    pub fn auth_mechanism(&self) -> Option<&Mechanism> {
+        self.driver.session().auth_mechanism()
+    }
+}
+
+async fn tokio_timeout<F: Future>(duration: Duration, future: F) -> Option<F::Output> {
+    ::tokio::time::timeout(duration, future).await.ok()
 }
 
 fn strip_brackets(host: &str) -> &str {
@@ -182,34 +207,39 @@ fn strip_brackets(host: &str) -> &str {
         .unwrap_or(host)
 }
 
-async fn within<F>(timeout: Duration, target: &str, dial: F) -> Result<TcpStream, Error>
-where
-    F: Future<Output = Result<TcpStream, Error>>,
-{
-    match ::tokio::time::timeout(timeout, dial).await {
-        Ok(result) => result,
-        Err(_) => Err(Error::Connect {
-            target: target.to_owned(),
-            source: io::Error::new(io::ErrorKind::TimedOut, "connect timeout"),
-        }),
-    }
-}
-
-async fn connect_any(addrs: &[SocketAddr], target: &str) -> Result<TcpStream, Error> {
-    let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
-    for addr in addrs {
-        match TcpStream::connect(*addr).await {
+/// Tries each address in turn until one connects, all within `timeout`
+/// counted from `started`.
+async fn connect_any(
+    host: &str,
+    port: u16,
+    addrs: &[SocketAddr],
+    timeout: Duration,
+    started: Instant,
+) -> Result<TcpStream, Error> {
+    let mut last = None;
+    for &address in addrs {
+        let remaining = timeout.saturating_sub(started.elapsed());
+        let result = match tokio_timeout(remaining, TcpStream::connect(address)).await {
+            Some(result) => result,
+            None => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timeout")),
+        };
+        match result {
             Ok(tcp) => return Ok(tcp),
-            Err(err) => {
-                tracing::debug!(%addr, error = %err, "connect failed");
-                last = err;
+            Err(source) => {
+                tracing::debug!(%address, error = %source, "connect failed");
+                let timed_out = source.kind() == io::ErrorKind::TimedOut;
+                last = Some(Error::Connect { address, source });
+                if timed_out {
+                    break;
+                }
             }
         }
     }
-    Err(Error::Connect {
-        target: target.to_owned(),
-        source: last,
-    })
+    Err(last.unwrap_or_else(|| Error::Resolve {
+        host: host.to_owned(),
+        port,
+        source: io::Error::new(io::ErrorKind::NotFound, "no address"),
+    }))
 }
 
 #[derive(Debug)]

@@ -208,7 +208,7 @@ macro_rules! tls_scenarios {
                     .await
                     .unwrap_err();
                 assert!(
-                    matches!(err.tls(), Some(rustls::Error::InvalidCertificate(_))),
+                    matches!(err, Error::Tls(rustls::Error::InvalidCertificate(_))),
                     "{err:?}"
                 );
                 assert!(err.is_security());
