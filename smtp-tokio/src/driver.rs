@@ -1,0 +1,444 @@
+//! The one async driving loop, generic over the runtime's I/O.
+//!
+//! A backend implements [`Transport`] (read, write, flush, a non-waiting
+//! read, the TLS upgrade, a timeout combinator); everything else — the order
+//! of flush, events and reads, timeouts per stage, STARTTLS, cancellation
+//! safety, the transcript — is written once here.
+
+use crate::options::{Options, TranscriptHook};
+use crate::{tls, Error};
+use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
+use smtp_proto::{ClientSession, Config, Delivery, Envelope, Event, Stage, Timeouts};
+use std::future::{poll_fn, Future};
+use std::io;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tracing::Instrument;
+
+/// The size of the chunks a message body is fed to the session in.
+pub(crate) const BODY_CHUNK: usize = 64 * 1024;
+
+/// The size of the buffer server bytes are read into.
+const READ_BUFFER: usize = 8 * 1024;
+
+/// The longest a best-effort write (the QUIT the session queues after an
+/// error) may take.
+const BEST_EFFORT: Duration = Duration::from_secs(10);
+
+/// The tracing target of transcript lines.
+pub(crate) const TRANSCRIPT_TARGET: &str = "smtp_tokio::transcript";
+
+/// A runtime's I/O on one connection, plain or TLS.
+pub(crate) trait Transport: Send + Sized {
+    /// Reads what the server sent; `Ok(0)` at end of stream.
+    fn read<'a>(
+        &'a mut self,
+        buf: &'a mut [u8],
+    ) -> impl Future<Output = io::Result<usize>> + Send + 'a;
+
+    /// Writes all of `buf`.
+    fn write_all<'a>(
+        &'a mut self,
+        buf: &'a [u8],
+    ) -> impl Future<Output = io::Result<()>> + Send + 'a;
+
+    /// Flushes buffered bytes (the TLS layer's) to the socket.
+    fn flush(&mut self) -> impl Future<Output = io::Result<()>> + Send + '_;
+
+    /// Reads what has already arrived on the plaintext socket, without
+    /// waiting: `Ok(None)` when nothing is there, `Ok(Some(0))` at end of
+    /// stream.
+    fn read_now(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>>;
+
+    /// Performs the TLS handshake over the plaintext socket.
+    fn upgrade(
+        &mut self,
+        config: Arc<ClientConfig>,
+        name: ServerName<'static>,
+    ) -> impl Future<Output = io::Result<()>> + Send + '_;
+
+    /// Closes the write side (sending TLS close_notify first).
+    fn shutdown(&mut self) -> impl Future<Output = io::Result<()>> + Send + '_;
+
+    /// Runs `future` for at most `duration`; `None` when the time ran out.
+    fn timeout<F>(duration: Duration, future: F) -> impl Future<Output = Option<F::Output>> + Send
+    where
+        F: Future + Send,
+        F::Output: Send;
+}
+
+/// A session with transcript recording turned on when anyone listens.
+pub(crate) fn new_session(
+    config: Config,
+    options: &Options,
+) -> Result<(ClientSession, bool), Error> {
+    let trace = options.transcript.is_some()
+        || tracing::enabled!(target: TRANSCRIPT_TARGET, tracing::Level::DEBUG);
+    let config = if trace {
+        config.transcript(true)
+    } else {
+        config
+    };
+    Ok((ClientSession::new(config)?, trace))
+}
+
+/// One connection driven by one session.
+pub(crate) struct Driver<T> {
+    transport: T,
+    session: ClientSession,
+    timeouts: Timeouts,
+    tls: Option<Arc<ClientConfig>>,
+    transcript: Option<TranscriptHook>,
+    trace: bool,
+    buf: Box<[u8]>,
+    /// Set while an operation runs; still set afterwards when it was
+    /// cancelled or broke the connection.
+    poisoned: bool,
+}
+
+impl<T: Transport> Driver<T> {
+    /// Runs the session over `transport` up to [`Event::Ready`]: greeting,
+    /// EHLO, STARTTLS or implicit TLS, AUTH.
+    pub(crate) async fn start(
+        transport: T,
+        session: ClientSession,
+        trace: bool,
+        options: Options,
+    ) -> Result<Driver<T>, Error> {
+        let mut driver = Driver {
+            transport,
+            session,
+            timeouts: options.timeouts,
+            tls: options.tls,
+            transcript: options.transcript,
+            trace,
+            buf: vec![0; READ_BUFFER].into_boxed_slice(),
+            poisoned: true,
+        };
+        let result = driver.expect_ready().await;
+        driver.drain_transcript();
+        result?;
+        driver.poisoned = false;
+        Ok(driver)
+    }
+
+    pub(crate) fn session(&self) -> &ClientSession {
+        &self.session
+    }
+
+    pub(crate) fn is_usable(&self) -> bool {
+        !self.poisoned && self.session.is_ready()
+    }
+
+    pub(crate) fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    /// Sends one message whose body `read` produces, 64 KiB at a time.
+    pub(crate) async fn send<R>(&mut self, envelope: Envelope, read: R) -> Result<Delivery, Error>
+    where
+        R: FnMut(&mut Context<'_>, &mut [u8]) -> Poll<io::Result<usize>>,
+    {
+        self.begin()?;
+        let span = tracing::debug_span!("smtp.send", recipients = envelope.recipients().len());
+        let result = self.transaction(envelope, read).instrument(span).await;
+        self.end(result)
+    }
+
+    /// Sends NOOP and waits for the reply: a health check.
+    pub(crate) async fn noop(&mut self) -> Result<(), Error> {
+        self.begin()?;
+        let result = async {
+            if let Err(err) = self.session.noop() {
+                return Err(self.fail(err).await);
+            }
+            self.expect_ready().await
+        }
+        .instrument(tracing::debug_span!("smtp.noop"))
+        .await;
+        self.end(result)
+    }
+
+    /// Sends QUIT, waits for the reply or the server closing, and closes.
+    pub(crate) async fn quit(mut self) -> Result<(), Error> {
+        self.begin()?;
+        let result = async {
+            if !self.session.is_closed() {
+                if let Err(err) = self.session.quit() {
+                    return Err(self.fail(err).await);
+                }
+                match self.next_event().await? {
+                    Event::Closed => {}
+                    other => return Err(unexpected(other)),
+                }
+            }
+            // Best effort: the dialogue is over either way.
+            let timeout = self.timeouts.get(Stage::Quit).min(BEST_EFFORT);
+            let _ = T::timeout(timeout, self.transport.shutdown()).await;
+            Ok(())
+        }
+        .instrument(tracing::debug_span!("smtp.quit"))
+        .await;
+        self.drain_transcript();
+        result
+    }
+
+    // ---- operations ---------------------------------------------------------
+
+    fn begin(&mut self) -> Result<(), Error> {
+        if self.poisoned {
+            return Err(Error::Poisoned);
+        }
+        self.poisoned = true;
+        Ok(())
+    }
+
+    fn end<V>(&mut self, result: Result<V, Error>) -> Result<V, Error> {
+        self.drain_transcript();
+        self.poisoned = matches!(&result, Err(err) if err.breaks_connection());
+        result
+    }
+
+    async fn transaction<R>(&mut self, envelope: Envelope, mut read: R) -> Result<Delivery, Error>
+    where
+        R: FnMut(&mut Context<'_>, &mut [u8]) -> Poll<io::Result<usize>>,
+    {
+        if let Err(err) = self.session.send_mail(envelope) {
+            // The session refused before writing anything (SIZE, SMTPUTF8...)
+            // and stays ready, or it had failed before.
+            return Err(Error::Smtp(err));
+        }
+        match self.next_event().await? {
+            Event::SendBody => {}
+            Event::TransactionComplete(result) => return self.complete(result).await,
+            other => return Err(unexpected(other)),
+        }
+        let mut chunk = vec![0; BODY_CHUNK];
+        loop {
+            let n = poll_fn(|cx| read(cx, &mut chunk))
+                .await
+                .map_err(Error::BodyRead)?;
+            if n == 0 {
+                break;
+            }
+            let Some(bytes) = chunk.get(..n) else {
+                return Err(Error::BodyRead(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "body reader returned more bytes than the buffer holds",
+                )));
+            };
+            if let Err(err) = self.session.write_body(bytes) {
+                return Err(self.fail(err).await);
+            }
+            self.flush_output().await?;
+        }
+        if let Err(err) = self.session.finish_body() {
+            return Err(self.fail(err).await);
+        }
+        match self.next_event().await? {
+            Event::TransactionComplete(result) => self.complete(result).await,
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// After [`Event::TransactionComplete`] comes [`Event::Ready`]; consume it
+    /// so the next operation starts from an empty event queue.
+    async fn complete(
+        &mut self,
+        result: Result<Delivery, smtp_proto::Error>,
+    ) -> Result<Delivery, Error> {
+        self.expect_ready().await?;
+        Ok(result?)
+    }
+
+    async fn expect_ready(&mut self) -> Result<(), Error> {
+        match self.next_event().await? {
+            Event::Ready => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    // ---- the loop -------------------------------------------------------------
+
+    /// Moves bytes until the session has an event for the caller. Performs the
+    /// TLS upgrade itself.
+    async fn next_event(&mut self) -> Result<Event, Error> {
+        loop {
+            self.drain_transcript();
+            self.flush_output().await?;
+            if let Some(event) = self.session.poll_event() {
+                if event == Event::StartTls {
+                    self.start_tls().await?;
+                    continue;
+                }
+                return Ok(event);
+            }
+            if !self.session.wants_input() {
+                return Err(Error::Smtp(self.session.error().cloned().unwrap_or(
+                    smtp_proto::Error::InvalidState {
+                        call: "smtp-tokio driver",
+                        reason: "the session awaits nothing from the server",
+                    },
+                )));
+            }
+            let stage = self.session.stage().unwrap_or(Stage::Noop);
+            let read = self.transport.read(&mut self.buf[..]);
+            let n = match T::timeout(self.timeouts.get(stage), read).await {
+                None => return Err(Error::Timeout { stage }),
+                Some(Err(err)) => return Err(Error::from_tls_io(err)),
+                Some(Ok(n)) => n,
+            };
+            let fed = match self.buf.get(..n) {
+                Some(_) if n == 0 => self.session.handle_eof(),
+                Some(bytes) => self.session.handle_input(bytes),
+                None => return Err(Error::Io(io::ErrorKind::InvalidData.into())),
+            };
+            if let Err(err) = fed {
+                return Err(self.fail(err).await);
+            }
+        }
+    }
+
+    /// Writes everything pending, with the current stage's timeout.
+    async fn flush_output(&mut self) -> Result<(), Error> {
+        let pending = self.session.pending_output().len();
+        if pending == 0 {
+            return Ok(());
+        }
+        let stage = self.session.stage().unwrap_or(Stage::Quit);
+        let transport = &mut self.transport;
+        let out = self.session.pending_output();
+        let write = async move {
+            transport.write_all(out).await?;
+            transport.flush().await
+        };
+        match T::timeout(self.timeouts.get(stage), write).await {
+            None => Err(Error::Timeout { stage }),
+            Some(Err(err)) => Err(Error::from_tls_io(err)),
+            Some(Ok(())) => {
+                self.session.advance_output(pending);
+                Ok(())
+            }
+        }
+    }
+
+    /// The session failed: flush what it queued (a QUIT) as best we can, and
+    /// report its error.
+    async fn fail(&mut self, err: smtp_proto::Error) -> Error {
+        self.drain_transcript();
+        let pending = self.session.pending_output().len();
+        if pending > 0 {
+            let transport = &mut self.transport;
+            let out = self.session.pending_output();
+            let write = async move {
+                transport.write_all(out).await?;
+                transport.flush().await
+            };
+            let timeout = self.timeouts.get(Stage::Quit).min(BEST_EFFORT);
+            if let Some(Ok(())) = T::timeout(timeout, write).await {
+                self.session.advance_output(pending);
+            }
+        }
+        tracing::debug!(error = %err, "SMTP session failed");
+        Error::Smtp(err)
+    }
+
+    /// [`Event::StartTls`]: refuse plaintext that followed the `220`, then
+    /// the handshake for the configured server name.
+    async fn start_tls(&mut self) -> Result<(), Error> {
+        // Everything read so far went to the session, so no byte is buffered
+        // here. Whatever already waits on the socket is plaintext that
+        // followed the 220 (or preceded implicit TLS): the session must see it
+        // (it fails with StartTlsInjection); the TLS layer must never.
+        let fed = match self.transport.read_now(&mut self.buf[..]) {
+            Err(err) => return Err(Error::Io(err)),
+            Ok(None) => Ok(()),
+            Ok(Some(0)) => self.session.handle_eof(),
+            Ok(Some(n)) => match self.buf.get(..n) {
+                Some(bytes) => self.session.handle_input(bytes),
+                None => return Err(Error::Io(io::ErrorKind::InvalidData.into())),
+            },
+        };
+        if let Err(err) = fed {
+            return Err(self.fail(err).await);
+        }
+        if self.session.stage() != Some(Stage::TlsHandshake) {
+            return Err(Error::Smtp(smtp_proto::Error::InvalidState {
+                call: "smtp-tokio driver",
+                reason: "the session no longer awaits a TLS handshake",
+            }));
+        }
+        let (name, server_name) = tls::server_name(self.session.config().server_name())?;
+        let config = match &self.tls {
+            Some(config) => Arc::clone(config),
+            None => tls::default_config()?,
+        };
+        let timeout = self.timeouts.get(Stage::TlsHandshake);
+        let handshake = self.transport.upgrade(config, server_name);
+        match T::timeout(timeout, handshake)
+            .instrument(tracing::debug_span!("smtp.tls", server = %name))
+            .await
+        {
+            None => {
+                return Err(Error::Timeout {
+                    stage: Stage::TlsHandshake,
+                })
+            }
+            Some(Err(err)) => return Err(Error::from_tls_io(err)),
+            Some(Ok(())) => {}
+        }
+        tracing::debug!(server = %name, "TLS established");
+        // rustls verified the certificate for exactly this name.
+        if let Err(err) = self.session.tls_established(&name) {
+            return Err(self.fail(err).await);
+        }
+        Ok(())
+    }
+
+    fn drain_transcript(&mut self) {
+        if !self.trace {
+            return;
+        }
+        for line in self.session.take_transcript() {
+            tracing::debug!(target: TRANSCRIPT_TARGET, "{line}");
+            if let Some(hook) = &self.transcript {
+                hook(&line);
+            }
+        }
+    }
+}
+
+fn unexpected(event: Event) -> Error {
+    tracing::debug!(?event, "unexpected session event");
+    Error::Smtp(smtp_proto::Error::InvalidState {
+        call: "smtp-tokio driver",
+        reason: "the session produced an event out of order",
+    })
+}
+
+/// Reads from a byte slice, for [`Driver::send`] with an in-memory body.
+pub(crate) fn slice_reader(
+    mut body: &[u8],
+) -> impl FnMut(&mut Context<'_>, &mut [u8]) -> Poll<io::Result<usize>> + Send + '_ {
+    move |_cx, buf| {
+        let n = body.len().min(buf.len());
+        let (head, rest) = body.split_at(n);
+        if let Some(dst) = buf.get_mut(..n) {
+            dst.copy_from_slice(head);
+        }
+        body = rest;
+        Poll::Ready(Ok(n))
+    }
+}
+
+impl<T> std::fmt::Debug for Driver<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver")
+            .field("session", &self.session)
+            .field("timeouts", &self.timeouts)
+            .field("poisoned", &self.poisoned)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,140 @@
+//! An async SMTP client: moves bytes between a socket (plain or TLS) and
+//! [`smtp_proto::ClientSession`], and applies timeouts. Nothing else.
+//!
+//! Every SMTP decision — STARTTLS policy and injection refusal, the credential
+//! guard, mechanism choice, pipelining, dot-stuffing, per-recipient results,
+//! transcript redaction — is made by the sans-I/O core `smtp-proto`. This
+//! crate has one driving loop, written once over a small private I/O trait,
+//! and two backends:
+//!
+//! - [`tokio::Client`] (feature `tokio`, default): tokio's `TcpStream` and
+//!   `tokio-rustls`;
+//! - [`futures::Client`] (feature `async-std`): any `futures-io` stream and
+//!   `futures-rustls`, with `async-io` timers, so it runs under async-std and
+//!   smol alike. It dials with async-std's `TcpStream`;
+//!   [`futures::Client::with_stream`] takes any stream (`smol::net::TcpStream`,
+//!   `async_io::Async<std::net::TcpStream>`).
+//!
+//! # Example
+//!
+//! ```no_run
+//! # #[cfg(feature = "tokio")]
+//! # async fn example() -> Result<(), smtp_tokio::Error> {
+//! use smtp_tokio::smtp_proto::{Address, Config, Credentials, Envelope, TlsPolicy};
+//! use smtp_tokio::{tokio::Client, Options};
+//!
+//! let config = Config::new("smtp.office365.com")
+//!     .tls(TlsPolicy::Required)
+//!     .credentials(Credentials::password("me@example.com", "app-password"));
+//! let mut client = Client::connect("smtp.office365.com", 587, config, Options::default()).await?;
+//!
+//! let envelope = Envelope::new(
+//!     Some(Address::new("me@example.com")?),
+//!     [Address::new("you@example.org")?],
+//! )?;
+//! let delivery = client
+//!     .send(envelope, b"Subject: hello\r\n\r\nHi there.\r\n")
+//!     .await?;
+//! for rejected in delivery.rejected() {
+//!     eprintln!("{} refused: {}", rejected.address(), rejected.reply());
+//! }
+//! client.quit().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The same with the futures-io backend, under smol or async-std:
+//!
+//! ```no_run
+//! # #[cfg(feature = "async-std")]
+//! # async fn example() -> Result<(), smtp_tokio::Error> {
+//! use smtp_tokio::smtp_proto::{Address, Config, Envelope, TlsPolicy};
+//! use smtp_tokio::{futures::Client, Options};
+//!
+//! let config = Config::new("smtp.example.com").tls(TlsPolicy::Implicit);
+//! let mut client = Client::connect("smtp.example.com", 465, config, Options::default()).await?;
+//! let envelope = Envelope::new(None, [Address::new("you@example.org")?])?;
+//! client.send(envelope, b"Subject: bounce\r\n\r\n").await?;
+//! client.quit().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # What the driver does
+//!
+//! Each operation loops: write the session's pending output (with the current
+//! stage's timeout), take its next event — [`Event::StartTls`] is handled
+//! here, the rest ends the operation — and otherwise, when the session wants
+//! input, read with [`Timeouts::get`] for the current [`Stage`] and feed the
+//! bytes (or the end of stream) to the session. When the session fails, the
+//! QUIT it queued is written as best we can and its error returned.
+//!
+//! **STARTTLS.** Every byte read goes to the session, so none is buffered
+//! here. Before the handshake the socket is polled once more without waiting
+//! and anything found is fed to the session too, which refuses it
+//! ([`smtp_proto::Error::StartTlsInjection`]); no plaintext byte ever reaches
+//! the TLS layer. The certificate is verified for [`Config::server_name`]
+//! (IPv6 brackets stripped), which is then reported to
+//! [`ClientSession::tls_established`].
+//!
+//! **Cancellation.** Every operation marks the client poisoned when it starts
+//! and clears the mark only when it completes. Dropping a future part-way (a
+//! `select!`, a timeout around it) therefore leaves a client that refuses
+//! further use ([`Error::Poisoned`], [`is_usable`](tokio::Client::is_usable)
+//! false) instead of one that would write into the middle of a dialogue. Timeouts
+//! and I/O errors poison the client the same way.
+//!
+//! **Pools.** Clients are `Send`, so are their futures; a pool can check idle
+//! clients with `is_usable()` and `noop()`.
+//!
+//! **Transcript.** With [`Options::transcript`] set, or `DEBUG` enabled for the
+//! tracing target `smtp_tokio::transcript`, the session records the dialogue
+//! (secrets redacted by the core) and every line goes to the hook and to
+//! `tracing::debug!`. Operations run in the spans `smtp.connect`, `smtp.tls`,
+//! `smtp.send`, `smtp.noop` and `smtp.quit`.
+//!
+//! # Features
+//!
+//! - `tokio` (default): the tokio backend.
+//! - `async-std`: the futures-io backend (async-std and smol).
+//! - `rustls` (default): TLS, with the bundled webpki roots; required.
+//! - `ring` (default), `aws-lc-rs`: rustls' crypto provider. Without either,
+//!   install a process-wide default provider.
+//! - `native-roots`: [`tls::TlsRoots::Native`], the system trust store.
+//!
+//! # Tests
+//!
+//! ```sh
+//! cargo test -p smtp-tokio                                                      # tokio
+//! cargo test -p smtp-tokio --no-default-features --features async-std,rustls,ring  # async-std and smol executors
+//! ```
+//!
+//! [`Event::StartTls`]: smtp_proto::Event::StartTls
+//! [`Timeouts::get`]: smtp_proto::Timeouts::get
+//! [`Stage`]: smtp_proto::Stage
+//! [`Config::server_name`]: smtp_proto::Config::server_name
+//! [`ClientSession::tls_established`]: smtp_proto::ClientSession::tls_established
+#![forbid(unsafe_code)]
+
+#[cfg(not(feature = "rustls"))]
+compile_error!(
+    "smtp-tokio needs the `rustls` feature (the `tokio` and `async-std` backends enable it)"
+);
+
+mod driver;
+mod error;
+mod options;
+pub mod tls;
+
+#[cfg(feature = "async-std")]
+pub mod futures;
+#[cfg(feature = "tokio")]
+pub mod tokio;
+
+pub use error::Error;
+pub use options::{Options, TranscriptHook, DEFAULT_CONNECT_TIMEOUT};
+pub use smtp_proto;
+pub use smtp_proto::{
+    Address, Capabilities, ClientSession, Config, Credentials, Delivery, Envelope, Mechanism,
+    RecipientResult, Stage, Timeouts, TlsPolicy, TranscriptLine,
+};
