@@ -1,7 +1,7 @@
 //! The blocking client: moves bytes between a socket and a `ClientSession`.
 
 use crate::stream::{at_least_1ms, Stream};
-use crate::{Error, Options, TranscriptHook};
+use crate::{strip_brackets, Error, Options, Transcript};
 use smtp_proto::{
     Capabilities, ClientSession, Config, Delivery, Envelope, Event, Mechanism, Stage, Timeouts,
     TlsPolicy,
@@ -30,6 +30,8 @@ struct Tls {
     config: std::sync::Arc<rustls::ClientConfig>,
     /// The configured server name without IPv6 brackets: what rustls verifies.
     name: rustls::pki_types::ServerName<'static>,
+    /// The same as text: what is reported to the session once verified.
+    verified_name: String,
 }
 
 /// A blocking SMTP client connection, ready for transactions once
@@ -47,8 +49,7 @@ pub struct Client {
     timeouts: Timeouts,
     #[cfg(feature = "rustls")]
     tls: Option<Tls>,
-    hook: Option<TranscriptHook>,
-    record: bool,
+    transcript: Transcript,
     buf: Vec<u8>,
     /// The stage a reply is awaited for and when its time is up (`None`: never).
     reply_deadline: Option<(Stage, Option<Instant>)>,
@@ -237,32 +238,24 @@ impl Client {
 
     /// Checks the configuration and builds the TLS configuration; no I/O.
     fn new(config: Config, options: Options) -> Result<Client, Error> {
-        let record = options.transcript.is_some() || tracing::enabled!(Level::DEBUG);
-        let config = if record {
-            config.transcript(true)
-        } else {
-            config
-        };
+        let transcript = Transcript::new(
+            options.transcript,
+            tracing::enabled!(Level::DEBUG),
+            log_transcript_line,
+        );
+        let config = transcript.config(config);
         let uses_tls = config.tls_policy() != TlsPolicy::Disabled;
         #[cfg(feature = "rustls")]
         let tls = if uses_tls {
             let config_tls = match options.tls.clone() {
                 Some(tls) => tls,
-                None => crate::tls::client_config(&crate::tls::TlsRoots::WebPki)?,
+                None => crate::tls::default_config()?,
             };
-            let name = rustls::pki_types::ServerName::try_from(
-                strip_brackets(config.server_name()).to_owned(),
-            )
-            .map_err(|_| {
-                Error::Smtp(smtp_proto::Error::InvalidInput {
-                    field: smtp_proto::InputField::ServerName,
-                    reason: "not a DNS name or IP address a TLS certificate can be checked for"
-                        .to_owned(),
-                })
-            })?;
+            let (verified_name, name) = crate::tls::server_name(config.server_name())?;
             Some(Tls {
                 config: config_tls,
                 name,
+                verified_name,
             })
         } else {
             None
@@ -280,8 +273,7 @@ impl Client {
             timeouts: options.timeouts,
             #[cfg(feature = "rustls")]
             tls,
-            hook: options.transcript,
-            record,
+            transcript,
             buf: vec![0; READ_BUFFER],
             reply_deadline: None,
             poisoned: false,
@@ -470,7 +462,7 @@ impl Client {
             return Err(Error::tls_config("no TLS configuration"));
         };
         let connection = rustls::ClientConnection::new(tls.config.clone(), tls.name.clone());
-        let verified_name = strip_brackets(self.session.config().server_name()).to_owned();
+        let verified_name = tls.verified_name.clone();
         let mut connection = match connection {
             Ok(connection) => connection,
             Err(err) => {
@@ -586,14 +578,7 @@ impl Client {
             return self.timed_out(stage);
         }
         self.poison();
-        #[cfg(feature = "rustls")]
-        if let Some(tls) = err
-            .get_ref()
-            .and_then(|e| e.downcast_ref::<rustls::Error>())
-        {
-            return Error::Tls(tls.clone());
-        }
-        Error::Io(err)
+        Error::from_io(err)
     }
 
     fn timed_out(&mut self, stage: Stage) -> Error {
@@ -619,16 +604,13 @@ impl Client {
     }
 
     fn drain_transcript(&mut self) {
-        if !self.record {
-            return;
-        }
-        for line in self.session.take_transcript() {
-            tracing::debug!(line = %line);
-            if let Some(hook) = &self.hook {
-                hook(&line);
-            }
-        }
+        self.transcript.drain(&mut self.session);
     }
+}
+
+/// Logs one transcript line (target: this module).
+fn log_transcript_line(line: &smtp_proto::TranscriptLine) {
+    tracing::debug!(line = %line);
 }
 
 /// The TLS handshake over `tcp`, within `timeout` in all. rustls errors come
@@ -673,13 +655,6 @@ fn handshake(
         }
     }
     Ok(())
-}
-
-/// `[::1]` → `::1`: the form name resolution and rustls take.
-fn strip_brackets(host: &str) -> &str {
-    host.strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host)
 }
 
 #[cfg(all(test, feature = "rustls", any(feature = "ring", feature = "aws-lc-rs")))]

@@ -1,14 +1,18 @@
-//! The crate's one error type.
+//! The crate's one error type, shared with `smtp-tokio` (which re-exports it
+//! as `smtp_tokio::Error`).
 
 use smtp_proto::Stage;
 use std::io;
 use std::net::SocketAddr;
 
-/// Everything that can go wrong with a [`Client`](crate::Client).
+/// Everything that can go wrong with a client (this crate's
+/// [`Client`](crate::Client), or `smtp-tokio`'s).
 ///
 /// [`Error::Smtp`] is the protocol core's verdict (a refusal, a security
-/// check, a malformed reply, a dropped connection); the other variants are
-/// about the socket, the TLS layer and the clock.
+/// check — TLS required but missing, injected plaintext, credentials in the
+/// clear, the wrong TLS name —, a malformed reply, a dropped connection); the
+/// other variants are what the network adds: the socket, the TLS layer and
+/// the clock.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -16,7 +20,9 @@ pub enum Error {
     #[error(transparent)]
     Smtp(#[from] smtp_proto::Error),
 
-    /// The host name could not be resolved, or resolved to no address.
+    /// The host name could not be resolved, or resolved to no address
+    /// (`smtp-tokio`: `TimedOut` after
+    /// [`Options::connect_timeout`](crate::Options::connect_timeout)).
     #[error("could not resolve {host}:{port}: {source}")]
     Resolve {
         /// The host name as given.
@@ -39,19 +45,22 @@ pub enum Error {
         source: io::Error,
     },
 
-    /// Reading from or writing to the connection failed. The client is
+    /// Reading from or writing to the connection failed (during the TLS
+    /// handshake included, when rustls itself did not object). The client is
     /// poisoned: later calls return [`Error::Poisoned`].
     #[error("I/O error: {0}")]
     Io(#[source] io::Error),
 
     /// Reading the message body from the caller's reader failed. The
-    /// connection was shut down before the end-of-data marker, so no partial
-    /// message is delivered; the client is poisoned.
+    /// message was not ended (the connection is shut down before the
+    /// end-of-data marker), so the server discards it and no partial message
+    /// is delivered; the client is poisoned.
     #[error("reading the message body failed: {0}")]
     BodyRead(#[source] io::Error),
 
-    /// The TLS handshake or the TLS layer failed: an untrusted or mismatching
-    /// certificate, an alert, a corrupt record. The client is poisoned.
+    /// rustls refused the TLS handshake or the TLS layer failed: an untrusted
+    /// or mismatching certificate, an alert, a corrupt record. The client is
+    /// poisoned.
     #[cfg(feature = "rustls")]
     #[error("TLS error: {0}")]
     Tls(#[source] rustls::Error),
@@ -66,15 +75,20 @@ pub enum Error {
     },
 
     /// The server did not answer (or did not take our bytes) within the
-    /// stage's timeout. The client is poisoned.
+    /// stage's timeout. The connection is unusable: the client is poisoned.
     #[error("timed out during {stage}")]
     Timeout {
         /// The step that timed out.
         stage: Stage,
     },
 
-    /// An earlier I/O error or timeout left the connection unusable; connect again.
-    #[error("the connection is unusable after an earlier I/O error or timeout")]
+    /// An earlier I/O error or timeout left the connection unusable, or (in
+    /// `smtp-tokio`) an earlier operation was cancelled part-way (its future
+    /// was dropped), so the connection's state is unknown; the client refuses
+    /// further use. Drop it and connect again.
+    #[error(
+        "the connection is unusable after an earlier I/O error, timeout or cancelled operation"
+    )]
     Poisoned,
 }
 
@@ -102,8 +116,10 @@ impl Error {
     }
 
     /// Whether the client refused to go on for the caller's safety: a TLS
-    /// failure (an untrusted or mismatching certificate included) or a
-    /// security error of the core ([`smtp_proto::Error::is_security`]).
+    /// failure (a certificate that does not verify, a protocol violation) or
+    /// a security error of the core ([`smtp_proto::Error::is_security`]: TLS
+    /// required but missing, injected plaintext, credentials in the clear,
+    /// the wrong TLS name).
     pub fn is_security(&self) -> bool {
         match self {
             Error::Smtp(err) => err.is_security(),
@@ -122,6 +138,34 @@ impl Error {
         Error::TlsConfig {
             reason: reason.into(),
         }
+    }
+
+    /// An I/O error from the connection (plain or TLS): [`Error::Tls`] with
+    /// the rustls error inside it when there is one, else [`Error::Io`].
+    /// Timeouts are the caller's to classify first. Shared with `smtp-tokio`.
+    #[doc(hidden)]
+    pub fn from_io(err: io::Error) -> Error {
+        #[cfg(feature = "rustls")]
+        if err
+            .get_ref()
+            .is_some_and(|inner| inner.is::<rustls::Error>())
+        {
+            if let Some(inner) = err.into_inner() {
+                if let Ok(tls) = inner.downcast::<rustls::Error>() {
+                    return Error::Tls(*tls);
+                }
+            }
+            return Error::Io(io::Error::other("TLS error"));
+        }
+        Error::Io(err)
+    }
+
+    /// Whether the connection is in an unknown state after this error, so the
+    /// client must not be used again: anything but the session's own
+    /// verdict. Shared with `smtp-tokio`.
+    #[doc(hidden)]
+    pub fn breaks_connection(&self) -> bool {
+        !matches!(self, Error::Smtp(_))
     }
 }
 

@@ -53,6 +53,16 @@
 //!   `ring` is used; a process-wide default provider, when the application
 //!   installed one, is used before either.
 //! - `native-roots`: [`tls::TlsRoots::Native`], the operating system's store.
+//!
+//! # Shared with `smtp-tokio`
+//!
+//! `smtp-tokio` depends on this crate (without default features) and
+//! re-exports [`Error`], [`Options`], [`TranscriptHook`],
+//! [`DEFAULT_CONNECT_TIMEOUT`] and the [`tls`] module, so both clients have
+//! one error type, one options type and one TLS configuration. A few
+//! `#[doc(hidden)]` items (the IPv6 bracket stripping, the transcript
+//! draining, I/O error classification) are shared the same way; they are not
+//! part of the supported API.
 #![forbid(unsafe_code)]
 
 mod client;
@@ -64,7 +74,19 @@ pub mod tls;
 
 pub use client::Client;
 pub use error::Error;
-pub use options::{Options, TranscriptHook};
+pub use options::{Options, TranscriptHook, DEFAULT_CONNECT_TIMEOUT};
+
+#[doc(hidden)]
+pub use options::Transcript;
+
+/// `[::1]` → `::1`: the form name resolution and rustls take. Shared with
+/// `smtp-tokio`.
+#[doc(hidden)]
+pub fn strip_brackets(host: &str) -> &str {
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+}
 
 /// The protocol core, re-exported.
 pub use smtp_proto;

@@ -1,17 +1,29 @@
-//! Building the rustls client configuration.
+//! Building the rustls client configuration, and the server name TLS is
+//! verified for. Shared with `smtp-tokio`, which re-exports this module as
+//! `smtp_tokio::tls`.
 //!
-//! [`client_config`] picks the crypto provider (a process-wide default the
-//! application installed, else `ring`, else `aws-lc-rs`) and the trust roots,
-//! and never calls `ClientConfig::builder()`, which panics when both provider
-//! features are enabled.
+//! [`client_config`] picks the crypto provider and the trust roots, and never
+//! calls `ClientConfig::builder()`, which panics when both provider features
+//! are enabled: the configuration is built with
+//! `ClientConfig::builder_with_provider`.
+//!
+//! The provider is, in this order:
+//!
+//! 1. the process-wide default, when the application installed one with
+//!    [`CryptoProvider::install_default`] (its explicit choice wins, a FIPS
+//!    provider say);
+//! 2. else `ring`, with the `ring` feature (preferred when both features are
+//!    on);
+//! 3. else `aws-lc-rs`, with the `aws-lc-rs` feature;
+//! 4. else [`Error::TlsConfig`].
 
 use crate::Error;
 use rustls::client::ClientConfig;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
+use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::RootCertStore;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// Which certificate authorities a server certificate must chain to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -20,22 +32,34 @@ pub enum TlsRoots {
     /// The Mozilla root program, bundled at build time (`webpki-roots`).
     #[default]
     WebPki,
-    /// The operating system's trust store (`rustls-native-certs`).
-    #[cfg(feature = "native-roots")]
+    /// The operating system's trust store (`rustls-native-certs`). Needs the
+    /// `native-roots` feature; without it [`client_config`] fails with
+    /// [`Error::TlsConfig`].
     Native,
-    /// The certificates in this PEM text, instead of any built-in roots (a
-    /// private CA, say). Other PEM sections, such as keys, are ignored.
+    /// The certificates in this PEM text (`-----BEGIN CERTIFICATE-----`
+    /// blocks), instead of any built-in roots (a private CA, say). Other PEM
+    /// sections, such as keys, are ignored.
     Pem(Vec<u8>),
     /// These DER certificates, instead of any built-in roots.
     Certificates(Vec<CertificateDer<'static>>),
 }
 
 /// A rustls client configuration trusting `roots`, with the safe default
-/// protocol versions (TLS 1.2 and 1.3) and no client certificate.
+/// protocol versions (TLS 1.2 and 1.3) and no client certificate. The crypto
+/// provider is chosen as the [module](self) documentation says.
 ///
 /// Fails with [`Error::TlsConfig`] when no root certificate could be used
 /// (empty or invalid PEM, an empty list, an empty system store) or no crypto
 /// provider is available.
+///
+/// ```
+/// use smtp_blocking::tls::{client_config, TlsRoots};
+///
+/// let config = client_config(&TlsRoots::WebPki)?;
+/// let options = smtp_blocking::Options::default().tls(config);
+/// # let _ = options;
+/// # Ok::<(), smtp_blocking::Error>(())
+/// ```
 pub fn client_config(roots: &TlsRoots) -> Result<Arc<ClientConfig>, Error> {
     let provider = crypto_provider()?;
     let store = root_store(roots)?;
@@ -47,8 +71,42 @@ pub fn client_config(roots: &TlsRoots) -> Result<Arc<ClientConfig>, Error> {
     Ok(Arc::new(config))
 }
 
-/// The provider: the process default when the application installed one,
-/// else `ring` (preferred when both features are on), else `aws-lc-rs`.
+/// The configuration used when [`Options::tls`](crate::Options::tls) is
+/// `None`: [`client_config`]`(&TlsRoots::WebPki)`, built once per process
+/// (with the provider chosen the first time). Shared with `smtp-tokio`.
+#[doc(hidden)]
+pub fn default_config() -> Result<Arc<ClientConfig>, Error> {
+    static DEFAULT: OnceLock<Arc<ClientConfig>> = OnceLock::new();
+    if let Some(config) = DEFAULT.get() {
+        return Ok(Arc::clone(config));
+    }
+    let config = client_config(&TlsRoots::WebPki)?;
+    Ok(Arc::clone(DEFAULT.get_or_init(|| config)))
+}
+
+/// The name to verify the certificate for: the configured server name
+/// without IPv6 brackets (an IP address verifies against the certificate's
+/// IP SANs), as text (what is reported to
+/// [`ClientSession::tls_established`](smtp_proto::ClientSession::tls_established))
+/// and as rustls' [`ServerName`]. Shared with `smtp-tokio`.
+///
+/// A name that is neither a DNS name nor an IP address is an
+/// [`smtp_proto::Error::InvalidInput`] for the server name.
+#[doc(hidden)]
+pub fn server_name(configured: &str) -> Result<(String, ServerName<'static>), Error> {
+    let name = crate::strip_brackets(configured).to_owned();
+    match ServerName::try_from(name.clone()) {
+        Ok(server_name) => Ok((name, server_name)),
+        Err(err) => Err(Error::Smtp(smtp_proto::Error::InvalidInput {
+            field: smtp_proto::InputField::ServerName,
+            reason: format!(
+                "not a DNS name or IP address a TLS certificate can be checked for: {err}"
+            ),
+        })),
+    }
+}
+
+/// The provider, in the order the [module](self) documentation gives.
 fn crypto_provider() -> Result<Arc<CryptoProvider>, Error> {
     if let Some(provider) = CryptoProvider::get_default() {
         return Ok(Arc::clone(provider));
@@ -76,15 +134,7 @@ fn root_store(roots: &TlsRoots) -> Result<RootCertStore, Error> {
         TlsRoots::WebPki => {
             store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         }
-        #[cfg(feature = "native-roots")]
-        TlsRoots::Native => {
-            let found = rustls_native_certs::load_native_certs();
-            for err in &found.errors {
-                tracing::debug!(error = %err, "skipping part of the system trust store");
-            }
-            let (added, ignored) = store.add_parsable_certificates(found.certs);
-            tracing::debug!(added, ignored, "loaded the system trust store");
-        }
+        TlsRoots::Native => add_native(&mut store)?,
         TlsRoots::Pem(pem) => {
             for (i, cert) in CertificateDer::pem_slice_iter(pem).enumerate() {
                 let cert = cert.map_err(|err| {
@@ -111,6 +161,37 @@ fn add(store: &mut RootCertStore, cert: CertificateDer<'static>, i: usize) -> Re
     store
         .add(cert)
         .map_err(|err| Error::tls_config(format!("root certificate {}: {err}", i + 1)))
+}
+
+/// The system trust store; parts that cannot be read or parsed are skipped
+/// (and logged), and a store with nothing usable is refused with the first
+/// error as the reason.
+#[cfg(feature = "native-roots")]
+fn add_native(store: &mut RootCertStore) -> Result<(), Error> {
+    let found = rustls_native_certs::load_native_certs();
+    for err in &found.errors {
+        tracing::debug!(error = %err, "skipping part of the system trust store");
+    }
+    let (added, ignored) = store.add_parsable_certificates(found.certs);
+    tracing::debug!(added, ignored, "loaded the system trust store");
+    if added == 0 {
+        let detail = found
+            .errors
+            .first()
+            .map(|err| format!(": {err}"))
+            .unwrap_or_default();
+        return Err(Error::tls_config(format!(
+            "no usable certificate in the system trust store{detail}"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "native-roots"))]
+fn add_native(_store: &mut RootCertStore) -> Result<(), Error> {
+    Err(Error::tls_config(
+        "TlsRoots::Native needs the `native-roots` feature",
+    ))
 }
 
 // Building a configuration needs a crypto provider.
@@ -169,5 +250,23 @@ mod tests {
             assert!(matches!(err, Error::TlsConfig { .. }), "{roots:?}: {err:?}");
             assert!(!err.is_transient());
         }
+    }
+
+    #[test]
+    fn brackets_are_stripped_from_ipv6_names() {
+        let (name, server) = server_name("[::1]").unwrap();
+        assert_eq!(name, "::1");
+        assert!(matches!(server, ServerName::IpAddress(_)));
+        let (name, _) = server_name("smtp.example.com").unwrap();
+        assert_eq!(name, "smtp.example.com");
+    }
+
+    #[test]
+    fn empty_root_sets_are_refused() {
+        assert!(matches!(
+            client_config(&TlsRoots::Pem(Vec::new())),
+            Err(Error::TlsConfig { .. })
+        ));
+        assert!(client_config(&TlsRoots::WebPki).is_ok());
     }
 }

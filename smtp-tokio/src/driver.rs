@@ -5,11 +5,13 @@
 //! of flush, events and reads, timeouts per stage, STARTTLS, cancellation
 //! safety, the transcript — is written once here.
 
-use crate::options::{Options, TranscriptHook};
-use crate::{tls, Error};
+use crate::{tls, Error, Options};
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
-use smtp_proto::{ClientSession, Config, Delivery, Envelope, Event, Stage, Timeouts};
+use smtp_blocking::Transcript;
+use smtp_proto::{
+    ClientSession, Config, Delivery, Envelope, Event, Stage, Timeouts, TranscriptLine,
+};
 use std::future::{poll_fn, Future};
 use std::io;
 use std::sync::Arc;
@@ -69,19 +71,24 @@ pub(crate) trait Transport: Send + Sized {
         F::Output: Send;
 }
 
-/// A session with transcript recording turned on when anyone listens.
+/// A session with transcript recording turned on when anyone listens, and
+/// where its lines go.
 pub(crate) fn new_session(
     config: Config,
     options: &Options,
-) -> Result<(ClientSession, bool), Error> {
-    let trace = options.transcript.is_some()
-        || tracing::enabled!(target: TRANSCRIPT_TARGET, tracing::Level::DEBUG);
-    let config = if trace {
-        config.transcript(true)
-    } else {
-        config
-    };
-    Ok((ClientSession::new(config)?, trace))
+) -> Result<(ClientSession, Transcript), Error> {
+    let transcript = Transcript::new(
+        options.transcript.clone(),
+        tracing::enabled!(target: TRANSCRIPT_TARGET, tracing::Level::DEBUG),
+        log_transcript_line,
+    );
+    let config = transcript.config(config);
+    Ok((ClientSession::new(config)?, transcript))
+}
+
+/// Logs one transcript line under [`TRANSCRIPT_TARGET`].
+fn log_transcript_line(line: &TranscriptLine) {
+    tracing::debug!(target: TRANSCRIPT_TARGET, "{line}");
 }
 
 /// One connection driven by one session.
@@ -90,8 +97,7 @@ pub(crate) struct Driver<T> {
     session: ClientSession,
     timeouts: Timeouts,
     tls: Option<Arc<ClientConfig>>,
-    transcript: Option<TranscriptHook>,
-    trace: bool,
+    transcript: Transcript,
     buf: Box<[u8]>,
     /// Set while an operation runs; still set afterwards when it was
     /// cancelled or broke the connection.
@@ -104,7 +110,7 @@ impl<T: Transport> Driver<T> {
     pub(crate) async fn start(
         transport: T,
         session: ClientSession,
-        trace: bool,
+        transcript: Transcript,
         options: Options,
     ) -> Result<Driver<T>, Error> {
         let mut driver = Driver {
@@ -112,8 +118,7 @@ impl<T: Transport> Driver<T> {
             session,
             timeouts: options.timeouts,
             tls: options.tls,
-            transcript: options.transcript,
-            trace,
+            transcript,
             buf: vec![0; READ_BUFFER].into_boxed_slice(),
             poisoned: true,
         };
@@ -287,7 +292,7 @@ impl<T: Transport> Driver<T> {
             let read = self.transport.read(&mut self.buf[..]);
             let n = match T::timeout(self.timeouts.get(stage), read).await {
                 None => return Err(Error::Timeout { stage }),
-                Some(Err(err)) => return Err(Error::from_tls_io(err)),
+                Some(Err(err)) => return Err(Error::from_io(err)),
                 Some(Ok(n)) => n,
             };
             let fed = match self.buf.get(..n) {
@@ -316,7 +321,7 @@ impl<T: Transport> Driver<T> {
         };
         match T::timeout(self.timeouts.get(stage), write).await {
             None => Err(Error::Timeout { stage }),
-            Some(Err(err)) => Err(Error::from_tls_io(err)),
+            Some(Err(err)) => Err(Error::from_io(err)),
             Some(Ok(())) => {
                 self.session.advance_output(pending);
                 Ok(())
@@ -386,7 +391,7 @@ impl<T: Transport> Driver<T> {
                     stage: Stage::TlsHandshake,
                 })
             }
-            Some(Err(err)) => return Err(Error::from_tls_io(err)),
+            Some(Err(err)) => return Err(Error::from_io(err)),
             Some(Ok(())) => {}
         }
         tracing::debug!(server = %name, "TLS established");
@@ -398,15 +403,7 @@ impl<T: Transport> Driver<T> {
     }
 
     fn drain_transcript(&mut self) {
-        if !self.trace {
-            return;
-        }
-        for line in self.session.take_transcript() {
-            tracing::debug!(target: TRANSCRIPT_TARGET, "{line}");
-            if let Some(hook) = &self.transcript {
-                hook(&line);
-            }
-        }
+        self.transcript.drain(&mut self.session);
     }
 }
 

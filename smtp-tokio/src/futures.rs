@@ -59,8 +59,8 @@ impl Client<TcpStream> {
     ) -> Result<Client<TcpStream>, Error> {
         let span = tracing::debug_span!("smtp.connect", host, port, server = config.server_name());
         async move {
-            let (session, trace) = driver::new_session(config, &options)?;
-            let host = strip_brackets(host);
+            let (session, transcript) = driver::new_session(config, &options)?;
+            let host = smtp_blocking::strip_brackets(host);
             let started = Instant::now();
             let resolved = match timeout_after(
                 options.connect_timeout,
@@ -77,7 +77,7 @@ impl Client<TcpStream> {
                 source,
             })?;
             let tcp = connect_any(host, port, &addrs, options.connect_timeout, started).await?;
-            Client::start_tcp(tcp, session, trace, options).await
+            Client::start_tcp(tcp, session, transcript, options).await
         }
         .instrument(span)
         .await
@@ -92,7 +92,7 @@ impl Client<TcpStream> {
     ) -> Result<Client<TcpStream>, Error> {
         let span = tracing::debug_span!("smtp.connect", %addr, server = config.server_name());
         async move {
-            let (session, trace) = driver::new_session(config, &options)?;
+            let (session, transcript) = driver::new_session(config, &options)?;
             let host = addr.ip().to_string();
             let tcp = connect_any(
                 &host,
@@ -102,7 +102,7 @@ impl Client<TcpStream> {
                 Instant::now(),
             )
             .await?;
-            Client::start_tcp(tcp, session, trace, options).await
+            Client::start_tcp(tcp, session, transcript, options).await
         }
         .instrument(span)
         .await
@@ -111,13 +111,13 @@ impl Client<TcpStream> {
     async fn start_tcp(
         tcp: TcpStream,
         session: ClientSession,
-        trace: bool,
+        transcript: smtp_blocking::Transcript,
         options: Options,
     ) -> Result<Client<TcpStream>, Error> {
         if let Err(err) = tcp.set_nodelay(true) {
             tracing::debug!(error = %err, "cannot set TCP_NODELAY");
         }
-        Client::start(tcp, session, trace, options).await
+        Client::start(tcp, session, transcript, options).await
     }
 }
 
@@ -139,8 +139,8 @@ where
     ) -> Result<Client<S>, Error> {
         let span = tracing::debug_span!("smtp.connect", server = config.server_name());
         async move {
-            let (session, trace) = driver::new_session(config, &options)?;
-            Client::start(stream, session, trace, options).await
+            let (session, transcript) = driver::new_session(config, &options)?;
+            Client::start(stream, session, transcript, options).await
         }
         .instrument(span)
         .await
@@ -149,13 +149,13 @@ where
     async fn start(
         stream: S,
         session: ClientSession,
-        trace: bool,
+        transcript: smtp_blocking::Transcript,
         options: Options,
     ) -> Result<Client<S>, Error> {
         let transport = FuturesTransport {
             stream: Stream::Plain(stream),
         };
-        let driver = Driver::start(transport, session, trace, options).await?;
+        let driver = Driver::start(transport, session, transcript, options).await?;
         Ok(Client { driver })
     }
 
@@ -235,12 +235,6 @@ where
     pub fn auth_mechanism(&self) -> Option<&Mechanism> {
         self.driver.session().auth_mechanism()
     }
-}
-
-fn strip_brackets(host: &str) -> &str {
-    host.strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host)
 }
 
 /// Tries each address in turn until one connects, all within `timeout`

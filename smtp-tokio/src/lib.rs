@@ -98,9 +98,14 @@
 //! - `tokio` (default): the tokio backend.
 //! - `async-std`: the futures-io backend (async-std and smol).
 //! - `rustls` (default): TLS, with the bundled webpki roots; required.
-//! - `ring` (default), `aws-lc-rs`: rustls' crypto provider. Without either,
-//!   install a process-wide default provider.
+//! - `ring` (default), `aws-lc-rs`: rustls' crypto provider. A process-wide
+//!   default provider, when the application installed one, is used before
+//!   either; with both, `ring` is used; without either, install a default.
 //! - `native-roots`: [`tls::TlsRoots::Native`], the system trust store.
+//!
+//! [`Error`], [`Options`] and [`tls`] are `smtp-blocking`'s, re-exported: one
+//! error type, one options type and one TLS configuration for both clients.
+//! The features above enable the same ones in `smtp-blocking`.
 //!
 //! # Tests
 //!
@@ -122,17 +127,17 @@ compile_error!(
 );
 
 mod driver;
-mod error;
-mod options;
-pub mod tls;
 
 #[cfg(feature = "async-std")]
 pub mod futures;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 
-pub use error::Error;
-pub use options::{Options, TranscriptHook, DEFAULT_CONNECT_TIMEOUT};
+/// The TLS configuration: smtp-blocking's, shared by both clients.
+pub use smtp_blocking::tls;
+/// The error type, options and transcript hook: smtp-blocking's, shared by
+/// both clients.
+pub use smtp_blocking::{Error, Options, TranscriptHook, DEFAULT_CONNECT_TIMEOUT};
 pub use smtp_proto;
 pub use smtp_proto::{
     Address, Capabilities, ClientSession, Config, Credentials, Delivery, Envelope, Mechanism,

@@ -48,8 +48,8 @@ impl Client {
     ) -> Result<Client, Error> {
         let span = tracing::debug_span!("smtp.connect", host, port, server = config.server_name());
         async move {
-            let (session, trace) = driver::new_session(config, &options)?;
-            let host = strip_brackets(host);
+            let (session, transcript) = driver::new_session(config, &options)?;
+            let host = smtp_blocking::strip_brackets(host);
             let started = Instant::now();
             let resolved = match tokio_timeout(
                 options.connect_timeout,
@@ -66,7 +66,7 @@ impl Client {
                 source,
             })?;
             let tcp = connect_any(host, port, &addrs, options.connect_timeout, started).await?;
-            Client::start(tcp, session, trace, options).await
+            Client::start(tcp, session, transcript, options).await
         }
         .instrument(span)
         .await
@@ -81,7 +81,7 @@ impl Client {
     ) -> Result<Client, Error> {
         let span = tracing::debug_span!("smtp.connect", %addr, server = config.server_name());
         async move {
-            let (session, trace) = driver::new_session(config, &options)?;
+            let (session, transcript) = driver::new_session(config, &options)?;
             let host = addr.ip().to_string();
             let tcp = connect_any(
                 &host,
@@ -91,7 +91,7 @@ impl Client {
                 Instant::now(),
             )
             .await?;
-            Client::start(tcp, session, trace, options).await
+            Client::start(tcp, session, transcript, options).await
         }
         .instrument(span)
         .await
@@ -100,7 +100,7 @@ impl Client {
     async fn start(
         tcp: TcpStream,
         session: ClientSession,
-        trace: bool,
+        transcript: smtp_blocking::Transcript,
         options: Options,
     ) -> Result<Client, Error> {
         if let Err(err) = tcp.set_nodelay(true) {
@@ -109,7 +109,7 @@ impl Client {
         let transport = TokioTransport {
             stream: Stream::Plain(tcp),
         };
-        let driver = Driver::start(transport, session, trace, options).await?;
+        let driver = Driver::start(transport, session, transcript, options).await?;
         Ok(Client { driver })
     }
 
@@ -199,12 +199,6 @@ impl Client {
 
 async fn tokio_timeout<F: Future>(duration: Duration, future: F) -> Option<F::Output> {
     ::tokio::time::timeout(duration, future).await.ok()
-}
-
-fn strip_brackets(host: &str) -> &str {
-    host.strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host)
 }
 
 /// Tries each address in turn until one connects, all within `timeout`
