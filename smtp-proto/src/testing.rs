@@ -20,7 +20,7 @@
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
 use crate::auth::Mechanism;
-use crate::capabilities::Capabilities;
+use crate::capabilities::{Capabilities, MAX_PARAMS};
 use crate::config::is_loopback_name;
 use crate::data::{normalize, unstuff, DotStuffer};
 use crate::reply::{ReplyLimits, ReplyParser};
@@ -338,16 +338,25 @@ pub fn capabilities(data: &[u8]) {
     for (i, m) in mechanisms.iter().enumerate() {
         assert!(!mechanisms[..i].contains(m), "duplicate mechanism {m}");
     }
-    // Re-rendering what was understood parses to the same thing.
+    // Re-rendering what was understood parses to the same thing. A line
+    // holds at most MAX_PARAMS parameters, and AUTH lines merge, so the
+    // mechanisms are spread over as many AUTH lines as they need.
     let rendered: Vec<String> = caps
         .extensions()
-        .map(|e| {
-            let mut line = e.keyword().to_owned();
-            for p in e.params() {
-                line.push(' ');
-                line.push_str(p);
-            }
-            line
+        .flat_map(|e| {
+            let chunks: Vec<&[String]> = if e.params().is_empty() {
+                vec![&[]]
+            } else {
+                e.params().chunks(MAX_PARAMS).collect()
+            };
+            chunks.into_iter().map(move |params| {
+                let mut line = e.keyword().to_owned();
+                for p in params {
+                    line.push(' ');
+                    line.push_str(p);
+                }
+                line
+            })
         })
         .collect();
     let again = Capabilities::parse(rendered.iter().map(|l| l.as_bytes()));
