@@ -84,8 +84,11 @@
 //! false) instead of one that would write into the middle of a dialogue. Timeouts
 //! and I/O errors poison the client the same way.
 //!
-//! **Pools.** Clients are `Send`, so are their futures; a pool can check idle
-//! clients with `is_usable()` and `noop()`.
+//! **Pools.** [`pool::Pool`] (feature `tokio`) shares up to `max_size`
+//! connections between concurrent sends: idle timeout, NOOP health check
+//! before reusing a long-idle connection, one retry on a new connection when
+//! a reused one proves broken before the message was sent, and credentials
+//! from a provider called for each new connection (fresh OAuth2 tokens).
 //!
 //! **Transcript.** With [`Options::transcript`] set, or `DEBUG` enabled for the
 //! tracing target `smtp_tokio::transcript`, the session records the dialogue
@@ -130,6 +133,8 @@ mod driver;
 
 #[cfg(feature = "async-std")]
 pub mod futures;
+#[cfg(feature = "tokio")]
+pub mod pool;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 

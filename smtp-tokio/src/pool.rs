@@ -1,0 +1,878 @@
+//! A connection pool for the tokio backend: many messages, sent
+//! concurrently, over at most [`PoolOptions::max_size`] connections, without
+//! one TLS handshake and AUTH per message.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), smtp_tokio::Error> {
+//! use smtp_tokio::pool::{BoxError, Connector, Pool, PoolOptions};
+//! use smtp_tokio::smtp_proto::{Address, Config, Credentials, Envelope, TlsPolicy};
+//! use smtp_tokio::Options;
+//! use std::time::Duration;
+//!
+//! /// Fetches a fresh OAuth2 access token (from the identity provider).
+//! async fn access_token() -> Result<String, BoxError> {
+//!     Ok("eyJ0eXAiOi...".to_owned())
+//! }
+//!
+//! let config = Config::new("smtp.office365.com").tls(TlsPolicy::Required);
+//! let connector = Connector::new("smtp.office365.com", 587, config, Options::new())
+//!     // Called for every new connection: the token is always fresh.
+//!     .credentials_with(|| async {
+//!         let token = access_token().await?;
+//!         Ok(Some(Credentials::token("me@example.com", token)))
+//!     });
+//! let pool = Pool::new(
+//!     connector,
+//!     PoolOptions::new()
+//!         .max_size(3)
+//!         .idle_timeout(Duration::from_secs(60))
+//!         .health_check_after(Duration::from_secs(10)),
+//! );
+//!
+//! // `Pool` is a cheap handle: clone it into as many tasks as you like.
+//! let envelope = Envelope::new(
+//!     Some(Address::new("me@example.com")?),
+//!     [Address::new("you@example.org")?],
+//! )?;
+//! let delivery = pool
+//!     .send(envelope, b"Subject: hello\r\n\r\nHi there.\r\n")
+//!     .await?;
+//! println!("queued: {}", delivery.reply());
+//! pool.close().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Rules
+//!
+//! **Size.** A send first takes one of `max_size` slots (a tokio
+//! [`Semaphore`], first come first served), waiting while all are taken. With
+//! its slot it takes the most recently returned idle connection (LIFO, so
+//! surplus connections age out), or opens a new one when none is idle. A
+//! connection is opened only when no connection is idle, so the pool never
+//! holds more than `max_size` connections (ones being closed in the
+//! background aside). To bound the wait, put a timeout around the send: that
+//! is cancellation safe.
+//!
+//! **Expiry.** An idle connection idle for [`PoolOptions::idle_timeout`] or
+//! longer, or older than [`PoolOptions::max_lifetime`], is closed (QUIT, best
+//! effort, in the background) instead of reused. Expired connections are
+//! swept whenever a connection is taken, and by [`Pool::prune`]; there is no
+//! background timer.
+//!
+//! **Health check.** A connection idle for [`PoolOptions::health_check_after`]
+//! or longer gets a NOOP (within [`PoolOptions::health_check_timeout`])
+//! before it is used. A failed check discards that connection and the send
+//! moves on to the next idle one, or a new one; the message was not touched,
+//! so this is not a retry.
+//!
+//! **Return.** After the operation the connection goes back to the idle list
+//! only if [`Client::is_usable`] (not poisoned, session ready) and the error,
+//! if any, did not end the session. A refusal (a recipient or the message
+//! rejected, `5yz` or `4yz` to MAIL) leaves the connection usable and is
+//! returned to the caller as is; `421` ([`ServiceClosing`]), the server
+//! closing the connection, an I/O error, a timeout or a poisoned client
+//! discard it.
+//!
+//! **Retry.** A send is retried at most once, on a *new* connection (not
+//! another idle one, which may be just as stale), when all of these hold:
+//!
+//! 1. the connection was *reused* from the idle list (a failure on a
+//!    connection opened for this send is reported, not retried);
+//! 2. the failure is a broken connection: `421` ([`ServiceClosing`]), the
+//!    server closing the connection ([`ConnectionClosed`]), an
+//!    [`Error::Io`] (broken pipe, reset) or [`Error::Poisoned`] — not a
+//!    timeout, not a TLS error, not a refusal;
+//! 3. the body was never read: the server had not yet invited it (no `354`,
+//!    no first BDAT chunk), so not a byte of the message, and certainly not
+//!    the final dot, was written. Nothing can have been accepted.
+//!
+//! A failure once the body has started is returned as is, whatever it is: the
+//! pool never resends a message the server may have accepted. Opening the new
+//! connection may itself fail; that error is returned.
+//!
+//! **Credentials.** The [`Connector`]'s [`CredentialProvider`] is called
+//! before each *new* connection is opened (never for a reused one), so
+//! short-lived OAuth2 tokens (XOAUTH2, OAUTHBEARER) are refreshed without
+//! rebuilding the pool. A provider failure is returned as an [`Error::Io`]
+//! whose inner error is a [`CredentialsError`]; no connection was opened.
+//!
+//! **Cancellation.** A send holds its connection in a guard. Dropping the
+//! send future (a `select!`, a timeout) drops the guard, which returns the
+//! connection only if it is usable: a connection dropped mid-operation is
+//! [poisoned](Client::is_poisoned) by the client and therefore closed, never
+//! handed to the next send. The slot is released either way.
+//!
+//! **Closing.** [`Pool::close`] refuses new sends, wakes waiting ones (with
+//! the error described at [`Pool::send`]) and QUITs the idle connections;
+//! connections in use are QUIT when their send finishes. Dropping the last
+//! [`Pool`] handle closes idle connections without QUIT.
+//!
+//! **Tracing.** Events at `DEBUG` under the target `smtp_tokio::pool`:
+//! `opened`, `reused`, `health check failed`, `discarded` (with a reason),
+//! `expired`, `retrying`; sends run in the span `smtp.pool.send`.
+//!
+//! [`ServiceClosing`]: smtp_proto::Error::ServiceClosing
+//! [`ConnectionClosed`]: smtp_proto::Error::ConnectionClosed
+//! [`Semaphore`]: ::tokio::sync::Semaphore
+
+use crate::tokio::Client;
+use crate::{Error, Options};
+use ::tokio::io::{AsyncRead, ReadBuf};
+use ::tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use smtp_proto::{Config, Credentials, Delivery, Envelope};
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tracing::Instrument;
+
+/// How long a best-effort QUIT of a discarded or expired connection may take.
+const QUIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A boxed error from a [`CredentialProvider`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What a [`CredentialProvider`] returns: credentials for one new connection
+/// (`None`: connect without AUTH).
+pub type CredentialsFuture =
+    Pin<Box<dyn Future<Output = Result<Option<Credentials>, BoxError>> + Send + 'static>>;
+
+/// Supplies the credentials for each new connection of a [`Pool`].
+///
+/// Called once per connection opened, just before connecting; reused
+/// connections are already authenticated. Any
+/// `Fn() -> CredentialsFuture + Send + Sync` is a provider; see also
+/// [`Connector::credentials_with`] for an `async` closure and
+/// [`Connector::credentials`] for fixed credentials.
+pub trait CredentialProvider: Send + Sync {
+    /// The credentials for the next connection.
+    fn credentials(&self) -> CredentialsFuture;
+}
+
+impl<F> CredentialProvider for F
+where
+    F: Fn() -> CredentialsFuture + Send + Sync,
+{
+    fn credentials(&self) -> CredentialsFuture {
+        self()
+    }
+}
+
+/// The same credentials for every connection.
+#[derive(Clone, Debug)]
+pub struct StaticCredentials(pub Credentials);
+
+impl CredentialProvider for StaticCredentials {
+    fn credentials(&self) -> CredentialsFuture {
+        let credentials = self.0.clone();
+        Box::pin(async move { Ok(Some(credentials)) })
+    }
+}
+
+/// A [`CredentialProvider`] failed; no connection was opened. Found inside
+/// the [`Error::Io`] the pool returns (`err.get_ref()` and a downcast).
+#[derive(Debug, thiserror::Error)]
+#[error("the credential provider failed: {0}")]
+pub struct CredentialsError(#[source] pub BoxError);
+
+impl CredentialsError {
+    fn into_error(self) -> Error {
+        Error::Io(io::Error::other(self))
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Target {
+    Host(String, u16),
+    Addr(SocketAddr),
+}
+
+/// How a [`Pool`] opens a connection: where to, the session's [`Config`]
+/// (without credentials), the [`Options`], and where credentials come from.
+#[derive(Clone)]
+pub struct Connector {
+    target: Target,
+    config: Config,
+    options: Options,
+    credentials: Option<Arc<dyn CredentialProvider>>,
+}
+
+impl Connector {
+    /// Connects like [`Client::connect`]: resolves `host` and connects to
+    /// `port`. TLS is verified for [`Config::server_name`].
+    pub fn new(host: impl Into<String>, port: u16, config: Config, options: Options) -> Connector {
+        Connector {
+            target: Target::Host(host.into(), port),
+            config,
+            options,
+            credentials: None,
+        }
+    }
+
+    /// Connects like [`Client::connect_to`], to `addr`. TLS is verified for
+    /// [`Config::server_name`].
+    pub fn to_addr(addr: SocketAddr, config: Config, options: Options) -> Connector {
+        Connector {
+            target: Target::Addr(addr),
+            config,
+            options,
+            credentials: None,
+        }
+    }
+
+    /// Authenticates every connection with the same `credentials`.
+    pub fn credentials(self, credentials: Credentials) -> Connector {
+        self.credential_provider(StaticCredentials(credentials))
+    }
+
+    /// Asks `provider` for credentials before each new connection. When it
+    /// gives `Some`, they replace any in the [`Config`]; `None` keeps the
+    /// config's (none, for a config without credentials).
+    pub fn credential_provider(mut self, provider: impl CredentialProvider + 'static) -> Connector {
+        self.credentials = Some(Arc::new(provider));
+        self
+    }
+
+    /// Calls the async closure `provider` before each new connection, e.g. to
+    /// fetch a fresh OAuth2 access token. See
+    /// [`credential_provider`](Connector::credential_provider).
+    pub fn credentials_with<F, Fut>(self, provider: F) -> Connector
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Option<Credentials>, BoxError>> + Send + 'static,
+    {
+        self.credential_provider(move || -> CredentialsFuture { Box::pin(provider()) })
+    }
+
+    /// Opens one connection: asks the provider for credentials, connects and
+    /// runs the session up to ready (TLS, AUTH).
+    pub async fn connect(&self) -> Result<Client, Error> {
+        let mut config = self.config.clone();
+        if let Some(provider) = &self.credentials {
+            let credentials = provider
+                .credentials()
+                .await
+                .map_err(|err| CredentialsError(err).into_error())?;
+            if let Some(credentials) = credentials {
+                config = config.credentials(credentials);
+            }
+        }
+        let options = self.options.clone();
+        match &self.target {
+            Target::Host(host, port) => Client::connect(host, *port, config, options).await,
+            Target::Addr(addr) => Client::connect_to(*addr, config, options).await,
+        }
+    }
+}
+
+impl fmt::Debug for Connector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connector")
+            .field("target", &self.target)
+            .field("server_name", &self.config.server_name())
+            .field("options", &self.options)
+            .field(
+                "credentials",
+                &self.credentials.as_ref().map(|_| "provider"),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// The pool's limits and timers.
+///
+/// ```
+/// use smtp_tokio::pool::PoolOptions;
+/// use std::time::Duration;
+///
+/// let options = PoolOptions::new()
+///     .max_size(8)
+///     .idle_timeout(Duration::from_secs(30))
+///     .health_check_after(Duration::from_secs(5));
+/// # let _ = options;
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct PoolOptions {
+    /// The most connections open at once (idle and in use); at least 1.
+    /// Default 4. Stay within the server's limit on concurrent connections.
+    pub max_size: usize,
+    /// An idle connection idle this long or longer is closed instead of
+    /// reused. Default 60 seconds; keep it below the server's own idle
+    /// timeout.
+    pub idle_timeout: Duration,
+    /// A connection idle this long or longer gets a NOOP before it is reused.
+    /// Default 10 seconds; `Duration::ZERO` checks every reuse.
+    pub health_check_after: Duration,
+    /// How long the health check NOOP may take before the connection is
+    /// discarded. Default 10 seconds.
+    pub health_check_timeout: Duration,
+    /// A connection this old is closed instead of reused, however busy.
+    /// Default `None` (no limit).
+    pub max_lifetime: Option<Duration>,
+}
+
+impl Default for PoolOptions {
+    fn default() -> PoolOptions {
+        PoolOptions {
+            max_size: 4,
+            idle_timeout: Duration::from_secs(60),
+            health_check_after: Duration::from_secs(10),
+            health_check_timeout: Duration::from_secs(10),
+            max_lifetime: None,
+        }
+    }
+}
+
+impl PoolOptions {
+    /// The defaults: 4 connections, 60 s idle timeout, NOOP after 10 s idle.
+    pub fn new() -> PoolOptions {
+        PoolOptions::default()
+    }
+
+    /// Sets [`PoolOptions::max_size`].
+    pub fn max_size(mut self, max_size: usize) -> PoolOptions {
+        self.max_size = max_size;
+        self
+    }
+
+    /// Sets [`PoolOptions::idle_timeout`].
+    pub fn idle_timeout(mut self, timeout: Duration) -> PoolOptions {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Sets [`PoolOptions::health_check_after`].
+    pub fn health_check_after(mut self, after: Duration) -> PoolOptions {
+        self.health_check_after = after;
+        self
+    }
+
+    /// Sets [`PoolOptions::health_check_timeout`].
+    pub fn health_check_timeout(mut self, timeout: Duration) -> PoolOptions {
+        self.health_check_timeout = timeout;
+        self
+    }
+
+    /// Sets [`PoolOptions::max_lifetime`].
+    pub fn max_lifetime(mut self, lifetime: Option<Duration>) -> PoolOptions {
+        self.max_lifetime = lifetime;
+        self
+    }
+}
+
+/// A snapshot of a pool's connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolStatus {
+    /// Connections waiting in the idle list.
+    pub idle: usize,
+    /// Slots taken by sends in progress (connecting, checking or sending).
+    pub in_use: usize,
+    /// [`PoolOptions::max_size`] as applied (at least 1).
+    pub max_size: usize,
+}
+
+/// A bounded pool of [`Client`] connections to one server. Cheap to clone:
+/// clones share the connections.
+///
+/// See the [module documentation](self) for the rules.
+#[derive(Clone)]
+pub struct Pool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    connector: Connector,
+    options: PoolOptions,
+    slots: Arc<Semaphore>,
+    idle: Mutex<Vec<Idle>>,
+    closed: AtomicBool,
+    next_id: AtomicU64,
+}
+
+struct Conn {
+    client: Client,
+    id: u64,
+    created: Instant,
+    messages: u64,
+}
+
+struct Idle {
+    conn: Conn,
+    since: Instant,
+}
+
+impl Pool {
+    /// A pool opening connections with `connector`, none yet. `max_size` 0 is
+    /// taken as 1. Needs no runtime; sends need tokio's.
+    pub fn new(connector: Connector, options: PoolOptions) -> Pool {
+        let mut options = options;
+        options.max_size = options.max_size.clamp(1, Semaphore::MAX_PERMITS);
+        Pool {
+            inner: Arc::new(Inner {
+                slots: Arc::new(Semaphore::new(options.max_size)),
+                connector,
+                options,
+                idle: Mutex::new(Vec::new()),
+                closed: AtomicBool::new(false),
+                next_id: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    /// Sends one message on a pooled connection, like [`Client::send`]
+    /// (SIZE and BODY filled in from `body`).
+    ///
+    /// Waits for a free slot when `max_size` sends are in progress. Retries
+    /// once on a new connection when a reused one turns out broken before
+    /// the body was sent (see the module's rules). After [`Pool::close`]
+    /// the error is [`smtp_proto::Error::InvalidState`].
+    pub async fn send(&self, envelope: Envelope, body: &[u8]) -> Result<Delivery, Error> {
+        let envelope = envelope.for_body(body);
+        let mut body = body;
+        self.run(envelope, &mut body).await
+    }
+
+    /// Sends one message whose body is read from `body`, like
+    /// [`Client::send_reader`]. The retry rule is the same: `body` is only
+    /// ever read on one connection, so a retry happens only when it was not
+    /// read at all.
+    pub async fn send_reader<R>(&self, envelope: Envelope, body: R) -> Result<Delivery, Error>
+    where
+        R: AsyncRead + Unpin,
+    {
+        let mut body = body;
+        self.run(envelope, &mut body).await
+    }
+
+    /// QUITs idle connections that are past [`PoolOptions::idle_timeout`] or
+    /// [`PoolOptions::max_lifetime`]. Call it on an interval to close
+    /// connections the pool would otherwise keep until its next send.
+    pub async fn prune(&self) {
+        let expired = {
+            let mut idle = self.inner.lock_idle();
+            self.inner.take_expired(&mut idle)
+        };
+        for conn in expired {
+            quit(conn, "expired").await;
+        }
+    }
+
+    /// Closes the pool: later and waiting sends fail, idle connections are
+    /// QUIT (each within 10 seconds), connections in use are QUIT when their
+    /// send ends.
+    pub async fn close(&self) {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        self.inner.slots.close();
+        let idle = std::mem::take(&mut *self.inner.lock_idle());
+        for entry in idle {
+            quit(entry.conn, "pool closed").await;
+        }
+    }
+
+    /// Whether [`Pool::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::SeqCst)
+    }
+
+    /// How many connections are idle and how many slots are taken.
+    pub fn status(&self) -> PoolStatus {
+        let max_size = self.inner.options.max_size;
+        PoolStatus {
+            idle: self.inner.lock_idle().len(),
+            in_use: max_size.saturating_sub(self.inner.slots.available_permits()),
+            max_size,
+        }
+    }
+
+    async fn run<R>(&self, envelope: Envelope, body: &mut R) -> Result<Delivery, Error>
+    where
+        R: AsyncRead + Unpin,
+    {
+        let span = tracing::debug_span!(
+            target: "smtp_tokio::pool",
+            "smtp.pool.send",
+            recipients = envelope.recipients().len()
+        );
+        async move {
+            let permit = self.inner.acquire().await?;
+            let mut lease = self.inner.checkout(permit).await?;
+            let mut tracked = Tracked {
+                inner: &mut *body,
+                touched: false,
+            };
+            let result = lease.send(envelope.clone(), &mut tracked).await;
+            let err = match result {
+                Ok(delivery) => {
+                    lease.done(None);
+                    return Ok(delivery);
+                }
+                Err(err) => err,
+            };
+            let retry = lease.reused && !tracked.touched && is_broken(&err);
+            if !retry {
+                lease.done(Some(&err));
+                return Err(err);
+            }
+            let id = lease.id();
+            let permit = match lease.discard_keep_slot("broken before the message was sent") {
+                Some(permit) => permit,
+                None => self.inner.acquire().await?,
+            };
+            tracing::debug!(
+                target: "smtp_tokio::pool",
+                connection = id,
+                error = %err,
+                "retrying on a new connection"
+            );
+            let mut lease = self.inner.open(permit).await?;
+            let mut tracked = Tracked {
+                inner: &mut *body,
+                touched: false,
+            };
+            let result = lease.send(envelope, &mut tracked).await;
+            lease.done(result.as_ref().err());
+            result
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("connector", &self.inner.connector)
+            .field("options", &self.inner.options)
+            .field("status", &self.status())
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+/// The failures after which a connection is gone: `421`, the server closing
+/// it, an I/O error, a poisoned client.
+fn is_broken(err: &Error) -> bool {
+    match err {
+        Error::Io(_) | Error::Poisoned => true,
+        Error::Smtp(err) => matches!(
+            err,
+            smtp_proto::Error::ServiceClosing { .. } | smtp_proto::Error::ConnectionClosed { .. }
+        ),
+        _ => false,
+    }
+}
+
+fn closed_error() -> Error {
+    Error::Smtp(smtp_proto::Error::InvalidState {
+        call: "Pool::send",
+        reason: "the pool is closed",
+    })
+}
+
+impl Inner {
+    fn lock_idle(&self) -> MutexGuard<'_, Vec<Idle>> {
+        // A panic elsewhere while holding the lock leaves a valid list.
+        self.idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    async fn acquire(&self) -> Result<OwnedSemaphorePermit, Error> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(closed_error());
+        }
+        Arc::clone(&self.slots)
+            .acquire_owned()
+            .await
+            .map_err(|_| closed_error())
+    }
+
+    fn is_expired(&self, entry: &Idle, now: Instant) -> bool {
+        now.saturating_duration_since(entry.since) >= self.options.idle_timeout
+            || self.too_old(&entry.conn, now)
+    }
+
+    fn too_old(&self, conn: &Conn, now: Instant) -> bool {
+        self.options
+            .max_lifetime
+            .is_some_and(|max| now.saturating_duration_since(conn.created) >= max)
+    }
+
+    /// Removes the expired idle connections, keeping the others in order.
+    fn take_expired(&self, idle: &mut Vec<Idle>) -> Vec<Conn> {
+        let now = Instant::now();
+        let (expired, kept): (Vec<Idle>, Vec<Idle>) = std::mem::take(idle)
+            .into_iter()
+            .partition(|entry| self.is_expired(entry, now));
+        *idle = kept;
+        expired
+            .into_iter()
+            .map(|entry| {
+                tracing::debug!(
+                    target: "smtp_tokio::pool",
+                    connection = entry.conn.id,
+                    idle_ms = now.saturating_duration_since(entry.since).as_millis() as u64,
+                    "expired"
+                );
+                entry.conn
+            })
+            .collect()
+    }
+
+    /// A connection for one send: the newest idle one that is usable (after
+    /// a NOOP if it was idle long), else a new one.
+    async fn checkout(self: &Arc<Self>, permit: OwnedSemaphorePermit) -> Result<Lease, Error> {
+        let mut permit = permit;
+        loop {
+            let (entry, expired) = {
+                let mut idle = self.lock_idle();
+                let expired = self.take_expired(&mut idle);
+                (idle.pop(), expired)
+            };
+            for conn in expired {
+                quit_detached(conn, "expired");
+            }
+            let Some(Idle { conn, since }) = entry else {
+                break;
+            };
+            let idle_for = since.elapsed();
+            let mut lease = Lease {
+                conn: Some(conn),
+                reused: true,
+                inner: Arc::clone(self),
+                permit: Some(permit),
+            };
+            if !lease.is_usable() {
+                permit = match lease.discard_keep_slot("unusable while idle") {
+                    Some(permit) => permit,
+                    None => self.acquire().await?,
+                };
+                continue;
+            }
+            if idle_for >= self.options.health_check_after {
+                if let Err(reason) = lease.health_check(self.options.health_check_timeout).await {
+                    tracing::debug!(
+                        target: "smtp_tokio::pool",
+                        connection = lease.id(),
+                        error = %reason,
+                        "health check failed"
+                    );
+                    permit = match lease.discard_keep_slot("health check failed") {
+                        Some(permit) => permit,
+                        None => self.acquire().await?,
+                    };
+                    continue;
+                }
+            }
+            tracing::debug!(
+                target: "smtp_tokio::pool",
+                connection = lease.id(),
+                idle_ms = idle_for.as_millis() as u64,
+                "reused"
+            );
+            return Ok(lease);
+        }
+        self.open(permit).await
+    }
+
+    /// Opens a new connection in the slot `permit`.
+    async fn open(self: &Arc<Self>, permit: OwnedSemaphorePermit) -> Result<Lease, Error> {
+        let started = Instant::now();
+        let client = match self.connector.connect().await {
+            Ok(client) => client,
+            Err(err) => {
+                tracing::debug!(target: "smtp_tokio::pool", error = %err, "connect failed");
+                return Err(err);
+            }
+        };
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(
+            target: "smtp_tokio::pool",
+            connection = id,
+            connect_ms = started.elapsed().as_millis() as u64,
+            tls = client.is_tls(),
+            "opened"
+        );
+        Ok(Lease {
+            conn: Some(Conn {
+                client,
+                id,
+                created: Instant::now(),
+                messages: 0,
+            }),
+            reused: false,
+            inner: Arc::clone(self),
+            permit: Some(permit),
+        })
+    }
+
+    /// Takes back a connection whose operation ended (or was dropped): into
+    /// the idle list if it is usable, else closed.
+    fn check_in(&self, conn: Conn) {
+        if !conn.client.is_usable() {
+            discard(conn, "unusable after the operation");
+        } else if self.closed.load(Ordering::SeqCst) {
+            quit_detached(conn, "pool closed");
+        } else if self.too_old(&conn, Instant::now()) {
+            quit_detached(conn, "max lifetime reached");
+        } else {
+            self.lock_idle().push(Idle {
+                conn,
+                since: Instant::now(),
+            });
+        }
+    }
+}
+
+/// One send's hold on a slot and a connection. Dropping it (the send
+/// finished, or its future was dropped) returns the connection only if it
+/// is usable, then frees the slot.
+struct Lease {
+    conn: Option<Conn>,
+    reused: bool,
+    inner: Arc<Inner>,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Lease {
+    fn id(&self) -> u64 {
+        self.conn.as_ref().map_or(0, |conn| conn.id)
+    }
+
+    fn is_usable(&self) -> bool {
+        self.conn
+            .as_ref()
+            .is_some_and(|conn| conn.client.is_usable())
+    }
+
+    async fn health_check(&mut self, timeout: Duration) -> Result<(), Error> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(Error::Poisoned);
+        };
+        // A timed-out NOOP is dropped mid-way, which poisons the client.
+        match ::tokio::time::timeout(timeout, conn.client.noop()).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout {
+                stage: smtp_proto::Stage::Noop,
+            }),
+        }
+    }
+
+    async fn send<R>(&mut self, envelope: Envelope, body: &mut R) -> Result<Delivery, Error>
+    where
+        R: AsyncRead + Unpin,
+    {
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(Error::Poisoned);
+        };
+        let result = conn.client.send_reader(envelope, body).await;
+        if result.is_ok() {
+            conn.messages += 1;
+        }
+        result
+    }
+
+    /// The operation ended: drop the connection if `err` ended the session,
+    /// else let [`Drop`] return it (if usable).
+    fn done(mut self, err: Option<&Error>) {
+        if let Some(err) = err.filter(|err| is_broken(err)) {
+            if let Some(conn) = self.conn.take() {
+                tracing::debug!(target: "smtp_tokio::pool", connection = conn.id, error = %err, "the operation broke the connection");
+                discard(conn, "broken by the operation");
+            }
+        }
+    }
+
+    /// Drops the connection and keeps the slot for another (`None` never
+    /// happens: a lease gives up its permit only here, consuming itself).
+    fn discard_keep_slot(mut self, reason: &'static str) -> Option<OwnedSemaphorePermit> {
+        if let Some(conn) = self.conn.take() {
+            discard(conn, reason);
+        }
+        self.permit.take()
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.inner.check_in(conn);
+        }
+        // The permit is dropped after this body, once the connection is back.
+    }
+}
+
+/// Closes a connection that cannot be used: nothing is written (a poisoned
+/// client would write into the middle of a dialogue; a closed one has
+/// nothing to say).
+fn discard(conn: Conn, reason: &'static str) {
+    tracing::debug!(
+        target: "smtp_tokio::pool",
+        connection = conn.id,
+        messages = conn.messages,
+        reason,
+        "discarded"
+    );
+    drop(conn);
+}
+
+/// QUITs a usable connection in a background task (or just closes it when
+/// there is no runtime to run one).
+fn quit_detached(conn: Conn, reason: &'static str) {
+    match ::tokio::runtime::Handle::try_current() {
+        Ok(handle) => {
+            handle.spawn(quit(conn, reason));
+        }
+        Err(_) => discard(conn, reason),
+    }
+}
+
+async fn quit(conn: Conn, reason: &'static str) {
+    let Conn {
+        client,
+        id,
+        messages,
+        ..
+    } = conn;
+    let result = ::tokio::time::timeout(QUIT_TIMEOUT, client.quit()).await;
+    let outcome = match &result {
+        Ok(Ok(())) => "ok",
+        Ok(Err(_)) => "failed",
+        Err(_) => "timed out",
+    };
+    tracing::debug!(
+        target: "smtp_tokio::pool",
+        connection = id,
+        messages,
+        reason,
+        quit = outcome,
+        "closed"
+    );
+}
+
+/// Remembers whether the body was ever read: if not, the server never got a
+/// byte of it.
+struct Tracked<'a, R> {
+    inner: &'a mut R,
+    touched: bool,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Tracked<'_, R> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.touched = true;
+        Pin::new(&mut *this.inner).poll_read(cx, buf)
+    }
+}

@@ -1,0 +1,688 @@
+//! The connection pool against the smtp-tests servers: the Exchange-like one
+//! over real TLS (LOGIN and XOAUTH2), and small scripted plaintext servers
+//! that misbehave on cue (421 while idle, a stall, a hang-up after the body).
+#![cfg(feature = "tokio")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use smtp_tests::{exchange_online, ExchangeOptions, Peer, ScriptedServer, TestPki};
+use smtp_tokio::pool::{BoxError, Connector, Pool, PoolOptions};
+use smtp_tokio::smtp_proto::Error as SmtpError;
+use smtp_tokio::{Address, Config, Credentials, Envelope, Error, Options, Timeouts, TlsPolicy};
+use std::collections::BTreeSet;
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(10);
+const NAME: &str = "mail.test";
+
+fn tls_options(pki: &TestPki) -> Options {
+    Options::new()
+        .tls(pki.client_config().unwrap())
+        .timeouts(Timeouts::uniform(Duration::from_secs(10)))
+}
+
+fn envelope(from: &str) -> Envelope {
+    Envelope::new(
+        Some(Address::new(from).unwrap()),
+        [Address::new("you@example.org").unwrap()],
+    )
+    .unwrap()
+}
+
+fn body(n: usize) -> Vec<u8> {
+    format!("Subject: message {n}\r\n\r\nbody {n}\r\n").into_bytes()
+}
+
+/// How often `needle` occurs in what connection `i`'s client sent.
+fn count(server: &ScriptedServer, i: usize, needle: &str) -> usize {
+    let received = server.transcript(i).unwrap();
+    let text = format!("{}{}", received.plain_text(), received.tls_text());
+    text.matches(needle).count()
+}
+
+// ---- a plaintext scripted server -------------------------------------------
+
+/// Messages received by [`plain_server`], with the connection they came on.
+type Inbox = Arc<Mutex<Vec<(usize, Vec<u8>)>>>;
+
+/// What the handler does once a message's body was read: reply and go on
+/// (`true`), or end the session (`false`).
+type OnMessage = dyn Fn(&mut Peer, usize) -> io::Result<bool> + Send + Sync;
+
+/// A minimal plaintext server (no PIPELINING, so commands go one by one).
+/// `on_message(peer, n)` runs after the `n`-th body (0-based) on a
+/// connection; it must reply.
+fn plain_server(
+    on_message: impl Fn(&mut Peer, usize) -> io::Result<bool> + Send + Sync + 'static,
+) -> (ScriptedServer, Inbox) {
+    let inbox: Inbox = Arc::default();
+    let on_message: Arc<OnMessage> = Arc::new(on_message);
+    let handler_inbox = Arc::clone(&inbox);
+    let server = ScriptedServer::start_fn(move |peer: &mut Peer| {
+        peer.reply("220 mail.test ESMTP")?;
+        let mut n = 0;
+        loop {
+            let line = match peer.line() {
+                Ok(line) => line,
+                Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+                Err(err) => return Err(err),
+            };
+            let line = String::from_utf8_lossy(&line).to_ascii_uppercase();
+            let verb = line.split(' ').next().unwrap_or("").to_owned();
+            match verb.as_str() {
+                "EHLO" => peer.reply("250-mail.test\n250 8BITMIME")?,
+                "MAIL" | "RCPT" | "NOOP" | "RSET" => peer.reply("250 2.0.0 OK")?,
+                "DATA" => {
+                    peer.reply("354 go ahead")?;
+                    let data = peer.read_data()?;
+                    handler_inbox.lock().unwrap().push((peer.index(), data));
+                    let go_on = on_message(peer, n)?;
+                    n += 1;
+                    if !go_on {
+                        return Ok(());
+                    }
+                }
+                "QUIT" => {
+                    peer.reply("221 2.0.0 bye")?;
+                    return Ok(());
+                }
+                _ => peer.reply("500 5.5.1 unknown")?,
+            }
+        }
+    })
+    .unwrap();
+    (server, inbox)
+}
+
+fn ok(peer: &mut Peer, _n: usize) -> io::Result<bool> {
+    peer.reply("250 2.0.0 queued")?;
+    Ok(true)
+}
+
+fn plain_pool(server: &ScriptedServer, options: PoolOptions) -> Pool {
+    let config = Config::new("localhost").tls(TlsPolicy::Disabled);
+    let connector = Connector::to_addr(
+        server.addr(),
+        config,
+        Options::new().timeouts(Timeouts::uniform(Duration::from_secs(10))),
+    );
+    Pool::new(connector, options)
+}
+
+/// Long enough that nothing expires or gets checked unless a test says so.
+fn quiet() -> PoolOptions {
+    PoolOptions::new()
+        .idle_timeout(Duration::from_secs(600))
+        .health_check_after(Duration::from_secs(600))
+}
+
+// ---- against the Exchange-like server over TLS ------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_sends_share_at_most_four_connections() {
+    let pki = TestPki::new().unwrap();
+    let cert = pki.leaf(&[NAME]).unwrap();
+    let opts =
+        ExchangeOptions::new(cert.server_config().unwrap()).user("me@example.com", "hunter2");
+    let (handler, store) = exchange_online(opts);
+    let server = ScriptedServer::start(handler).unwrap();
+
+    let connector = Connector::to_addr(server.addr(), Config::new(NAME), tls_options(&pki))
+        .credentials(Credentials::password("me@example.com", "hunter2"));
+    let pool = Pool::new(connector, quiet().max_size(4));
+
+    let tasks: Vec<_> = (0..50)
+        .map(|n| {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.send(envelope("me@example.com"), &body(n)).await })
+        })
+        .collect();
+    for task in tasks {
+        let delivery = task.await.unwrap().unwrap();
+        assert!(delivery.recipients()[0].accepted());
+    }
+
+    let messages = store.wait_for_messages(50, WAIT);
+    let got: BTreeSet<Vec<u8>> = messages.iter().map(|m| m.data.clone()).collect();
+    let want: BTreeSet<Vec<u8>> = (0..50).map(body).collect();
+    assert_eq!(got, want);
+    assert!(messages.iter().all(|m| m.tls));
+
+    let connections = server.connections();
+    assert!((1..=4).contains(&connections), "{connections} connections");
+    // One TLS handshake and one AUTH per connection, not per message.
+    let auths = store.auth_attempts();
+    assert_eq!(auths.len(), connections);
+    assert!(auths.iter().all(|a| a.success && a.mechanism == "LOGIN"));
+    let status = pool.status();
+    assert_eq!((status.idle, status.in_use), (connections, 0));
+
+    pool.close().await;
+    assert_eq!(pool.status().idle, 0);
+    assert!(server.wait_finished(connections, WAIT));
+    for i in 0..connections {
+        assert_eq!(count(&server, i, "QUIT\r\n"), 1, "connection {i}");
+    }
+    let err = pool
+        .send(envelope("me@example.com"), b"late\r\n")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.smtp(), Some(SmtpError::InvalidState { .. })),
+        "{err:?}"
+    );
+    assert_eq!(server.connections(), connections);
+}
+
+/// The provider hands out `user{n}`/`tok-{n}`, a new pair per call; the
+/// server accepts exactly those pairs (for `n` in `accepted`).
+fn token_server(
+    pki: &TestPki,
+    accepted: std::ops::RangeInclusive<usize>,
+) -> (ScriptedServer, smtp_tests::MailStore) {
+    let cert = pki.leaf(&[NAME]).unwrap();
+    let mut opts = ExchangeOptions::new(cert.server_config().unwrap());
+    for n in accepted {
+        opts = opts.token(&format!("user{n}@example.com"), &format!("tok-{n}"));
+    }
+    let (handler, store) = exchange_online(opts);
+    (ScriptedServer::start(handler).unwrap(), store)
+}
+
+fn token_connector(pki: &TestPki, server: &ScriptedServer, calls: Arc<AtomicUsize>) -> Connector {
+    Connector::to_addr(server.addr(), Config::new(NAME), tls_options(pki)).credentials_with(
+        move || {
+            let calls = Arc::clone(&calls);
+            async move {
+                // Stands in for a round-trip to the identity provider.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+                Ok::<_, BoxError>(Some(Credentials::token(
+                    format!("user{n}@example.com"),
+                    format!("tok-{n}"),
+                )))
+            }
+        },
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credential_provider_is_called_once_per_new_connection_with_a_fresh_token() {
+    let pki = TestPki::new().unwrap();
+    let (server, store) = token_server(&pki, 1..=20);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let pool = Pool::new(
+        token_connector(&pki, &server, Arc::clone(&calls)),
+        quiet().max_size(3).idle_timeout(Duration::from_millis(400)),
+    );
+
+    let tasks: Vec<_> = (0..12)
+        .map(|n| {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.send(envelope("me@example.com"), &body(n)).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let connections = server.connections();
+    assert_eq!(calls.load(Ordering::SeqCst), connections);
+
+    // Past the idle timeout every connection is replaced: a new token.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    pool.send(envelope("me@example.com"), &body(99))
+        .await
+        .unwrap();
+    assert_eq!(server.connections(), connections + 1);
+    assert_eq!(calls.load(Ordering::SeqCst), connections + 1);
+
+    // Each connection authenticated once, as its own user (so with its own
+    // token: the server accepts only the matching pair).
+    let auths = store.auth_attempts();
+    assert_eq!(auths.len(), connections + 1);
+    assert!(auths.iter().all(|a| a.success && a.mechanism == "XOAUTH2"));
+    let users: BTreeSet<String> = auths.iter().map(|a| a.user.clone()).collect();
+    let want: BTreeSet<String> = (1..=connections + 1)
+        .map(|n| format!("user{n}@example.com"))
+        .collect();
+    assert_eq!(users, want);
+    let last = store.wait_for_messages(13, WAIT);
+    let last = last.iter().find(|m| m.data == body(99)).unwrap();
+    assert_eq!(
+        last.auth,
+        Some((
+            "XOAUTH2".to_owned(),
+            format!("user{}@example.com", connections + 1)
+        ))
+    );
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_fails_one_connection_and_the_next_gets_a_fresh_one() {
+    let pki = TestPki::new().unwrap();
+    // tok-1 has expired: the server accepts from tok-2 on.
+    let (server, store) = token_server(&pki, 2..=5);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let pool = Pool::new(token_connector(&pki, &server, Arc::clone(&calls)), quiet());
+
+    let err = pool
+        .send(envelope("me@example.com"), b"first\r\n")
+        .await
+        .unwrap_err();
+    assert!(
+        err.smtp().is_some_and(SmtpError::is_auth_rejected),
+        "{err:?}"
+    );
+    assert_eq!(pool.status().idle, 0);
+
+    pool.send(envelope("me@example.com"), b"second\r\n")
+        .await
+        .unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(server.connections(), 2);
+    let messages = store.wait_for_messages(1, WAIT);
+    assert_eq!(
+        messages[0].auth,
+        Some(("XOAUTH2".to_owned(), "user2@example.com".to_owned()))
+    );
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_provider_opens_no_connection() {
+    let pki = TestPki::new().unwrap();
+    let (server, _store) = token_server(&pki, 1..=1);
+    let connector = Connector::to_addr(server.addr(), Config::new(NAME), tls_options(&pki))
+        .credentials_with(|| async {
+            Err::<Option<Credentials>, BoxError>("token endpoint down".into())
+        });
+    let pool = Pool::new(connector, quiet());
+    let err = pool
+        .send(envelope("me@example.com"), b"x\r\n")
+        .await
+        .unwrap_err();
+    let Error::Io(io) = &err else {
+        panic!("{err:?}")
+    };
+    let inner = io.get_ref().unwrap();
+    assert!(inner.is::<smtp_tokio::pool::CredentialsError>(), "{inner}");
+    assert!(err.to_string().contains("token endpoint down"), "{err}");
+    assert_eq!(server.connections(), 0);
+    assert_eq!(pool.status().in_use, 0);
+}
+
+// ---- misbehaving plaintext servers ----------------------------------------
+
+/// Connection 0 closes with `421` after its first message: `unsolicited`, a
+/// moment later while the client is idle (as servers do on their idle
+/// timeout), or else in answer to the next command (which is recorded).
+/// Later connections behave.
+fn closes_after_first(unsolicited: bool) -> (ScriptedServer, Inbox) {
+    plain_server(move |peer, _n| {
+        peer.reply("250 2.0.0 queued")?;
+        if peer.index() != 0 {
+            return Ok(true);
+        }
+        if unsolicited {
+            peer.stall(Duration::from_millis(100));
+        } else {
+            peer.line()?;
+        }
+        peer.reply("421 4.4.2 mail.test closing connection")?;
+        Ok(false)
+    })
+}
+
+fn closes_when_idle() -> (ScriptedServer, Inbox) {
+    closes_after_first(true)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_421_fails_mail_and_the_send_is_retried_once_on_a_new_connection() {
+    let (server, inbox) = closes_when_idle();
+    // No health check: the stale connection is found out by MAIL.
+    let pool = plain_pool(&server, quiet());
+    pool.send(envelope("me@example.com"), b"one\r\n")
+        .await
+        .unwrap();
+    assert!(server.wait_finished(1, WAIT));
+    assert_eq!(pool.status().idle, 1);
+
+    pool.send(envelope("me@example.com"), b"two\r\n")
+        .await
+        .unwrap();
+    assert_eq!(server.connections(), 2);
+    assert_eq!(count(&server, 1, "MAIL FROM"), 1);
+    let inbox = inbox.lock().unwrap().clone();
+    assert_eq!(
+        inbox,
+        vec![(0, b"one\r\n".to_vec()), (1, b"two\r\n".to_vec())]
+    );
+    assert_eq!(pool.status().idle, 1);
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_421_reply_to_mail_on_a_reused_connection_is_retried_once() {
+    let (server, inbox) = closes_after_first(false);
+    let pool = plain_pool(&server, quiet());
+    pool.send(envelope("me@example.com"), b"one\r\n")
+        .await
+        .unwrap();
+    pool.send(envelope("me@example.com"), b"two\r\n")
+        .await
+        .unwrap();
+    assert!(server.wait_finished(1, WAIT));
+    assert_eq!(server.connections(), 2);
+    // MAIL met the 421 on connection 0; the message went whole on connection 1.
+    assert_eq!(count(&server, 0, "MAIL FROM"), 2);
+    assert_eq!(count(&server, 0, "DATA"), 1);
+    assert_eq!(count(&server, 1, "MAIL FROM"), 1);
+    assert_eq!(
+        inbox.lock().unwrap().clone(),
+        vec![(0, b"one\r\n".to_vec()), (1, b"two\r\n".to_vec())]
+    );
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_421_is_caught_by_the_health_check() {
+    let (server, inbox) = closes_after_first(false);
+    let pool = plain_pool(&server, quiet().health_check_after(Duration::ZERO));
+    pool.send(envelope("me@example.com"), b"one\r\n")
+        .await
+        .unwrap();
+
+    pool.send(envelope("me@example.com"), b"two\r\n")
+        .await
+        .unwrap();
+    assert!(server.wait_finished(1, WAIT));
+    assert_eq!(server.connections(), 2);
+    // The NOOP went out (and met the 421); MAIL never did.
+    assert_eq!(count(&server, 0, "NOOP\r\n"), 1);
+    assert_eq!(count(&server, 0, "MAIL FROM"), 1);
+    assert_eq!(inbox.lock().unwrap().len(), 2);
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_on_a_new_connection_is_not_retried() {
+    let (server, _inbox) = plain_server(ok);
+    let pool = plain_pool(&server, quiet());
+    drop(server);
+    // The listener is gone: connecting fails, once.
+    let err = pool
+        .send(envelope("me@example.com"), b"x\r\n")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+
+    // 421 to MAIL on a fresh connection: reported, not retried.
+    let server = ScriptedServer::start_fn(|peer: &mut Peer| {
+        peer.reply("220 mail.test ESMTP")?;
+        peer.expect("EHLO")?;
+        peer.reply("250 mail.test")?;
+        peer.expect("MAIL")?;
+        peer.reply("421 4.3.2 shutting down")
+    })
+    .unwrap();
+    let pool = plain_pool(&server, quiet());
+    let err = pool
+        .send(envelope("me@example.com"), b"x\r\n")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.smtp(), Some(SmtpError::ServiceClosing { .. })),
+        "{err:?}"
+    );
+    assert!(server.wait_finished(1, WAIT));
+    assert_eq!(server.connections(), 1);
+    let status = pool.status();
+    assert_eq!((status.idle, status.in_use), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_retry_once_the_body_was_sent() {
+    // Connection 0 takes one message, then hangs up after reading the
+    // second body without answering: the server may have kept it.
+    let (server, inbox) = plain_server(|peer, n| {
+        if peer.index() == 0 && n == 1 {
+            return Ok(false);
+        }
+        ok(peer, n)
+    });
+    let pool = plain_pool(&server, quiet());
+    pool.send(envelope("me@example.com"), b"one\r\n")
+        .await
+        .unwrap();
+    let err = pool
+        .send(envelope("me@example.com"), b"two\r\n")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::Io(_)
+                | Error::Smtp(SmtpError::ConnectionClosed {
+                    stage: smtp_tokio::Stage::DataEnd
+                })
+        ),
+        "{err:?}"
+    );
+    assert!(server.wait_finished(1, WAIT));
+    assert_eq!(server.connections(), 1, "the message must not be resent");
+    assert_eq!(inbox.lock().unwrap().len(), 2);
+    assert_eq!((pool.status().idle, pool.status().in_use), (0, 0));
+
+    // The pool goes on with a new connection.
+    pool.send(envelope("me@example.com"), b"three\r\n")
+        .await
+        .unwrap();
+    assert_eq!(server.connections(), 2);
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_keeps_the_connection() {
+    let (server, _inbox) = plain_server(|peer, n| {
+        if n == 0 {
+            peer.reply("554 5.6.0 content rejected")?;
+            return Ok(true);
+        }
+        ok(peer, n)
+    });
+    let pool = plain_pool(&server, quiet());
+    let err = pool
+        .send(envelope("me@example.com"), b"spam\r\n")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.smtp(), Some(SmtpError::Rejected { .. })),
+        "{err:?}"
+    );
+    assert_eq!(pool.status().idle, 1);
+    pool.send(envelope("me@example.com"), b"ham\r\n")
+        .await
+        .unwrap();
+    assert_eq!(server.connections(), 1);
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_timeout_closes_old_connections() {
+    let (server, _inbox) = plain_server(ok);
+    let pool = plain_pool(&server, quiet().idle_timeout(Duration::from_millis(200)));
+    pool.send(envelope("me@example.com"), b"one\r\n")
+        .await
+        .unwrap();
+    // Within the idle timeout: reused.
+    pool.send(envelope("me@example.com"), b"two\r\n")
+        .await
+        .unwrap();
+    assert_eq!(server.connections(), 1);
+
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    pool.send(envelope("me@example.com"), b"three\r\n")
+        .await
+        .unwrap();
+    assert_eq!(server.connections(), 2);
+    // The old one was QUIT (in the background).
+    assert!(server.wait_finished(1, WAIT));
+    assert_eq!(count(&server, 0, "QUIT\r\n"), 1);
+    assert_eq!(count(&server, 0, "MAIL FROM"), 2);
+
+    // prune() closes expired connections without waiting for a send.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(pool.status().idle, 1);
+    pool.prune().await;
+    assert_eq!(pool.status().idle, 0);
+    assert!(server.wait_finished(2, WAIT));
+    assert_eq!(count(&server, 1, "QUIT\r\n"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_lifetime_retires_busy_connections() {
+    let (server, _inbox) = plain_server(ok);
+    let pool = plain_pool(
+        &server,
+        quiet().max_lifetime(Some(Duration::from_millis(300))),
+    );
+    pool.send(envelope("me@example.com"), b"one\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    pool.send(envelope("me@example.com"), b"two\r\n")
+        .await
+        .unwrap();
+    assert_eq!(server.connections(), 2);
+    assert!(server.wait_finished(1, WAIT));
+    assert_eq!(count(&server, 0, "QUIT\r\n"), 1);
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_send_does_not_return_its_connection() {
+    // Connection 0 is slow to accept its first message.
+    let (server, inbox) = plain_server(|peer, n| {
+        if peer.index() == 0 {
+            peer.stall(Duration::from_secs(2));
+        }
+        ok(peer, n)
+    });
+    let pool = plain_pool(&server, quiet());
+    let send = pool.send(envelope("me@example.com"), b"slow\r\n");
+    let timed_out = tokio::time::timeout(Duration::from_millis(300), send).await;
+    assert!(timed_out.is_err());
+    // The half-used connection is gone and its slot free.
+    let status = pool.status();
+    assert_eq!((status.idle, status.in_use), (0, 0));
+
+    pool.send(envelope("me@example.com"), b"next\r\n")
+        .await
+        .unwrap();
+    assert_eq!(server.connections(), 2);
+    assert_eq!(count(&server, 1, "MAIL FROM"), 1);
+    let inbox = inbox.lock().unwrap().clone();
+    assert_eq!(inbox.last(), Some(&(1, b"next\r\n".to_vec())));
+    // Nothing more was written on the abandoned connection.
+    assert!(server.wait_finished(1, WAIT));
+    assert_eq!(count(&server, 0, "MAIL FROM"), 1);
+    assert_eq!(count(&server, 0, "QUIT"), 0);
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_waiting_for_a_slot_can_be_dropped() {
+    let (server, _inbox) = plain_server(|peer, n| {
+        if n == 0 {
+            peer.stall(Duration::from_millis(500));
+        }
+        ok(peer, n)
+    });
+    let pool = plain_pool(&server, quiet().max_size(1));
+    let first = {
+        let pool = pool.clone();
+        tokio::spawn(async move { pool.send(envelope("me@example.com"), b"one\r\n").await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The only slot is taken: this one waits, and is given up.
+    let waiting = tokio::time::timeout(
+        Duration::from_millis(100),
+        pool.send(envelope("me@example.com"), b"never\r\n"),
+    )
+    .await;
+    assert!(waiting.is_err());
+    first.await.unwrap().unwrap();
+    pool.send(envelope("me@example.com"), b"two\r\n")
+        .await
+        .unwrap();
+    assert_eq!(server.connections(), 1);
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_idle_connections_get_a_noop_before_reuse() {
+    let (server, _inbox) = plain_server(ok);
+    let pool = plain_pool(
+        &server,
+        quiet().health_check_after(Duration::from_millis(200)),
+    );
+    pool.send(envelope("me@example.com"), b"one\r\n")
+        .await
+        .unwrap();
+    pool.send(envelope("me@example.com"), b"two\r\n")
+        .await
+        .unwrap();
+    assert_eq!(count(&server, 0, "NOOP\r\n"), 0);
+
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    pool.send(envelope("me@example.com"), b"three\r\n")
+        .await
+        .unwrap();
+    assert_eq!(server.connections(), 1);
+    assert_eq!(count(&server, 0, "NOOP\r\n"), 1);
+    let received = server.transcript(0).unwrap().plain_text();
+    let noop = received.find("NOOP").unwrap();
+    assert!(received[noop..].contains("MAIL FROM"), "{received}");
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_reader_streams_and_follows_the_same_rules() {
+    let (server, inbox) = closes_when_idle();
+    let pool = plain_pool(&server, quiet());
+    pool.send_reader(envelope("me@example.com"), &b"one\r\n"[..])
+        .await
+        .unwrap();
+    assert!(server.wait_finished(1, WAIT));
+    // The reused connection is dead; the reader was not touched, so the
+    // retry sends it whole.
+    pool.send_reader(envelope("me@example.com"), &b"two\r\n"[..])
+        .await
+        .unwrap();
+    assert_eq!(
+        inbox.lock().unwrap().clone(),
+        vec![(0, b"one\r\n".to_vec()), (1, b"two\r\n".to_vec())]
+    );
+    pool.close().await;
+}
+
+#[test]
+fn pool_is_send_sync_and_its_futures_are_send() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    fn assert_send<T: Send>(_: &T) {}
+    assert_send_sync::<Pool>();
+    assert_send_sync::<Connector>();
+    let pool = Pool::new(
+        Connector::new("localhost", 25, Config::new("localhost"), Options::new()),
+        PoolOptions::new().max_size(0),
+    );
+    assert_eq!(pool.status().max_size, 1);
+    let future = pool.send(envelope("me@example.com"), b"");
+    assert_send(&future);
+    let future = pool.close();
+    assert_send(&future);
+}
