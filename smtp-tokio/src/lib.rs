@@ -9,10 +9,10 @@
 //!
 //! - [`tokio::Client`] (feature `tokio`, default): tokio's `TcpStream` and
 //!   `tokio-rustls`;
-//! - [`futures::Client`] (feature `async-std`): any `futures-io` stream and
+//! - `futures::Client` (feature `async-std`): any `futures-io` stream and
 //!   `futures-rustls`, with `async-io` timers, so it runs under async-std and
 //!   smol alike. It dials with async-std's `TcpStream`;
-//!   [`futures::Client::with_stream`] takes any stream (`smol::net::TcpStream`,
+//!   `futures::Client::with_stream` takes any stream (`smol::net::TcpStream`,
 //!   `async_io::Async<std::net::TcpStream>`).
 //!
 //! # Example
