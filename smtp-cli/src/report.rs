@@ -140,12 +140,14 @@ pub fn classify(err: &smtp_blocking::Error) -> Failure {
     }
 }
 
-/// `552 5.3.4` (or any `5.3.4`): the message is too big for the server,
+/// `5.3.4` (usually `552 5.3.4`): the message is too big for the server,
 /// said at MAIL (`SIZE=`) or at the end of the data.
 fn is_size_reply(reply: &Reply) -> bool {
-    reply
-        .enhanced_code()
-        .is_some_and(|e| (e.class, e.subject, e.detail) == (5, 3, 4))
+    match reply.enhanced_code() {
+        Some(e) => (e.class, e.subject, e.detail) == (5, 3, 4),
+        // Without ENHANCEDSTATUSCODES the code is not parsed; look at the text.
+        None => reply.message().starts_with(b"5.3.4 "),
+    }
 }
 
 fn reply_code(reply: &Reply) -> u16 {
