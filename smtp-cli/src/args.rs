@@ -73,7 +73,7 @@ pub struct SendArgs {
     pub connect: Option<String>,
 
     /// The TLS policy.
-    #[arg(long, value_enum, default_value_t = TlsMode::Required)]
+    #[arg(long, value_enum, value_name = "POLICY", default_value_t = TlsMode::Required)]
     pub tls: TlsMode,
 
     /// PEM file of root certificates to trust (replaces the built-in roots).

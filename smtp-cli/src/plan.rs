@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The environment variable holding the password for `--user`.
@@ -32,6 +32,10 @@ pub enum Data {
     },
     /// Standard input, streamed (one transaction only).
     Stdin,
+    /// A file that is not a regular file (a FIFO, `<(…)`): it can be read
+    /// once, so it is kept open from the start and streamed for one
+    /// transaction, without `SIZE=`.
+    Pipe(Arc<Mutex<Option<File>>>),
     /// In memory (stdin read once for several transactions, or the demo).
     Memory(Arc<Vec<u8>>),
 }
@@ -214,7 +218,7 @@ pub fn plan(args: &SendArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Pla
             Data::Memory(Arc::new(buf))
         }
         Some("-") => Data::Stdin,
-        Some(path) => file_data(PathBuf::from(path))?,
+        Some(path) => file_data(PathBuf::from(path), repeat)?,
     };
     let timeout = match args.timeout {
         None => None,
@@ -280,12 +284,22 @@ fn parse_connect(value: &str) -> Result<SocketAddr, Failure> {
         .ok_or_else(|| Failure::new(Kind::Connect, format!("{value} has no address")))
 }
 
-/// Checks the file once: its size (declared as `SIZE=`) and whether it is
-/// 8-bit, in one streaming pass; the message itself is streamed again per
-/// transaction.
-fn file_data(path: PathBuf) -> Result<Data, Failure> {
+/// Checks a regular file once: its size (declared as `SIZE=`) and whether
+/// it is 8-bit, in one streaming pass; the message itself is streamed again
+/// per transaction. Anything else (a FIFO) can be read only once: streamed
+/// for one transaction, buffered for several.
+fn file_data(path: PathBuf, repeat: u32) -> Result<Data, Failure> {
     let unreadable = |err: io::Error| Failure::usage(format!("--data {}: {err}", path.display()));
     let mut file = File::open(&path).map_err(unreadable)?;
+    let regular = file.metadata().map_err(unreadable)?.is_file();
+    if !regular {
+        if repeat == 1 {
+            return Ok(Data::Pipe(Arc::new(Mutex::new(Some(file)))));
+        }
+        let mut buf = Vec::new();
+        file.read_to_end(&mut buf).map_err(unreadable)?;
+        return Ok(Data::Memory(Arc::new(buf)));
+    }
     let mut chunk = vec![0; 64 * 1024];
     let mut size = 0u64;
     let mut ascii = true;

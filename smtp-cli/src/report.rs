@@ -228,6 +228,9 @@ pub struct Report {
     pub tls: bool,
     /// The AUTH mechanism used, if any.
     pub auth_mechanism: Option<String>,
+    /// The mechanisms the server offered (after TLS, when TLS was on), as
+    /// far as a session got that far; human output only.
+    pub auth_offered: Vec<String>,
     /// The transactions attempted, by session then order.
     pub transactions: Vec<TransactionReport>,
     /// How many messages the server accepted.
@@ -245,6 +248,7 @@ impl Report {
             ok: false,
             tls: false,
             auth_mechanism: None,
+            auth_offered: Vec::new(),
             transactions: Vec::new(),
             messages_sent: 0,
             elapsed,
@@ -294,11 +298,16 @@ impl Report {
     pub fn human(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "TLS:       {}", if self.tls { "yes" } else { "no" });
-        let _ = writeln!(
+        let _ = write!(
             out,
             "AUTH:      {}",
             self.auth_mechanism.as_deref().unwrap_or("none")
         );
+        if self.auth_offered.is_empty() {
+            out.push('\n');
+        } else {
+            let _ = writeln!(out, " (offered: {})", self.auth_offered.join(" "));
+        }
         let many = self.transactions.len() > 1;
         // Every transaction when there are few; the first one otherwise.
         let shown = if self.transactions.len() <= 10 {

@@ -16,6 +16,7 @@ struct SessionOutcome {
     connected: bool,
     tls: bool,
     mechanism: Option<String>,
+    offered: Vec<String>,
     transactions: Vec<TransactionReport>,
     /// The failure that ended it, and when.
     error: Option<(Instant, Failure)>,
@@ -58,6 +59,10 @@ pub fn run(plan: &Plan, hook: Option<TranscriptHook>) -> Report {
     let connected: Vec<&SessionOutcome> = outcomes.iter().filter(|o| o.connected).collect();
     let tls = !connected.is_empty() && connected.iter().all(|o| o.tls);
     let auth_mechanism = connected.iter().find_map(|o| o.mechanism.clone());
+    let auth_offered = connected
+        .first()
+        .map(|o| o.offered.clone())
+        .unwrap_or_default();
     let error = outcomes
         .iter()
         .filter_map(|o| o.error.as_ref())
@@ -76,6 +81,7 @@ pub fn run(plan: &Plan, hook: Option<TranscriptHook>) -> Report {
         ok,
         tls,
         auth_mechanism,
+        auth_offered,
         transactions,
         messages_sent,
         elapsed: started.elapsed(),
@@ -121,6 +127,12 @@ fn session(
     outcome.connected = true;
     outcome.tls = client.is_tls();
     outcome.mechanism = client.auth_mechanism().map(|m| m.as_str().to_owned());
+    outcome.offered = client
+        .capabilities()
+        .auth_mechanisms()
+        .iter()
+        .map(|m| m.as_str().to_owned())
+        .collect();
     for _ in 0..count {
         if stop.load(Ordering::SeqCst) {
             break;
@@ -155,6 +167,13 @@ fn transaction(client: &mut Client, plan: &Plan) -> Result<Delivery, Error> {
             client.send_reader(envelope.size(*size).body(*body), file)
         }
         Data::Stdin => client.send_reader(envelope, io::stdin().lock()),
+        Data::Pipe(pipe) => {
+            let taken = pipe.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let pipe = taken.ok_or_else(|| {
+                Error::BodyRead(io::Error::other("the --data pipe was already read"))
+            })?;
+            client.send_reader(envelope, pipe)
+        }
         Data::Memory(body) => client.send(envelope, body),
     }
 }

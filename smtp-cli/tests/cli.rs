@@ -1020,7 +1020,7 @@ fn demo_exits_0_with_login_and_redacted_secret() {
         "S: 334 UGFzc3dvcmQ6",
         "C: <redacted>",
         "TLS:       yes",
-        "AUTH:      LOGIN",
+        "AUTH:      LOGIN (offered: LOGIN XOAUTH2)",
         "alice@example.com  250  accepted",
         "reject-bob@example.com  550  refused",
         "stored 1 message",
@@ -1035,4 +1035,20 @@ fn demo_exits_0_with_login_and_redacted_secret() {
     // AUTH only after TLS.
     let tls_at = s.find("C: STARTTLS").unwrap();
     assert!(s.find("C: AUTH").unwrap() > tls_at);
+}
+
+#[test]
+fn a_fifo_as_data_is_streamed_once() {
+    let (server, bodies) = start(Script::default());
+    // /dev/stdin is a pipe here: not a regular file.
+    let out = run(
+        &strs(&plain_args(&server, Path::new("/dev/stdin"))),
+        &[],
+        Some(b"Subject: fifo\n\nvia a path\n"),
+    );
+    assert_eq!(out.status, 0, "{} {}", out.stdout, out.stderr);
+    assert_eq!(
+        bodies.lock().unwrap().as_slice(),
+        [b"Subject: fifo\r\n\r\nvia a path\r\n".to_vec()]
+    );
 }
