@@ -63,7 +63,7 @@ pub enum AuthMode {
 pub struct SendArgs {
     /// The server's name (for TLS name checks and the credential guard) and
     /// port; the port defaults to 587 (465 with --tls implicit, 25 with
-    /// --tls none). IPv6: [::1]:25.
+    /// --tls none). IPv6: `[::1]:25`.
     #[arg(long, value_name = "HOST[:PORT]", required = true)]
     pub server: Option<String>,
 
