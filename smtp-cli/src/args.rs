@@ -1,0 +1,135 @@
+//! The command line, as clap parses it.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// `smtp-send`: send one RFC 5322 message (optionally N times) and report
+/// what the server said; or `smtp-send demo`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "smtp-send",
+    version,
+    about = "Send a message over SMTP and report what the server said",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+pub struct Cli {
+    /// `demo`, or nothing to send a message.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// The flags for sending.
+    #[command(flatten)]
+    pub send: SendArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole path against an in-process Exchange-Online-like server
+    /// on loopback, trusting its throwaway certificate for this run only.
+    Demo,
+}
+
+/// `--tls`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TlsMode {
+    /// STARTTLS must be advertised and succeed before any credential or envelope.
+    Required,
+    /// STARTTLS if offered.
+    Opportunistic,
+    /// TLS from the first byte (port 465).
+    Implicit,
+    /// Never TLS.
+    None,
+}
+
+/// `--auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthMode {
+    /// PLAIN if advertised, else LOGIN; with a token XOAUTH2, else OAUTHBEARER.
+    Auto,
+    /// AUTH PLAIN.
+    Plain,
+    /// AUTH LOGIN.
+    Login,
+    /// AUTH XOAUTH2 (needs `SMTP_OAUTH_TOKEN`).
+    Xoauth2,
+    /// AUTH OAUTHBEARER (needs `SMTP_OAUTH_TOKEN`).
+    Oauthbearer,
+}
+
+/// The flags for sending a message.
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// The server's name (for TLS name checks and the credential guard) and
+    /// port; the port defaults to 587 (465 with --tls implicit, 25 with
+    /// --tls none). IPv6: `[::1]:25`.
+    #[arg(long, value_name = "HOST[:PORT]", required = true)]
+    pub server: Option<String>,
+
+    /// Connect the TCP socket here instead of resolving HOST; HOST is still
+    /// the name used for TLS and the credential guard.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub connect: Option<String>,
+
+    /// The TLS policy.
+    #[arg(long, value_enum, value_name = "POLICY", default_value_t = TlsMode::Required)]
+    pub tls: TlsMode,
+
+    /// PEM file of root certificates to trust (replaces the built-in roots).
+    #[arg(long, value_name = "PATH")]
+    pub ca_file: Option<PathBuf>,
+
+    /// The EHLO/HELO name.
+    #[arg(long, value_name = "NAME", default_value = "localhost")]
+    pub helo: String,
+
+    /// The user name; the secret comes from env SMTP_PASSWORD (or
+    /// SMTP_OAUTH_TOKEN for a bearer token).
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+
+    /// The AUTH mechanism [default: auto].
+    #[arg(long, value_enum, value_name = "MECHANISM")]
+    pub auth: Option<AuthMode>,
+
+    /// Allow credentials over a connection that is neither TLS nor to a
+    /// loopback name.
+    #[arg(long)]
+    pub allow_insecure_auth: bool,
+
+    /// The envelope sender (may be empty: --from '').
+    #[arg(long, value_name = "ADDR", required = true)]
+    pub from: Option<String>,
+
+    /// An envelope recipient; repeat for more.
+    #[arg(long, value_name = "ADDR", required = true)]
+    pub to: Vec<String>,
+
+    /// The message file, or - for stdin.
+    #[arg(long, value_name = "PATH|-", required = true)]
+    pub data: Option<String>,
+
+    /// Send the message N times, as N transactions.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub repeat: u32,
+
+    /// Spread the N transactions over C parallel sessions.
+    #[arg(long, value_name = "C", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub connections: u32,
+
+    /// One timeout (seconds, fractions allowed) for connecting and for every
+    /// read and write [default: RFC 5321 §4.5.3.2 values per stage].
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+
+    /// Print the dialogue on stderr, AUTH payloads redacted.
+    #[arg(long)]
+    pub transcript: bool,
+
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}

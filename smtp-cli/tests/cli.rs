@@ -1,0 +1,1054 @@
+//! The built `smtp-send` binary against scripted loopback servers
+//! (`smtp-tests`): every exit path and error kind of the contract, the JSON
+//! object, and what the server did and did not receive.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use serde_json::Value;
+use smtp_tests::{
+    exchange_online, self_signed, ExchangeOptions, Peer, ScriptedServer, ServerCert, TestPki,
+};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_smtp-send");
+const WAIT: Duration = Duration::from_secs(10);
+/// The TLS name the tests' certificates are for (not loopback).
+const NAME: &str = "smtp.test.invalid";
+
+// ---- running the binary --------------------------------------------------
+
+struct Out {
+    status: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    fn json(&self) -> Value {
+        serde_json::from_str(self.stdout.trim())
+            .unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {}", self.stdout))
+    }
+
+    /// The error kind and code of the JSON output.
+    fn error(&self) -> (String, Option<u64>) {
+        let json = self.json();
+        let error = &json["error"];
+        assert!(error.is_object(), "no error in {json}");
+        (
+            error["kind"].as_str().unwrap().to_owned(),
+            error["code"].as_u64(),
+        )
+    }
+}
+
+fn run(args: &[&str], env: &[(&str, &str)], stdin: Option<&[u8]>) -> Out {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_remove("SMTP_PASSWORD")
+        .env_remove("SMTP_OAUTH_TOKEN")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().unwrap();
+        pipe.write_all(input).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    Out {
+        status: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn temp_file(contents: &[u8]) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "smtp-cli-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+const BODY: &[u8] = b"Subject: test\r\n\r\nHello.\r\n";
+
+/// `--server`, `--connect`, `--from`, `--to`, `--data` and `--json` for a
+/// server on loopback known as `name`.
+fn base(server: &ScriptedServer, name: &str, port: u16, data: &Path) -> Vec<String> {
+    [
+        "--server",
+        &format!("{name}:{port}"),
+        "--connect",
+        &server.addr().to_string(),
+        "--from",
+        "me@example.com",
+        "--to",
+        "you@example.org",
+        "--data",
+        data.to_str().unwrap(),
+        "--timeout",
+        "10",
+        "--json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// Sets a single-valued flag, replacing its value when already there.
+fn set(args: &mut Vec<String>, flag: &str, value: &str) {
+    match args.iter().position(|a| a == flag) {
+        Some(i) => args[i + 1] = value.to_owned(),
+        None => args.extend([flag.to_owned(), value.to_owned()]),
+    }
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+// ---- a scripted server ---------------------------------------------------
+
+/// A small configurable SMTP server: plaintext, STARTTLS or implicit TLS.
+#[derive(Clone)]
+struct Script {
+    greeting: String,
+    ehlo: Vec<String>,
+    ehlo_tls: Vec<String>,
+    cert: Option<ServerCert>,
+    implicit: bool,
+    starttls_reply: String,
+    /// Sent in the same write as the STARTTLS reply (response injection).
+    starttls_extra: String,
+    auth_reply: String,
+    mail_reply: String,
+    end_reply: String,
+    /// Close the connection when this verb arrives.
+    hang_up_on: Option<&'static str>,
+    /// Stall before the greeting.
+    stall: Option<Duration>,
+}
+
+impl Default for Script {
+    fn default() -> Script {
+        Script {
+            greeting: "220 mail.test ESMTP".into(),
+            ehlo: vec!["PIPELINING".into(), "8BITMIME".into()],
+            ehlo_tls: vec!["PIPELINING".into(), "8BITMIME".into()],
+            cert: None,
+            implicit: false,
+            starttls_reply: "220 2.0.0 go ahead".into(),
+            starttls_extra: String::new(),
+            auth_reply: "235 2.7.0 ok".into(),
+            mail_reply: "250 2.1.0 ok".into(),
+            end_reply: "250 2.0.0 queued".into(),
+            hang_up_on: None,
+            stall: None,
+        }
+    }
+}
+
+/// The bodies the scripted server received (dot-stuffing undone).
+type Bodies = Arc<Mutex<Vec<Vec<u8>>>>;
+
+fn start(script: Script) -> (ScriptedServer, Bodies) {
+    let bodies: Bodies = Arc::default();
+    let sink = bodies.clone();
+    let server = ScriptedServer::start_fn(move |peer| serve(&script, peer, &sink)).unwrap();
+    (server, bodies)
+}
+
+fn serve(s: &Script, peer: &mut Peer, bodies: &Bodies) -> io::Result<()> {
+    if let Some(stall) = s.stall {
+        peer.stall(stall);
+        return Ok(());
+    }
+    if s.implicit {
+        peer.implicit_tls(s.cert.as_ref().unwrap().server_config()?)?;
+    }
+    peer.reply(&s.greeting)?;
+    if !s.greeting.starts_with("220") {
+        return Ok(());
+    }
+    let mut accepted = 0;
+    loop {
+        let line = match peer.line() {
+            Ok(line) => line,
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let text = String::from_utf8_lossy(&line).to_ascii_uppercase();
+        let verb = text.split(' ').next().unwrap_or("").to_owned();
+        if s.hang_up_on == Some(verb.as_str()) {
+            return Ok(());
+        }
+        match verb.as_str() {
+            "EHLO" => {
+                let ext = if peer.is_tls() { &s.ehlo_tls } else { &s.ehlo };
+                let mut lines = vec!["mail.test".to_owned()];
+                if !peer.is_tls() && s.cert.is_some() && !s.implicit {
+                    lines.push("STARTTLS".into());
+                }
+                lines.extend(ext.iter().cloned());
+                let last = lines.len() - 1;
+                let reply: Vec<String> = lines
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| format!("250{}{l}", if i == last { ' ' } else { '-' }))
+                    .collect();
+                peer.reply(&reply.join("\n"))?;
+            }
+            "STARTTLS" => {
+                let mut out = format!("{}\r\n", s.starttls_reply);
+                out.push_str(&s.starttls_extra);
+                peer.send(out.as_bytes())?;
+                if s.starttls_reply.starts_with("220") {
+                    peer.start_tls(s.cert.as_ref().unwrap().server_config()?)?;
+                }
+            }
+            "AUTH" => peer.reply(&s.auth_reply)?,
+            "MAIL" => peer.reply(&s.mail_reply)?,
+            "RCPT" => {
+                if text.starts_with("RCPT TO:<REJECT") {
+                    peer.reply("550 5.1.1 no such user")?;
+                } else {
+                    accepted += 1;
+                    peer.reply("250 2.1.5 ok")?;
+                }
+            }
+            "DATA" if accepted == 0 => peer.reply("554 5.5.1 no valid recipients")?,
+            "DATA" => {
+                accepted = 0;
+                peer.reply("354 go ahead")?;
+                let body = peer.read_data()?;
+                bodies.lock().unwrap().push(body);
+                peer.reply(&s.end_reply)?;
+            }
+            "RSET" => {
+                accepted = 0;
+                peer.reply("250 ok")?;
+            }
+            "NOOP" => peer.reply("250 ok")?,
+            "QUIT" => {
+                peer.reply("221 bye")?;
+                return Ok(());
+            }
+            _ => peer.reply("500 what")?,
+        }
+    }
+}
+
+/// Everything the client of connection 0 sent, plaintext then TLS.
+fn sent(server: &ScriptedServer) -> String {
+    assert!(server.wait_finished(1, WAIT));
+    let r = server.transcript(0).unwrap();
+    format!("{}{}", r.plain_text(), r.tls_text())
+}
+
+fn plain_args(server: &ScriptedServer, data: &Path) -> Vec<String> {
+    let mut args = base(server, "127.0.0.1", server.port(), data);
+    args.extend(["--tls".into(), "none".into()]);
+    args
+}
+
+fn pki_and_cert() -> (TestPki, ServerCert, PathBuf) {
+    let pki = TestPki::new().unwrap();
+    let cert = pki.leaf(&[NAME]).unwrap();
+    let ca = temp_file(pki.ca_pem().as_bytes());
+    (pki, cert, ca)
+}
+
+// ---- success -------------------------------------------------------------
+
+#[test]
+fn plaintext_success_json_and_exact_dot_stuffed_bytes() {
+    let (server, bodies) = start(Script::default());
+    // Bare LF, bare CR, leading dots, a lone dot, no final line ending.
+    let data = temp_file(b"Subject: dots\n\n.leading\r\n..two\rbare cr\n.\nlast");
+    let mut args = plain_args(&server, &data);
+    set(&mut args, "--from", "");
+    let out = run(&strs(&args), &[], None);
+    assert_eq!(out.status, 0, "{} {}", out.stdout, out.stderr);
+    let json = out.json();
+    assert_eq!(json["ok"], true);
+    assert_eq!(json["tls"], false);
+    assert_eq!(json["auth_mechanism"], Value::Null);
+    assert_eq!(json["messages_sent"], 1);
+    assert_eq!(json["error"], Value::Null);
+    assert!(json["elapsed_ms"].is_f64());
+    assert_eq!(
+        json["transactions"],
+        serde_json::json!([{"recipients": [{"address": "you@example.org", "code": 250, "accepted": true}], "data_code": 250}])
+    );
+
+    let wire = sent(&server);
+    assert!(wire.contains("MAIL FROM:<>"), "{wire}");
+    let start = wire.find("DATA\r\n").unwrap() + 6;
+    let end = wire.find("QUIT\r\n").unwrap();
+    assert_eq!(
+        &wire[start..end],
+        "Subject: dots\r\n\r\n..leading\r\n...two\r\nbare cr\r\n..\r\nlast\r\n.\r\n"
+    );
+    assert_eq!(
+        bodies.lock().unwrap()[0],
+        b"Subject: dots\r\n\r\n.leading\r\n..two\r\nbare cr\r\n.\r\nlast\r\n"
+    );
+}
+
+#[test]
+fn human_output_summarises_and_exit_0() {
+    let (server, _) = start(Script::default());
+    let data = temp_file(BODY);
+    let mut args = plain_args(&server, &data);
+    args.retain(|a| a != "--json");
+    args.extend(["--to".into(), "reject-me@example.org".into()]);
+    let out = run(&strs(&args), &[], None);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    for want in [
+        "TLS:       no",
+        "AUTH:      none",
+        "you@example.org  250  accepted",
+        "reject-me@example.org  550  refused",
+        "DATA  250",
+        "1 message in",
+    ] {
+        assert!(out.stdout.contains(want), "{want:?} in {}", out.stdout);
+    }
+    assert_eq!(out.stderr, "");
+}
+
+#[test]
+fn stdin_is_streamed_for_one_transaction() {
+    let (server, bodies) = start(Script::default());
+    let args = plain_args(&server, &PathBuf::from("-"));
+    let out = run(&strs(&args), &[], Some(b"Subject: stdin\n\nfrom a pipe\n"));
+    assert_eq!(out.status, 0, "{} {}", out.stdout, out.stderr);
+    assert_eq!(
+        bodies.lock().unwrap().as_slice(),
+        [b"Subject: stdin\r\n\r\nfrom a pipe\r\n".to_vec()]
+    );
+}
+
+// ---- --repeat and --connections, counted on the server side ---------------
+
+#[test]
+fn repeat_sends_n_transactions_over_one_session() {
+    let (server, bodies) = start(Script::default());
+    let data = temp_file(BODY);
+    let mut args = plain_args(&server, &data);
+    args.extend(["--repeat".into(), "5".into()]);
+    let out = run(&strs(&args), &[], None);
+    assert_eq!(out.status, 0, "{}", out.stdout);
+    let json = out.json();
+    assert_eq!(json["messages_sent"], 5);
+    assert_eq!(json["transactions"].as_array().unwrap().len(), 5);
+    assert!(server.wait_finished(1, WAIT));
+    assert_eq!(server.connections(), 1);
+    assert_eq!(bodies.lock().unwrap().len(), 5);
+    assert_eq!(sent(&server).matches("MAIL FROM:").count(), 5);
+}
+
+#[test]
+fn connections_spread_transactions_over_parallel_tls_sessions() {
+    let (_pki, cert, ca) = pki_and_cert();
+    let opts = ExchangeOptions::new(cert.server_config().unwrap()).user("me@example.com", "pw-1");
+    let (handler, store) = exchange_online(opts);
+    let server = ScriptedServer::start(handler).unwrap();
+    let data = temp_file(BODY);
+    let mut args = base(&server, NAME, 587, &data);
+    args.extend(
+        [
+            "--ca-file",
+            ca.to_str().unwrap(),
+            "--user",
+            "me@example.com",
+            "--repeat",
+            "7",
+            "--connections",
+            "3",
+        ]
+        .map(String::from),
+    );
+    let out = run(&strs(&args), &[("SMTP_PASSWORD", "pw-1")], None);
+    assert_eq!(out.status, 0, "{} {}", out.stdout, out.stderr);
+    let json = out.json();
+    assert_eq!(json["messages_sent"], 7);
+    assert_eq!(json["tls"], true);
+    assert_eq!(json["auth_mechanism"], "LOGIN");
+    assert!(server.wait_finished(3, WAIT));
+    assert_eq!(server.connections(), 3);
+    let messages = store.messages();
+    assert_eq!(messages.len(), 7);
+    assert!(messages.iter().all(|m| m.tls && m.data == BODY));
+    // 3 + 2 + 2
+    let mut per_conn: Vec<usize> = server
+        .received()
+        .iter()
+        .map(|r| r.tls_text().matches("MAIL FROM:").count())
+        .collect();
+    per_conn.sort_unstable();
+    assert_eq!(per_conn, [2, 2, 3]);
+}
+
+#[test]
+fn stdin_is_buffered_for_repeat() {
+    let (server, bodies) = start(Script::default());
+    let mut args = plain_args(&server, &PathBuf::from("-"));
+    args.extend(["--repeat", "3", "--connections", "2"].map(String::from));
+    let out = run(&strs(&args), &[], Some(b"Subject: x\n\nsame body\n"));
+    assert_eq!(out.status, 0, "{}", out.stdout);
+    assert!(server.wait_finished(2, WAIT));
+    assert_eq!(server.connections(), 2);
+    let bodies = bodies.lock().unwrap();
+    assert_eq!(bodies.len(), 3);
+    assert!(bodies
+        .iter()
+        .all(|b| b == b"Subject: x\r\n\r\nsame body\r\n"));
+}
+
+// ---- TLS, AUTH, transcript ------------------------------------------------
+
+#[test]
+fn transcript_redacts_the_password() {
+    let (_pki, cert, ca) = pki_and_cert();
+    let secret = "hunter2-very-secret";
+    let opts = ExchangeOptions::new(cert.server_config().unwrap()).user("me@example.com", secret);
+    let (handler, store) = exchange_online(opts);
+    let server = ScriptedServer::start(handler).unwrap();
+    let data = temp_file(BODY);
+    let mut args = base(&server, NAME, 587, &data);
+    args.extend(
+        [
+            "--ca-file",
+            ca.to_str().unwrap(),
+            "--user",
+            "me@example.com",
+            "--transcript",
+        ]
+        .map(String::from),
+    );
+    let out = run(&strs(&args), &[("SMTP_PASSWORD", secret)], None);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    assert_eq!(store.messages().len(), 1);
+    let err = &out.stderr;
+    assert!(err.contains("C: STARTTLS\n"), "{err}");
+    assert!(err.contains("C: AUTH LOGIN\n"), "{err}");
+    assert!(
+        err.contains("S: 334 UGFzc3dvcmQ6\nC: <redacted>\n"),
+        "{err}"
+    );
+    // aHVudGVyMi12ZXJ5LXNlY3JldA== is base64 of the secret.
+    for leak in [secret, "aHVudGVyMi12ZXJ5LXNlY3JldA"] {
+        assert!(!err.contains(leak) && !out.stdout.contains(leak));
+    }
+    assert!(err
+        .lines()
+        .all(|l| l.starts_with("C: ") || l.starts_with("S: ")));
+}
+
+#[test]
+fn implicit_tls_and_auth_plain() {
+    let (_pki, cert, ca) = pki_and_cert();
+    let (server, bodies) = start(Script {
+        implicit: true,
+        cert: Some(cert),
+        ehlo_tls: vec!["AUTH PLAIN LOGIN".into()],
+        ..Script::default()
+    });
+    let data = temp_file(BODY);
+    let mut args = base(&server, NAME, 465, &data);
+    args.extend(
+        [
+            "--tls",
+            "implicit",
+            "--ca-file",
+            ca.to_str().unwrap(),
+            "--user",
+            "u",
+        ]
+        .map(String::from),
+    );
+    let out = run(&strs(&args), &[("SMTP_PASSWORD", "pw")], None);
+    assert_eq!(out.status, 0, "{}", out.stdout);
+    assert_eq!(out.json()["auth_mechanism"], "PLAIN");
+    assert_eq!(out.json()["tls"], true);
+    assert_eq!(bodies.lock().unwrap().len(), 1);
+    let r = server.transcript(0).unwrap();
+    assert!(r.plain.is_empty() || !r.plain_text().contains("EHLO"));
+}
+
+#[test]
+fn oauth_token_uses_xoauth2() {
+    let (_pki, cert, ca) = pki_and_cert();
+    let opts = ExchangeOptions::new(cert.server_config().unwrap()).token("me@example.com", "tok-1");
+    let (handler, store) = exchange_online(opts);
+    let server = ScriptedServer::start(handler).unwrap();
+    let data = temp_file(BODY);
+    let mut args = base(&server, NAME, 587, &data);
+    args.extend(
+        [
+            "--ca-file",
+            ca.to_str().unwrap(),
+            "--user",
+            "me@example.com",
+        ]
+        .map(String::from),
+    );
+    let out = run(&strs(&args), &[("SMTP_OAUTH_TOKEN", "tok-1")], None);
+    assert_eq!(out.status, 0, "{}", out.stdout);
+    assert_eq!(out.json()["auth_mechanism"], "XOAUTH2");
+    assert_eq!(store.messages().len(), 1);
+}
+
+// ---- every error kind and exit path ----------------------------------------
+
+#[test]
+fn usage_errors_exit_2_with_json() {
+    // No --to.
+    let out = run(
+        &[
+            "--server",
+            "mail.test",
+            "--from",
+            "a@b.c",
+            "--data",
+            "-",
+            "--json",
+        ],
+        &[],
+        None,
+    );
+    assert_eq!(out.status, 2);
+    assert_eq!(out.error(), ("usage".into(), None));
+    assert_eq!(out.json()["ok"], false);
+    // Without --json: clap's message on stderr, nothing on stdout.
+    let out = run(&["--server", "mail.test"], &[], None);
+    assert_eq!(out.status, 2);
+    assert_eq!(out.stdout, "");
+    assert!(out.stderr.contains("--from"), "{}", out.stderr);
+    // Bad values.
+    for bad in [
+        &["--tls", "sometimes"][..],
+        &["--repeat", "0"],
+        &["--timeout", "-1"],
+        &["--server", "mail.test:notaport"],
+    ] {
+        let mut args = vec![
+            "--server",
+            "mail.test",
+            "--from",
+            "a@b.c",
+            "--to",
+            "d@e.f",
+            "--data",
+            "-",
+            "--json",
+        ];
+        args.extend_from_slice(bad);
+        let out = run(&args, &[], None);
+        assert_eq!(out.status, 2, "{bad:?}: {}", out.stdout);
+        assert_eq!(out.error().0, "usage", "{bad:?}");
+    }
+}
+
+#[test]
+fn user_without_secret_is_a_usage_error_and_nothing_connects() {
+    let (server, _) = start(Script::default());
+    let data = temp_file(BODY);
+    let mut args = plain_args(&server, &data);
+    args.extend(["--user".into(), "me".into()]);
+    let out = run(&strs(&args), &[], None);
+    assert_eq!(out.status, 2);
+    assert_eq!(out.error().0, "usage");
+    assert!(out.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("SMTP_PASSWORD"));
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(server.connections(), 0);
+}
+
+#[test]
+fn missing_data_file_is_a_usage_error() {
+    let out = run(
+        &[
+            "--server",
+            "mail.test",
+            "--from",
+            "a@b.c",
+            "--to",
+            "d@e.f",
+            "--data",
+            "/nonexistent/x",
+            "--json",
+        ],
+        &[],
+        None,
+    );
+    assert_eq!(out.status, 2);
+    assert_eq!(out.error().0, "usage");
+}
+
+#[test]
+fn crlf_in_from_is_invalid_input_and_nothing_is_written() {
+    let (server, _) = start(Script::default());
+    let data = temp_file(BODY);
+    for (flag, value) in [
+        ("--from", "me@example.com>\r\nRCPT TO:<victim@example.org"),
+        ("--to", "you@example.org\nDATA"),
+        ("--helo", "host\r\nMAIL FROM:<x@y.z>"),
+        ("--from", "del\x7f@example.com"),
+        ("--user", "me\r\nAUTH PLAIN"),
+    ] {
+        let mut args = plain_args(&server, &data);
+        set(&mut args, flag, value);
+        let out = run(&strs(&args), &[("SMTP_PASSWORD", "pw")], None);
+        assert_eq!(out.status, 1, "{flag}: {}", out.stdout);
+        assert_eq!(out.error(), ("invalid_input".into(), None), "{flag}");
+        assert_eq!(out.json()["transactions"], serde_json::json!([]));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(server.connections(), 0, "nothing may even connect");
+}
+
+#[test]
+fn non_ascii_address_without_smtputf8_is_invalid_input_with_no_mail() {
+    let (server, bodies) = start(Script::default());
+    let data = temp_file(BODY);
+    let mut args = plain_args(&server, &data);
+    args.extend(["--to".into(), "jürgen@example.org".into()]);
+    let out = run(&strs(&args), &[], None);
+    assert_eq!(out.status, 1);
+    assert_eq!(out.error().0, "invalid_input");
+    let wire = sent(&server);
+    assert!(wire.starts_with("EHLO localhost\r\n"), "{wire}");
+    assert!(!wire.contains("MAIL"), "{wire}");
+    assert!(bodies.lock().unwrap().is_empty());
+}
+
+#[test]
+fn connect_failure() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = closed.local_addr().unwrap();
+    drop(closed);
+    let data = temp_file(BODY);
+    let addr_s = addr.to_string();
+    let out = run(
+        &[
+            "--server",
+            "127.0.0.1",
+            "--connect",
+            &addr_s,
+            "--tls",
+            "none",
+            "--from",
+            "a@b.c",
+            "--to",
+            "d@e.f",
+            "--data",
+            data.to_str().unwrap(),
+            "--json",
+        ],
+        &[],
+        None,
+    );
+    assert_eq!(out.status, 1);
+    assert_eq!(out.error(), ("connect".into(), None));
+    assert_eq!(out.json()["tls"], false);
+}
+
+#[test]
+fn untrusted_certificate_is_tls_and_nothing_sensitive_is_sent() {
+    let (_pki, _cert, ca) = pki_and_cert();
+    for cert in [
+        self_signed(&[NAME]).unwrap(),
+        // Trusted CA, wrong name.
+        TestPki::new().unwrap().leaf(&["other.invalid"]).unwrap(),
+    ] {
+        let (server, bodies) = start(Script {
+            cert: Some(cert),
+            ehlo_tls: vec!["AUTH PLAIN LOGIN".into()],
+            ..Script::default()
+        });
+        let data = temp_file(BODY);
+        let mut args = base(&server, NAME, 587, &data);
+        args.extend(["--ca-file", ca.to_str().unwrap(), "--user", "u"].map(String::from));
+        let out = run(&strs(&args), &[("SMTP_PASSWORD", "pw")], None);
+        assert_eq!(out.status, 1);
+        assert_eq!(out.error().0, "tls", "{}", out.stdout);
+        let wire = sent(&server);
+        assert!(!wire.contains("AUTH") && !wire.contains("MAIL"), "{wire}");
+        assert!(bodies.lock().unwrap().is_empty());
+    }
+}
+
+#[test]
+fn missing_starttls_is_tls_required_and_no_mail() {
+    let (server, bodies) = start(Script {
+        ehlo: vec!["AUTH PLAIN LOGIN".into()],
+        ..Script::default()
+    });
+    let data = temp_file(BODY);
+    let mut args = base(&server, NAME, 587, &data);
+    args.extend(["--user", "u"].map(String::from));
+    let out = run(&strs(&args), &[("SMTP_PASSWORD", "pw")], None);
+    assert_eq!(out.status, 1);
+    assert_eq!(out.error(), ("tls_required".into(), None));
+    let wire = sent(&server);
+    assert!(!wire.contains("MAIL") && !wire.contains("AUTH"), "{wire}");
+    assert!(bodies.lock().unwrap().is_empty());
+}
+
+#[test]
+fn refused_starttls_is_tls_required_with_its_code() {
+    let (_pki, cert, ca) = pki_and_cert();
+    let (server, _) = start(Script {
+        cert: Some(cert),
+        starttls_reply: "454 4.7.0 TLS not available".into(),
+        ..Script::default()
+    });
+    let data = temp_file(BODY);
+    let mut args = base(&server, NAME, 587, &data);
+    args.extend(["--ca-file".into(), ca.to_str().unwrap().into()]);
+    let out = run(&strs(&args), &[], None);
+    assert_eq!(out.status, 1);
+    assert_eq!(out.error(), ("tls_required".into(), Some(454)));
+    assert!(!sent(&server).contains("MAIL"));
+}
+
+#[test]
+fn opportunistic_without_starttls_sends_in_plaintext() {
+    let (server, bodies) = start(Script::default());
+    let data = temp_file(BODY);
+    let mut args = base(&server, NAME, 587, &data);
+    args.extend(["--tls".into(), "opportunistic".into()]);
+    let out = run(&strs(&args), &[], None);
+    assert_eq!(out.status, 0, "{}", out.stdout);
+    assert_eq!(out.json()["tls"], false);
+    assert_eq!(bodies.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn credentials_over_plaintext_to_a_remote_name_are_insecure_auth_with_no_auth_line() {
+    let (server, bodies) = start(Script {
+        ehlo: vec!["AUTH PLAIN LOGIN".into()],
+        ..Script::default()
+    });
+    let data = temp_file(BODY);
+    let mut args = base(&server, NAME, 25, &data);
+    args.extend(["--tls", "none", "--user", "u"].map(String::from));
+    let out = run(&strs(&args), &[("SMTP_PASSWORD", "pw")], None);
+    assert_eq!(out.status, 1);
+    assert_eq!(out.error(), ("insecure_auth".into(), None));
+    let wire = sent(&server);
+    assert!(!wire.contains("AUTH"), "{wire}");
+    assert!(!wire.contains("MAIL"), "{wire}");
+    assert!(bodies.lock().unwrap().is_empty());
+
+    // --allow-insecure-auth lets it through.
+    let (server, bodies) = start(Script {
+        ehlo: vec!["AUTH PLAIN LOGIN".into()],
+        ..Script::default()
+    });
+    let mut args = base(&server, NAME, 25, &data);
+    args.extend(["--tls", "none", "--user", "u", "--allow-insecure-auth"].map(String::from));
+    let out = run(&strs(&args), &[("SMTP_PASSWORD", "pw")], None);
+    assert_eq!(out.status, 0, "{}", out.stdout);
+    assert_eq!(out.json()["auth_mechanism"], "PLAIN");
+    assert!(sent(&server).contains("AUTH PLAIN "));
+    assert_eq!(bodies.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn no_usable_mechanism_is_auth_unavailable() {
+    let (server, _) = start(Script {
+        ehlo: vec!["AUTH CRAM-MD5 XPLAIN LOGIN-MD5".into()],
+        ..Script::default()
+    });
+    let data = temp_file(BODY);
+    let mut args = plain_args(&server, &data);
+    args.extend(["--user".into(), "u".into()]);
+    let out = run(&strs(&args), &[("SMTP_PASSWORD", "pw")], None);
+    assert_eq!(out.status, 1);
+    assert_eq!(out.error(), ("auth_unavailable".into(), None));
+    let wire = sent(&server);
+    assert!(!wire.contains("AUTH") && !wire.contains("MAIL"), "{wire}");
+
+    // --auth login when only PLAIN is offered.
+    let (server, _) = start(Script {
+        ehlo: vec!["AUTH PLAIN".into()],
+        ..Script::default()
+    });
+    let mut args = plain_args(&server, &data);
+    args.extend(["--user", "u", "--auth", "login"].map(String::from));
+    let out = run(&strs(&args), &[("SMTP_PASSWORD", "pw")], None);
+    assert_eq!(out.error(), ("auth_unavailable".into(), None));
+}
+
+#[test]
+fn wrong_password_is_auth_rejected() {
+    let (_pki, cert, ca) = pki_and_cert();
+    let opts = ExchangeOptions::new(cert.server_config().unwrap()).user("me@example.com", "right");
+    let (handler, store) = exchange_online(opts);
+    let server = ScriptedServer::start(handler).unwrap();
+    let data = temp_file(BODY);
+    let mut args = base(&server, NAME, 587, &data);
+    args.extend(
+        [
+            "--ca-file",
+            ca.to_str().unwrap(),
+            "--user",
+            "me@example.com",
+        ]
+        .map(String::from),
+    );
+    let out = run(&strs(&args), &[("SMTP_PASSWORD", "wrong")], None);
+    assert_eq!(out.status, 1);
+    assert_eq!(out.error(), ("auth_rejected".into(), Some(535)));
+    assert!(store.messages().is_empty());
+    assert!(!sent(&server).contains("MAIL"));
+}
+
+#[test]
+fn refused_greeting_mail_or_data_is_rejected() {
+    for (script, code) in [
+        (
+            Script {
+                greeting: "554 5.3.2 go away".into(),
+                ..Script::default()
+            },
+            554,
+        ),
+        (
+            Script {
+                mail_reply: "550 5.7.1 sender refused".into(),
+                ..Script::default()
+            },
+            550,
+        ),
+        (
+            Script {
+                end_reply: "554 5.6.0 content refused".into(),
+                ..Script::default()
+            },
+            554,
+        ),
+        (
+            Script {
+                mail_reply: "421 4.3.2 shutting down".into(),
+                ..Script::default()
+            },
+            421,
+        ),
+    ] {
+        let (server, _) = start(script);
+        let data = temp_file(BODY);
+        let out = run(&strs(&plain_args(&server, &data)), &[], None);
+        assert_eq!(out.status, 1, "{code}");
+        assert_eq!(out.error(), ("rejected".into(), Some(code)));
+        assert_eq!(out.json()["ok"], false);
+        assert_eq!(out.json()["messages_sent"], 0);
+    }
+}
+
+#[test]
+fn every_recipient_refused_is_recipients_rejected_and_no_data() {
+    // Without PIPELINING no DATA is sent; with it, nothing is delivered.
+    for pipelining in [false, true] {
+        let mut script = Script::default();
+        if !pipelining {
+            script.ehlo.retain(|e| e != "PIPELINING");
+        }
+        all_recipients_refused(script, pipelining);
+    }
+}
+
+fn all_recipients_refused(script: Script, pipelining: bool) {
+    let (server, bodies) = start(script);
+    let data = temp_file(BODY);
+    let mut args = plain_args(&server, &data);
+    args.retain(|a| a != "you@example.org");
+    args.retain(|a| a != "--to");
+    args.extend(
+        [
+            "--to",
+            "reject-a@example.org",
+            "--to",
+            "reject-b@example.org",
+        ]
+        .map(String::from),
+    );
+    let out = run(&strs(&args), &[], None);
+    assert_eq!(out.status, 1, "{}", out.stdout);
+    assert_eq!(out.error(), ("recipients_rejected".into(), Some(550)));
+    let json = out.json();
+    assert_eq!(
+        json["transactions"],
+        serde_json::json!([{"recipients": [
+            {"address": "reject-a@example.org", "code": 550, "accepted": false},
+            {"address": "reject-b@example.org", "code": 550, "accepted": false}
+        ], "data_code": null}])
+    );
+    if !pipelining {
+        assert!(!sent(&server).contains("DATA"));
+    }
+    assert!(bodies.lock().unwrap().is_empty());
+}
+
+#[test]
+fn message_larger_than_size_is_size_and_no_mail() {
+    let (server, bodies) = start(Script {
+        ehlo: vec!["SIZE 100".into()],
+        ..Script::default()
+    });
+    let data = temp_file(&[b'x'; 500]);
+    let out = run(&strs(&plain_args(&server, &data)), &[], None);
+    assert_eq!(out.status, 1);
+    assert_eq!(out.error(), ("size".into(), None));
+    assert!(!sent(&server).contains("MAIL"));
+    assert!(bodies.lock().unwrap().is_empty());
+
+    // A server that refuses it at the end of the data (552 5.3.4).
+    let (server, _) = start(Script {
+        end_reply: "552 5.3.4 message too big".into(),
+        ..Script::default()
+    });
+    let out = run(&strs(&plain_args(&server, &data)), &[], None);
+    assert_eq!(out.error(), ("size".into(), Some(552)));
+    assert_eq!(out.json()["transactions"][0]["data_code"], 552);
+}
+
+#[test]
+fn malformed_reply_or_starttls_injection_is_protocol() {
+    let (server, _) = start(Script {
+        greeting: "hello there".into(),
+        ..Script::default()
+    });
+    let data = temp_file(BODY);
+    let out = run(&strs(&plain_args(&server, &data)), &[], None);
+    assert_eq!(out.status, 1);
+    assert_eq!(out.error().0, "protocol");
+
+    let (_pki, cert, ca) = pki_and_cert();
+    let (server, _) = start(Script {
+        cert: Some(cert),
+        starttls_extra: "250-injected\r\n250 AUTH PLAIN\r\n".into(),
+        ..Script::default()
+    });
+    let mut args = base(&server, NAME, 587, &data);
+    args.extend(["--ca-file", ca.to_str().unwrap(), "--user", "u"].map(String::from));
+    let out = run(&strs(&args), &[("SMTP_PASSWORD", "pw")], None);
+    assert_eq!(out.status, 1);
+    assert_eq!(out.error(), ("protocol".into(), None));
+    let wire = sent(&server);
+    assert!(!wire.contains("AUTH") && !wire.contains("MAIL"), "{wire}");
+}
+
+#[test]
+fn stalled_server_is_timeout() {
+    let (server, _) = start(Script {
+        stall: Some(Duration::from_secs(5)),
+        ..Script::default()
+    });
+    let data = temp_file(BODY);
+    let mut args = plain_args(&server, &data);
+    set(&mut args, "--timeout", "0.3");
+    let started = std::time::Instant::now();
+    let out = run(&strs(&args), &[], None);
+    assert!(started.elapsed() < Duration::from_secs(4));
+    assert_eq!(out.status, 1);
+    assert_eq!(out.error(), ("timeout".into(), None));
+}
+
+#[test]
+fn dropped_connection_is_io() {
+    let (server, _) = start(Script {
+        hang_up_on: Some("MAIL"),
+        ..Script::default()
+    });
+    let data = temp_file(BODY);
+    let out = run(&strs(&plain_args(&server, &data)), &[], None);
+    assert_eq!(out.status, 1);
+    assert_eq!(out.error(), ("io".into(), None));
+}
+
+#[test]
+fn human_error_names_kind_and_code() {
+    let (server, _) = start(Script {
+        mail_reply: "550 5.7.1 sender refused".into(),
+        ..Script::default()
+    });
+    let data = temp_file(BODY);
+    let mut args = plain_args(&server, &data);
+    args.retain(|a| a != "--json");
+    let out = run(&strs(&args), &[], None);
+    assert_eq!(out.status, 1);
+    assert!(
+        out.stderr.contains("error: rejected (550): ") && out.stderr.contains("sender refused"),
+        "{}",
+        out.stderr
+    );
+}
+
+// ---- the demo ----------------------------------------------------------------
+
+#[test]
+fn demo_exits_0_with_login_and_redacted_secret() {
+    let out = run(&["demo"], &[], None);
+    assert_eq!(out.status, 0, "{}\n{}", out.stdout, out.stderr);
+    let s = &out.stdout;
+    for want in [
+        "S: 250-STARTTLS",
+        "C: STARTTLS",
+        "S: 250-AUTH LOGIN XOAUTH2",
+        "C: AUTH LOGIN",
+        "S: 334 VXNlcm5hbWU6",
+        "S: 334 UGFzc3dvcmQ6",
+        "C: <redacted>",
+        "TLS:       yes",
+        "AUTH:      LOGIN (offered: LOGIN XOAUTH2)",
+        "alice@example.com  250  accepted",
+        "reject-bob@example.com  550  refused",
+        "stored 1 message",
+    ] {
+        assert!(s.contains(want), "{want:?} missing from:\n{s}");
+    }
+    // The demo password ("demo-" and 32 hex digits) never appears, nor does
+    // anything after the Password: prompt but <redacted>.
+    assert!(!s.contains("demo-"), "{s}");
+    let after_prompt = s.split("S: 334 UGFzc3dvcmQ6\n").nth(1).unwrap();
+    assert!(after_prompt.starts_with("C: <redacted>\n"));
+    // AUTH only after TLS.
+    let tls_at = s.find("C: STARTTLS").unwrap();
+    assert!(s.find("C: AUTH").unwrap() > tls_at);
+}
+
+#[test]
+fn a_fifo_as_data_is_streamed_once() {
+    let (server, bodies) = start(Script::default());
+    // /dev/stdin is a pipe here: not a regular file.
+    let out = run(
+        &strs(&plain_args(&server, Path::new("/dev/stdin"))),
+        &[],
+        Some(b"Subject: fifo\n\nvia a path\n"),
+    );
+    assert_eq!(out.status, 0, "{} {}", out.stdout, out.stderr);
+    assert_eq!(
+        bodies.lock().unwrap().as_slice(),
+        [b"Subject: fifo\r\n\r\nvia a path\r\n".to_vec()]
+    );
+}
