@@ -88,6 +88,11 @@ pub fn strip_brackets(host: &str) -> &str {
         .unwrap_or(host)
 }
 
+/// rustls, re-exported so callers can name the types of [`tls`] and
+/// [`Options::tls`] without depending on it themselves.
+#[cfg(feature = "rustls")]
+pub use rustls;
+
 /// The protocol core, re-exported.
 pub use smtp_proto;
 pub use smtp_proto::{

@@ -2,7 +2,7 @@
 //! object and the human summary.
 
 use serde_json::{json, Value};
-use smtp_blocking::smtp_proto::{self, Reply, Stage};
+use smtp_blocking::smtp_proto::{self, Reply};
 use smtp_blocking::{Delivery, RecipientResult};
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -102,8 +102,14 @@ pub fn classify(err: &smtp_blocking::Error) -> Failure {
             let code = smtp.reply().map(reply_code);
             let kind = match smtp {
                 P::InvalidInput { .. } | P::ExtensionRequired { .. } => Kind::InvalidInput,
-                P::Rejected { reply, .. } if is_size_reply(reply) => Kind::Size,
-                P::Rejected { .. } | P::ServiceClosing { .. } => Kind::Rejected,
+                P::Rejected { reply, .. } | P::MessageRejected { reply, .. }
+                    if is_size_reply(reply) =>
+                {
+                    Kind::Size
+                }
+                P::Rejected { .. } | P::MessageRejected { .. } | P::ServiceClosing { .. } => {
+                    Kind::Rejected
+                }
                 P::RecipientsRejected { recipients } => {
                     let code = recipients.iter().map(|r| reply_code(r.reply())).next();
                     return Failure {
@@ -201,11 +207,10 @@ impl TransactionReport {
                     data_code: None,
                 }
             }
-            Err(smtp_blocking::Error::Smtp(P::Rejected {
-                stage: Stage::Data | Stage::DataEnd,
-                reply,
+            Err(smtp_blocking::Error::Smtp(P::MessageRejected {
+                reply, recipients, ..
             })) => TransactionReport {
-                recipients: Vec::new(),
+                recipients: recipients.iter().map(Into::into).collect(),
                 data_code: Some(reply_code(reply)),
             },
             Err(_) => TransactionReport::default(),
@@ -362,7 +367,7 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use smtp_blocking::smtp_proto::{InputField, Mechanism};
+    use smtp_blocking::smtp_proto::{InputField, Mechanism, Stage};
 
     fn reply(text: &[u8]) -> Reply {
         Reply::parse(text).unwrap()
@@ -407,9 +412,10 @@ mod tests {
             (Kind::Size, None)
         );
         assert_eq!(
-            kind(P::Rejected {
+            kind(P::MessageRejected {
                 stage: Stage::DataEnd,
-                reply: reply(b"552 5.3.4 too big\r\n")
+                reply: reply(b"552 5.3.4 too big\r\n"),
+                recipients: Vec::new(),
             }),
             (Kind::Size, Some(552))
         );

@@ -66,6 +66,18 @@ pub enum Error {
         reply: Reply,
     },
 
+    /// The server refused the message itself — `DATA`, or the reply to the
+    /// final dot — after accepting at least one recipient.
+    #[error("server rejected the message at {stage}: {reply}")]
+    MessageRejected {
+        /// [`Stage::Data`] or [`Stage::DataEnd`].
+        stage: Stage,
+        /// The server's whole reply.
+        reply: Reply,
+        /// The result for each recipient, in envelope order.
+        recipients: Vec<RecipientResult>,
+    },
+
     /// Every `RCPT TO` was refused, so no message was sent.
     #[error("server rejected every recipient")]
     RecipientsRejected {
@@ -223,6 +235,7 @@ impl Error {
     pub fn reply(&self) -> Option<&Reply> {
         match self {
             Error::Rejected { reply, .. }
+            | Error::MessageRejected { reply, .. }
             | Error::AuthFailed { reply, .. }
             | Error::UnexpectedReply { reply, .. }
             | Error::ServiceClosing { reply, .. } => Some(reply),

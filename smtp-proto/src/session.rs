@@ -732,9 +732,10 @@ impl ClientSession {
                     }
                 } else {
                     if txn.deliverable() {
-                        txn.failure = Some(Error::Rejected {
+                        txn.failure = Some(Error::MessageRejected {
                             stage: Stage::Data,
                             reply,
+                            recipients: core::mem::take(&mut txn.recipients),
                         });
                     }
                     self.abort_transaction(&mut txn);
@@ -749,9 +750,10 @@ impl ClientSession {
                 } else if reply.is_positive() {
                     Ok(Delivery::new(core::mem::take(&mut txn.recipients), reply))
                 } else {
-                    Err(Error::Rejected {
+                    Err(Error::MessageRejected {
                         stage: Stage::DataEnd,
                         reply,
+                        recipients: core::mem::take(&mut txn.recipients),
                     })
                 })
             }

@@ -1291,7 +1291,7 @@ fn pipelined_data_refused_then_rset() {
             C("RSET"),
             S("250 ok"),
             Done(
-                |r| matches!(r, Err(e @ Error::Rejected { stage: Stage::Data, .. }) if e.is_transient()),
+                |r| matches!(r, Err(e @ Error::MessageRejected { stage: Stage::Data, recipients, .. }) if e.is_transient() && recipients.len() == 1),
             ),
             E(Event::Ready),
         ],
@@ -1318,10 +1318,11 @@ fn message_refused_after_data_needs_no_rset() {
             Done(|r| {
                 matches!(
                     r,
-                    Err(Error::Rejected {
+                    Err(Error::MessageRejected {
                         stage: Stage::DataEnd,
+                        recipients,
                         ..
-                    })
+                    }) if recipients.len() == 1 && recipients[0].accepted()
                 )
             }),
             E(Event::Ready),
