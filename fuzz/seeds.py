@@ -110,7 +110,7 @@ write("session", "local-login-aiosmtpd", session_input([2, 1, 2 | (2 << 2), 0], 
 starttls = greet + reply(EHLO["exchange-online-plain"]) + crlf("220 2.0.0 SMTP server ready")
 after_tls = reply(EHLO["exchange-online-tls"]) + crlf(
     "334 VXNlcm5hbWU6\n334 UGFzc3dvcmQ6\n235 2.7.0 Authentication successful\n"
-    "250 2.1.0 Sender OK\n250 2.1.5 Recipient OK\n354 Start mail input\n250 2.0.0 OK\n221 2.0.0 bye")
+    "250 2.1.0 Sender OK\n250 2.1.5 Recipient OK\n250 2.0.0 OK\n221 2.0.0 bye")
 write("session", "exchange-online", session_input([0, 0, 1, 0], starttls + after_tls, [len(starttls)]))
 write("session", "exchange-online-injection", session_input([0, 0, 1, 0], starttls + after_tls))
 XOAUTH2_ERROR = b64('{"status":"401"}')
@@ -118,6 +118,8 @@ write("session", "xoauth2-error", session_input([2, 1, 3, 0], greet + reply(EHLO
     f"334 {XOAUTH2_ERROR}\n535 5.7.8 no")))
 write("session", "pipelined-refusals", session_input([2, 1, 0, 6], greet + reply(EHLO["postfix"]) + crlf(
     "250 ok\n550 no\n450 later\n250 ok\n550 no\n354 go\n250 ok\n221 bye")))
+write("session", "bdat-pipelined", session_input([2, 1, 1, 0], greet + reply(EHLO["exchange-online-tls"]) + crlf(
+    "334 VXNlcm5hbWU6\n334 UGFzc3dvcmQ6\n235 ok\n250 2.1.0 ok\n250 2.1.5 ok\n250 2.0.0 queued\n221 bye")))
 write("session", "helo-fallback", session_input([2, 1, 0, 0], greet + crlf("502 no\n250 old\n250 ok\n250 ok\n354 go\n250 ok\n221 bye")))
 write("session", "starttls-stripped", session_input([0, 0, 1, 0], greet + reply(EHLO["aiosmtpd"])))
 write("session", "421", session_input([2, 1, 0, 0], greet + crlf("421 4.3.2 closing")))

@@ -4,7 +4,7 @@
 //!
 //! The encoder canonicalises every bare `CR` and bare `LF` to `CRLF` before
 //! it stuffs dots, so the only `<CRLF>.<CRLF>` in its output is the one
-//! [`DotStuffer::finish`] writes. Servers disagree on what ends a line, and
+//! [`BodyEncoder::finish`] writes. Servers disagree on what ends a line, and
 //! passing a bare `LF` or `CR` through is what let `\n.\n` or `\r.\r\n` end
 //! the message early on some of them (SMTP smuggling, 2023).
 
@@ -40,11 +40,11 @@ fn is_clean(window: &[u8]) -> bool {
 
 /// Streaming encoder; correct across any chunk boundary.
 ///
-/// Feed the body with [`DotStuffer::encode`] in chunks of any size, then call
-/// [`DotStuffer::finish`] once. The output is the same however the body was
+/// Feed the body with [`BodyEncoder::encode`] in chunks of any size, then call
+/// [`BodyEncoder::finish`] once. The output is the same however the body was
 /// split.
 #[derive(Debug, Clone, Default)]
-pub struct DotStuffer {
+pub struct BodyEncoder {
     // Stored as "mid line" rather than "at line start" so that the derived
     // `Default` is the correct fresh state: a body's first byte starts a line
     // and must be stuffed if it is a dot.
@@ -53,16 +53,51 @@ pub struct DotStuffer {
     // an LF opening the next chunk belongs to it and must be dropped.
     after_cr: bool,
     consumed: u64,
+    produced: u64,
+    framing: Framing,
 }
 
-impl DotStuffer {
-    /// A fresh encoder, at the start of a line.
-    pub fn new() -> DotStuffer {
-        DotStuffer::default()
+/// How the body is framed on the wire, which decides what the encoder does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Framing {
+    /// `DATA` (RFC 5321 §4.1.1.4): line endings made CRLF, dot-stuffing,
+    /// and the `.` terminator line.
+    #[default]
+    Data,
+    /// `BDAT` (RFC 3030) for 7-bit and 8-bit bodies: line endings made CRLF
+    /// and a final CRLF added, no dot-stuffing, no terminator.
+    Chunked,
+    /// `BDAT` with `BODY=BINARYMIME` (RFC 3030 §3): the bytes as they are.
+    Binary,
+}
+
+impl BodyEncoder {
+    /// A fresh encoder for `DATA`, at the start of a line.
+    pub fn new() -> BodyEncoder {
+        BodyEncoder::default()
+    }
+
+    /// A fresh encoder for the given framing.
+    pub fn with_framing(framing: Framing) -> BodyEncoder {
+        BodyEncoder {
+            framing,
+            ..BodyEncoder::default()
+        }
+    }
+
+    /// The framing this encoder writes.
+    pub fn framing(&self) -> Framing {
+        self.framing
+    }
+
+    /// Bytes written to the output since creation or the last
+    /// [`finish`](BodyEncoder::finish).
+    pub fn produced(&self) -> u64 {
+        self.produced
     }
 
     /// Bytes of input consumed since creation or the last
-    /// [`finish`](DotStuffer::finish).
+    /// [`finish`](BodyEncoder::finish).
     pub fn consumed(&self) -> u64 {
         self.consumed
     }
@@ -72,6 +107,18 @@ impl DotStuffer {
     /// Bare `LF` and bare `CR` become `CRLF`, `CRLF` is kept, and a line that
     /// begins with `.` gets a second `.` in front.
     pub fn encode(&mut self, input: &[u8], out: &mut BytesMut) {
+        let before = out.len();
+        self.encode_inner(input, out);
+        self.produced = self.produced.saturating_add((out.len() - before) as u64);
+    }
+
+    fn encode_inner(&mut self, input: &[u8], out: &mut BytesMut) {
+        if self.framing == Framing::Binary {
+            self.consumed = self.consumed.saturating_add(input.len() as u64);
+            out.extend_from_slice(input);
+            return;
+        }
+        let stuff = self.framing == Framing::Data;
         if input.is_empty() {
             // An empty chunk must not clear `after_cr`: the LF may come next.
             return;
@@ -95,7 +142,7 @@ impl DotStuffer {
             if pos == input.len() {
                 return;
             }
-            if input[pos] == b'.' {
+            if stuff && input[pos] == b'.' {
                 out.put_u8(b'.');
             }
         }
@@ -117,7 +164,7 @@ impl DotStuffer {
                         // The block ended inside a CRLF (its LF was checked);
                         // step over the LF so the slow path never sees it bare.
                         pos += 1;
-                        if input.get(pos) == Some(&b'.') {
+                        if stuff && input.get(pos) == Some(&b'.') {
                             out.extend_from_slice(&input[start..pos]);
                             out.put_u8(b'.');
                             start = pos;
@@ -160,7 +207,7 @@ impl DotStuffer {
                 self.mid_line = false;
                 break;
             }
-            if input[pos] == b'.' {
+            if stuff && input[pos] == b'.' {
                 // RFC 5321 §4.5.2: a line starting with "." gets one more.
                 out.extend_from_slice(&input[start..pos]);
                 out.put_u8(b'.');
@@ -170,19 +217,46 @@ impl DotStuffer {
         out.extend_from_slice(&input[start..]);
     }
 
-    /// Appends CRLF if the body did not end with a line break, then `.\r\n`;
-    /// resets the encoder for reuse.
-    ///
-    /// An empty body is sent as the terminator line alone.
-    pub fn finish(&mut self, out: &mut BytesMut) {
-        out.reserve(2 + TERMINATOR.len());
-        if self.mid_line {
-            // RFC 5321 §4.1.1.4: the terminator must start a line of its own.
+    /// Ends the body and returns how many bytes it took on the wire: for
+    /// `DATA`, CRLF if the body did not end with a line break, then `.\r\n`
+    /// (an empty body is the terminator line alone); for chunked 7-bit and
+    /// 8-bit bodies the CRLF only; for binary bodies nothing. Resets the
+    /// encoder for reuse with the same framing.
+    pub fn finish(&mut self, out: &mut BytesMut) -> u64 {
+        let before = out.len();
+        if self.framing != Framing::Binary && self.mid_line {
+            // RFC 5321 §4.1.1.4: the terminator must start a line of its own;
+            // chunked bodies end with a line break too, as DATA bodies do.
             out.extend_from_slice(b"\r\n");
         }
-        out.extend_from_slice(TERMINATOR);
-        *self = DotStuffer::new();
+        if self.framing == Framing::Data {
+            out.extend_from_slice(TERMINATOR);
+        }
+        let total = self.produced.saturating_add((out.len() - before) as u64);
+        *self = BodyEncoder::with_framing(self.framing);
+        total
     }
+}
+
+/// The length of [`normalize`]`(input)` without building it: what a 7-bit or
+/// 8-bit body takes on the wire in a `BDAT` chunk.
+pub fn normalized_len(input: &[u8]) -> u64 {
+    let mut extra = 0u64;
+    let mut pos = 0;
+    while let Some(offset) = memchr::memchr2(b'\r', b'\n', &input[pos..]) {
+        let at = pos + offset;
+        if input[at] == b'\r' && input.get(at + 1) == Some(&b'\n') {
+            pos = at + 2;
+        } else {
+            // A bare CR or LF becomes two bytes.
+            extra += 1;
+            pos = at + 1;
+        }
+    }
+    if matches!(input.last(), Some(b) if *b != b'\r' && *b != b'\n') {
+        extra += 2;
+    }
+    input.len() as u64 + extra
 }
 
 /// Reference: what the server should reconstruct from the encoding of
@@ -233,7 +307,7 @@ pub fn unstuff(encoded: &[u8]) -> Option<Vec<u8>> {
 /// Convenience: encode a whole body including the terminator.
 pub fn encode(input: &[u8]) -> Vec<u8> {
     let mut out = BytesMut::with_capacity(input.len() + input.len() / 32 + 8);
-    let mut stuffer = DotStuffer::new();
+    let mut stuffer = BodyEncoder::new();
     stuffer.encode(input, &mut out);
     stuffer.finish(&mut out);
     out.into()
@@ -247,7 +321,7 @@ mod tests {
     /// Encodes `chunks` one after another through a single encoder.
     fn encode_chunks(chunks: &[&[u8]]) -> Vec<u8> {
         let mut out = BytesMut::new();
-        let mut stuffer = DotStuffer::new();
+        let mut stuffer = BodyEncoder::new();
         for chunk in chunks {
             stuffer.encode(chunk, &mut out);
         }
@@ -454,7 +528,7 @@ mod tests {
     #[test]
     fn finish_resets_for_reuse() {
         let mut out = BytesMut::new();
-        let mut stuffer = DotStuffer::new();
+        let mut stuffer = BodyEncoder::new();
         stuffer.encode(b"a\r", &mut out);
         assert_eq!(stuffer.consumed(), 2);
         stuffer.finish(&mut out);
@@ -468,7 +542,7 @@ mod tests {
     #[test]
     fn consumed_counts_input_bytes() {
         let mut out = BytesMut::new();
-        let mut stuffer = DotStuffer::default();
+        let mut stuffer = BodyEncoder::default();
         stuffer.encode(b".\n", &mut out);
         stuffer.encode(b"", &mut out);
         stuffer.encode(b"abc\r", &mut out);
@@ -585,6 +659,59 @@ mod tests {
                     _ => {}
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod framing_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn encode_with(framing: Framing, input: &[u8], chunk: usize) -> (Vec<u8>, u64) {
+        let mut out = BytesMut::new();
+        let mut encoder = BodyEncoder::with_framing(framing);
+        for piece in input.chunks(chunk.max(1)) {
+            encoder.encode(piece, &mut out);
+        }
+        let total = encoder.finish(&mut out);
+        (out.to_vec(), total)
+    }
+
+    #[test]
+    fn chunked_bodies_are_normalized_but_not_stuffed() {
+        let (out, total) = encode_with(Framing::Chunked, b".a\n.\r\nb", 3);
+        assert_eq!(out, b".a\r\n.\r\nb\r\n");
+        assert_eq!(total, out.len() as u64);
+        assert_eq!(normalized_len(b".a\n.\r\nb"), out.len() as u64);
+        assert_eq!(encode_with(Framing::Chunked, b"", 1).0, b"");
+    }
+
+    #[test]
+    fn binary_bodies_go_as_they_are() {
+        let body = b"\0\r\x01.\n\xff";
+        let (out, total) = encode_with(Framing::Binary, body, 2);
+        assert_eq!(out, body);
+        assert_eq!(total, 6);
+    }
+
+    #[test]
+    fn data_total_counts_the_terminator() {
+        let (out, total) = encode_with(Framing::Data, b"x", 1);
+        assert_eq!(out, b"x\r\n.\r\n");
+        assert_eq!(total, 6);
+    }
+
+    proptest! {
+        #[test]
+        fn normalized_len_and_chunked_encoding_match_normalize(
+            input in proptest::collection::vec(prop::sample::select(vec![b'.', b'\r', b'\n', b'a', 0xff]), 0..300),
+            chunk in 1usize..40,
+        ) {
+            let (out, total) = encode_with(Framing::Chunked, &input, chunk);
+            prop_assert_eq!(&out, &normalize(&input));
+            prop_assert_eq!(total, out.len() as u64);
+            prop_assert_eq!(normalized_len(&input), out.len() as u64);
         }
     }
 }

@@ -10,7 +10,7 @@
 use crate::auth::{select_mechanism, AuthExchange, Mechanism};
 use crate::capabilities::Capabilities;
 use crate::config::{is_loopback_name, is_valid_server_name, same_server_name, Config, TlsPolicy};
-use crate::data::DotStuffer;
+use crate::data::{BodyEncoder, Framing};
 use crate::error::{Error, InputField};
 use crate::reply::{Reply, ReplyCode, ReplyError, ReplyParser};
 use crate::stage::Stage;
@@ -107,6 +107,9 @@ struct Transaction {
     recipients: Vec<RecipientResult>,
     /// 354 came although nothing can be delivered: the body is cut to the terminator.
     discarding: bool,
+    /// DATA, or BDAT with the exact size on the wire.
+    framing: Framing,
+    exact: Option<u64>,
     /// Why the transaction failed, reported once RSET is answered.
     failure: Option<Error>,
 }
@@ -152,7 +155,7 @@ pub struct ClientSession {
     auth: Option<AuthExchange>,
     authenticated: Option<Mechanism>,
     txn: Option<Transaction>,
-    stuffer: DotStuffer,
+    stuffer: BodyEncoder,
     body_len: u64,
     error: Option<Error>,
     quit_sent: bool,
@@ -202,7 +205,7 @@ impl ClientSession {
             auth: None,
             authenticated: None,
             txn: None,
-            stuffer: DotStuffer::new(),
+            stuffer: BodyEncoder::new(),
             body_len: 0,
             error: None,
             quit_sent: false,
@@ -324,6 +327,7 @@ impl ClientSession {
         self.check_ready("send_mail")?;
         envelope.check(&self.caps)?;
         let pipelined = self.caps.pipelining();
+        let (framing, exact) = envelope.framing(&self.caps);
         let start = self.out.len();
         envelope.write_mail(&self.caps, &mut self.out);
         self.record_sent(start);
@@ -332,7 +336,6 @@ impl ClientSession {
             for i in 0..envelope.recipients().len() {
                 self.write_rcpt(&envelope, i);
             }
-            self.write_line(b"DATA", Expect::Data);
         }
         self.txn = Some(Transaction {
             envelope,
@@ -340,10 +343,42 @@ impl ClientSession {
             mail_refusal: None,
             recipients: Vec::new(),
             discarding: false,
+            framing,
+            exact,
             failure: None,
         });
         self.phase = Phase::Busy;
+        if pipelined {
+            self.start_body_command();
+        }
         self.process()
+    }
+
+    /// DATA, or with CHUNKING and a known size `BDAT n LAST` (RFC 3030),
+    /// whose body follows at once without waiting for a reply: with
+    /// PIPELINING the whole message then costs one round trip.
+    fn start_body_command(&mut self) {
+        let Some(txn) = self.txn.as_ref() else {
+            return;
+        };
+        match (txn.framing, txn.exact) {
+            (Framing::Chunked | Framing::Binary, Some(exact)) => {
+                let framing = txn.framing;
+                let line = format!("BDAT {exact} LAST");
+                self.out.put_slice(line.as_bytes());
+                self.out.put_slice(b"\r\n");
+                self.record(Direction::Client, line.as_bytes());
+                self.begin_body(framing);
+            }
+            _ => self.write_line(b"DATA", Expect::Data),
+        }
+    }
+
+    fn begin_body(&mut self, framing: Framing) {
+        self.phase = Phase::Body;
+        self.stuffer = BodyEncoder::with_framing(framing);
+        self.body_len = 0;
+        self.events.push_back(Event::SendBody);
     }
 
     /// Appends a chunk of the message, dot-stuffed and with line endings
@@ -355,14 +390,34 @@ impl ClientSession {
         Ok(())
     }
 
-    /// Ends the message (`CRLF` if missing, then `.CRLF`) and waits for the
-    /// server's verdict.
+    /// Ends the message and waits for the server's verdict: for DATA, CRLF if
+    /// missing and then `.CRLF`; for BDAT, CRLF if missing. A BDAT body whose
+    /// length differs from the declared exact size fails the session (the
+    /// server is out of step), with nothing more written.
     pub fn finish_body(&mut self) -> Result<(), Error> {
         self.check_body("finish_body")?;
-        self.stuffer.finish(&mut self.out);
+        let total = self.stuffer.finish(&mut self.out);
         self.record_note(format!("<message body, {} bytes>", self.body_len).as_bytes());
-        self.record(Direction::Client, b".");
         self.body_len = 0;
+        let declared = self.txn.as_ref().and_then(|t| match t.framing {
+            Framing::Data => None,
+            Framing::Chunked | Framing::Binary => t.exact,
+        });
+        match declared {
+            None => self.record(Direction::Client, b"."),
+            Some(declared) if declared != total => {
+                // The server counts octets: nothing after this can be in step.
+                self.quit_sent = true;
+                let err = Error::invalid(
+                    InputField::Envelope,
+                    format!(
+                        "the body took {total} octets on the wire, not the declared {declared}"
+                    ),
+                );
+                return Err(self.fail(err));
+            }
+            Some(_) => {}
+        }
         self.expect.push_back(Expect::DataEnd);
         self.phase = Phase::Busy;
         self.process()
@@ -709,7 +764,9 @@ impl ClientSession {
                     if i + 1 < txn.envelope.recipients().len() {
                         self.write_rcpt(&txn.envelope, i + 1);
                     } else if txn.accepted() > 0 {
-                        self.write_line(b"DATA", Expect::Data);
+                        self.txn = Some(txn);
+                        self.start_body_command();
+                        return Ok(());
                     } else {
                         // No DATA when every recipient was refused.
                         self.abort_transaction(&mut txn);
@@ -720,10 +777,7 @@ impl ClientSession {
             Expect::Data => {
                 if reply.code() == ReplyCode::START_MAIL_INPUT {
                     if txn.deliverable() {
-                        self.phase = Phase::Body;
-                        self.stuffer = DotStuffer::new();
-                        self.body_len = 0;
-                        self.events.push_back(Event::SendBody);
+                        self.begin_body(Framing::Data);
                     } else {
                         // RFC 2920 §3.1: DATA was pipelined and accepted although
                         // nothing can be delivered; end it at once with an empty body.
@@ -745,7 +799,9 @@ impl ClientSession {
             Expect::DataEnd => {
                 // RFC 5321 §4.1.1.4: the reply to the final dot ends the
                 // transaction either way; no RSET is needed.
-                Some(if txn.discarding {
+                // A pipelined BDAT went out before MAIL and RCPT were
+                // answered, so "nothing deliverable" is checked here too.
+                Some(if txn.discarding || !txn.deliverable() {
                     Err(txn.undeliverable_reason())
                 } else if reply.is_positive() {
                     Ok(Delivery::new(core::mem::take(&mut txn.recipients), reply))

@@ -22,7 +22,7 @@
 use crate::auth::Mechanism;
 use crate::capabilities::{Capabilities, MAX_PARAMS};
 use crate::config::is_loopback_name;
-use crate::data::{normalize, unstuff, DotStuffer};
+use crate::data::{normalize, unstuff, BodyEncoder};
 use crate::reply::{ReplyLimits, ReplyParser};
 use crate::{Address, ClientSession, Config, Credentials, Envelope, Error, Event, TlsPolicy};
 use base64::Engine;
@@ -30,6 +30,10 @@ use bytes::BytesMut;
 
 /// The password or token every scenario uses, to look for in the output.
 pub const SECRET: &str = "pw-Zx9!q";
+
+/// The message every scenario sends: a leading dot and a bare LF, so both
+/// DATA's dot-stuffing and BDAT's exact size are exercised.
+pub const BODY: &[u8] = b"Subject: x\n\n.line\r\n";
 
 /// What a scenario does besides reading the server: its configuration, and
 /// the message it sends once ready.
@@ -87,7 +91,7 @@ impl Scenario {
             .map(|i| Address::new(format!("rcpt{i}@example.org")).expect("valid address"));
         Envelope::new(Some(Address::new("me@example.com").expect("valid")), to)
             .expect("has recipients")
-            .size(24)
+            .for_body(BODY)
     }
 
     fn guarded(&self) -> bool {
@@ -373,7 +377,7 @@ pub fn data(data: &[u8]) {
         return;
     };
     let chunk = usize::from(chunk).max(1);
-    let mut stuffer = DotStuffer::new();
+    let mut stuffer = BodyEncoder::new();
     let mut out = BytesMut::new();
     for piece in body.chunks(chunk) {
         stuffer.encode(piece, &mut out);

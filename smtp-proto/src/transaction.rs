@@ -3,6 +3,7 @@
 use crate::address::Address;
 use crate::capabilities::Capabilities;
 use crate::command::{self, check_xtext_source, xtext, Parameter};
+use crate::data::Framing;
 use crate::error::{Error, InputField};
 use crate::reply::Reply;
 use bytes::{BufMut, BytesMut};
@@ -17,6 +18,10 @@ pub enum BodyType {
     /// Bytes above 127 in CRLF-delimited lines: `BODY=8BITMIME` (RFC 6152),
     /// which the server must advertise.
     EightBitMime,
+    /// Arbitrary bytes, sent as they are: `BODY=BINARYMIME` (RFC 3030 §3),
+    /// which needs CHUNKING and BINARYMIME advertised and the exact size
+    /// declared ([`Envelope::exact_size`]).
+    BinaryMime,
 }
 
 impl BodyType {
@@ -116,6 +121,7 @@ pub struct Envelope {
     ret: Option<DsnReturn>,
     envid: Option<String>,
     mail_params: Vec<Parameter>,
+    exact: Option<u64>,
 }
 
 impl Envelope {
@@ -137,6 +143,7 @@ impl Envelope {
             ret: None,
             envid: None,
             mail_params: Vec::new(),
+            exact: None,
         })
     }
 
@@ -172,9 +179,21 @@ impl Envelope {
         self
     }
 
-    /// Fills in what a whole body tells: its size (RFC 1870 allows the
-    /// unstuffed size as the estimate) and `BODY=8BITMIME` when it holds a
-    /// byte above 127. What the caller already declared is kept.
+    /// Declares how many octets the body takes on the wire: after
+    /// line-ending normalization ([`data::normalized_len`](crate::data::normalized_len))
+    /// for 7-bit and 8-bit bodies, as it is for `BINARYMIME`. With it the
+    /// session can send the body in one `BDAT n LAST` (RFC 3030) when the
+    /// server offers CHUNKING: no dot-stuffing, and no round trip for `354`.
+    /// The body written must then be exactly that long, or the session fails.
+    pub fn exact_size(mut self, octets: u64) -> Envelope {
+        self.exact = Some(octets);
+        self
+    }
+
+    /// Fills in what a whole body tells — call after [`Envelope::body`]: its
+    /// size (RFC 1870 allows the unstuffed size as the estimate),
+    /// `BODY=8BITMIME` when it holds a byte above 127, and its exact size on
+    /// the wire. What the caller already declared is kept.
     pub fn for_body(mut self, body: &[u8]) -> Envelope {
         if self.size.is_none() {
             self.size = Some(body.len() as u64);
@@ -182,7 +201,25 @@ impl Envelope {
         if self.body == BodyType::SevenBit {
             self.body = BodyType::detect(body);
         }
+        if self.exact.is_none() {
+            self.exact = Some(if self.body == BodyType::BinaryMime {
+                body.len() as u64
+            } else {
+                crate::data::normalized_len(body)
+            });
+        }
         self
+    }
+
+    /// How the body goes on the wire to a server with these capabilities:
+    /// `BDAT` when CHUNKING is offered and the exact size is known (always
+    /// for `BINARYMIME`, which [`Envelope::check`] ensured), else `DATA`.
+    pub(crate) fn framing(&self, caps: &Capabilities) -> (Framing, Option<u64>) {
+        match (self.body, self.exact) {
+            (BodyType::BinaryMime, exact) => (Framing::Binary, exact),
+            (_, Some(exact)) if caps.chunking() => (Framing::Chunked, Some(exact)),
+            _ => (Framing::Data, None),
+        }
     }
 
     /// The declared size, if any.
@@ -223,6 +260,25 @@ impl Envelope {
                 needed_for: "an 8-bit body",
             });
         }
+        if self.body == BodyType::BinaryMime {
+            for (offered, extension) in [
+                (caps.chunking(), "CHUNKING"),
+                (caps.binary_mime(), "BINARYMIME"),
+            ] {
+                if !offered {
+                    return Err(Error::ExtensionRequired {
+                        extension,
+                        needed_for: "a binary body",
+                    });
+                }
+            }
+            if self.exact.is_none() {
+                return Err(Error::invalid(
+                    InputField::Envelope,
+                    "a binary body needs its exact size declared",
+                ));
+            }
+        }
         if self.uses_dsn() && !caps.dsn() {
             return Err(Error::ExtensionRequired {
                 extension: "DSN",
@@ -243,8 +299,10 @@ impl Envelope {
         if let (Some(size), Some(_)) = (self.size, caps.size()) {
             out.put_slice(format!(" SIZE={size}").as_bytes());
         }
-        if self.body == BodyType::EightBitMime {
-            out.put_slice(b" BODY=8BITMIME");
+        match self.body {
+            BodyType::EightBitMime => out.put_slice(b" BODY=8BITMIME"),
+            BodyType::BinaryMime => out.put_slice(b" BODY=BINARYMIME"),
+            BodyType::SevenBit => {}
         }
         if self.needs_smtputf8() {
             out.put_slice(b" SMTPUTF8");

@@ -127,7 +127,7 @@ proptest! {
             "220", "221", "235", "250", "334", "354", "421", "450", "454", "500", "502", "535", "550", "554",
         ]), prop::sample::select(vec![" ", "-"]), prop::sample::select(vec![
             "", "ok", "STARTTLS", "PIPELINING", "AUTH PLAIN LOGIN", "AUTH=LOGIN", "AUTH XOAUTH2 OAUTHBEARER",
-            "SIZE 10", "ENHANCEDSTATUSCODES", "VXNlcm5hbWU6", "UGFzc3dvcmQ6", "2.0.0 ok", "!!",
+            "SIZE 10", "ENHANCEDSTATUSCODES", "CHUNKING", "BINARYMIME", "VXNlcm5hbWU6", "UGFzc3dvcmQ6", "2.0.0 ok", "!!",
         ])), 0..40),
         cuts in proptest::collection::vec(any::<usize>(), 0..8),
     ) {

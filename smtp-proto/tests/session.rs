@@ -1610,3 +1610,158 @@ fn abort_mid_body_writes_nothing_more() {
     assert!(session.finish_body().is_err());
     assert!(session.quit().is_ok() && session.pending_output().is_empty());
 }
+
+// ---- CHUNKING / BDAT (RFC 3030) ----------------------------------------------------
+
+const BODY: &[u8] = b"Subject: hi\n\n.dot\n";
+
+#[test]
+fn bdat_pipelined_costs_one_round_trip() {
+    let mut session = ready_local("250-localhost\n250-PIPELINING\n250 CHUNKING");
+    let env = envelope(&["a@example.org", "b@example.org"]).for_body(BODY);
+    run_on(
+        &mut session,
+        vec![
+            Mail(env),
+            // MAIL, every RCPT and BDAT go out before any reply; the body
+            // follows at once, not dot-stuffed, line endings made CRLF.
+            C("MAIL FROM:<me@example.com>\nRCPT TO:<a@example.org>\nRCPT TO:<b@example.org>\nBDAT 21 LAST"),
+            E(Event::SendBody),
+            Body(BODY),
+            CRaw(b"Subject: hi\r\n\r\n.dot\r\n".to_vec()),
+            S("250 ok\n550 no\n250 ok\n250 2.0.0 queued"),
+            Done(|r| r.as_ref().is_ok_and(|d| d.rejected().count() == 1)),
+            E(Event::Ready),
+        ],
+    );
+}
+
+#[test]
+fn bdat_without_pipelining_skips_the_354_round_trip() {
+    let mut session = ready_local("250-localhost\n250 CHUNKING");
+    run_on(
+        &mut session,
+        vec![
+            Mail(envelope(&["a@example.org"]).for_body(b"x")),
+            C("MAIL FROM:<me@example.com>"),
+            S("250 ok"),
+            C("RCPT TO:<a@example.org>"),
+            S("250 ok"),
+            C("BDAT 3 LAST"),
+            E(Event::SendBody),
+            Body(b"x"),
+            c("x"),
+            S("250 ok"),
+            Done(|r| r.is_ok()),
+            E(Event::Ready),
+        ],
+    );
+}
+
+#[test]
+fn chunking_without_a_known_size_uses_data() {
+    let mut session = ready_local("250-localhost\n250-PIPELINING\n250 CHUNKING");
+    run_on(
+        &mut session,
+        vec![
+            Mail(envelope(&["a@example.org"])),
+            C("MAIL FROM:<me@example.com>\nRCPT TO:<a@example.org>\nDATA"),
+        ],
+    );
+}
+
+#[test]
+fn bdat_with_every_recipient_refused_reports_them() {
+    let mut session = ready_local("250-localhost\n250-PIPELINING\n250 CHUNKING");
+    run_on(
+        &mut session,
+        vec![
+            Mail(envelope(&["a@example.org"]).for_body(b"x\r\n")),
+            C("MAIL FROM:<me@example.com>\nRCPT TO:<a@example.org>\nBDAT 3 LAST"),
+            E(Event::SendBody),
+            Body(b"x\r\n"),
+            c("x"),
+            S("250 ok\n550 no such user\n554 5.5.1 no valid recipients"),
+            Done(
+                |r| matches!(r, Err(Error::RecipientsRejected { recipients }) if recipients.len() == 1),
+            ),
+            E(Event::Ready),
+        ],
+    );
+}
+
+#[test]
+fn bdat_body_of_the_wrong_length_fails_without_more_output() {
+    let mut session = ready_local("250-localhost\n250-PIPELINING\n250 CHUNKING");
+    run_on(
+        &mut session,
+        vec![
+            Mail(envelope(&["a@example.org"]).exact_size(10)),
+            C("MAIL FROM:<me@example.com>\nRCPT TO:<a@example.org>\nBDAT 10 LAST"),
+            E(Event::SendBody),
+            Body(b"short"),
+            Fails(|e| {
+                matches!(
+                    e,
+                    Error::InvalidInput {
+                        field: InputField::Envelope,
+                        ..
+                    }
+                )
+            }),
+            // The body went out; no QUIT after it, since the server is still counting.
+            c("short"),
+        ],
+    );
+    assert!(session.is_closed());
+}
+
+#[test]
+fn binarymime_goes_as_it_is() {
+    let mut session = ready_local("250-localhost\n250-PIPELINING\n250-CHUNKING\n250 BINARYMIME");
+    let body: &[u8] = b"\x00\x01\n.\r";
+    let env = envelope(&["a@example.org"])
+        .body(BodyType::BinaryMime)
+        .for_body(body);
+    run_on(
+        &mut session,
+        vec![
+            Mail(env),
+            C("MAIL FROM:<me@example.com> BODY=BINARYMIME\nRCPT TO:<a@example.org>\nBDAT 5 LAST"),
+            E(Event::SendBody),
+            Body(b"\x00\x01\n.\r"),
+            CRaw(body.to_vec()),
+            S("250 ok\n250 ok\n250 ok"),
+            Done(|r| r.is_ok()),
+            E(Event::Ready),
+        ],
+    );
+    // Without CHUNKING and BINARYMIME, or without the exact size: refused before MAIL.
+    let mut session = ready_local("250-localhost\n250 CHUNKING");
+    let err = session
+        .send_mail(
+            envelope(&["a@example.org"])
+                .body(BodyType::BinaryMime)
+                .for_body(body),
+        )
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        Error::ExtensionRequired {
+            extension: "BINARYMIME",
+            ..
+        }
+    ));
+    let mut session = ready_local("250-localhost\n250-CHUNKING\n250 BINARYMIME");
+    let err = session
+        .send_mail(envelope(&["a@example.org"]).body(BodyType::BinaryMime))
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        Error::InvalidInput {
+            field: InputField::Envelope,
+            ..
+        }
+    ));
+    assert!(session.pending_output().is_empty());
+}

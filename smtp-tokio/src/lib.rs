@@ -138,13 +138,13 @@ pub mod pool;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 
+#[cfg(feature = "rustls")]
+pub use smtp_blocking::rustls;
 /// The TLS configuration: smtp-blocking's, shared by both clients.
 pub use smtp_blocking::tls;
 /// The error type, options and transcript hook: smtp-blocking's, shared by
 /// both clients.
 pub use smtp_blocking::{Error, Options, TranscriptHook, DEFAULT_CONNECT_TIMEOUT};
-#[cfg(feature = "rustls")]
-pub use smtp_blocking::rustls;
 pub use smtp_proto;
 pub use smtp_proto::{
     Address, Capabilities, ClientSession, Config, Credentials, Delivery, Envelope, Mechanism,

@@ -500,7 +500,7 @@ async fn a_refusal_keeps_the_connection() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err.smtp(), Some(SmtpError::Rejected { .. })),
+        matches!(err.smtp(), Some(SmtpError::MessageRejected { .. })),
         "{err:?}"
     );
     assert_eq!(pool.status().idle, 1);
