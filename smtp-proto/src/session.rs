@@ -110,6 +110,8 @@ struct Transaction {
     /// DATA, or BDAT with the exact size on the wire.
     framing: Framing,
     exact: Option<u64>,
+    /// Every byte of the message was written; only replies are awaited.
+    body_done: bool,
     /// Why the transaction failed, reported once RSET is answered.
     failure: Option<Error>,
 }
@@ -154,7 +156,9 @@ pub struct ClientSession {
     tls: bool,
     auth: Option<AuthExchange>,
     authenticated: Option<Mechanism>,
-    txn: Option<Transaction>,
+    /// Transactions in flight, oldest first: at most two, when the next
+    /// message's commands ride behind the previous message (RFC 2920 §3.1).
+    txns: VecDeque<Transaction>,
     stuffer: BodyEncoder,
     body_len: u64,
     error: Option<Error>,
@@ -204,7 +208,7 @@ impl ClientSession {
             tls: false,
             auth: None,
             authenticated: None,
-            txn: None,
+            txns: VecDeque::new(),
             stuffer: BodyEncoder::new(),
             body_len: 0,
             error: None,
@@ -324,8 +328,15 @@ impl ClientSession {
     ///
     /// With PIPELINING, MAIL, every RCPT and DATA go out in one batch (RFC 2920).
     pub fn send_mail(&mut self, envelope: Envelope) -> Result<(), Error> {
-        self.check_ready("send_mail")?;
+        self.check_alive("send_mail")?;
+        if !self.can_send_mail() {
+            return Err(Error::InvalidState {
+                call: "send_mail",
+                reason: "the session is not ready (wait for Event::Ready, or see can_send_mail)",
+            });
+        }
         envelope.check(&self.caps)?;
+        self.leave_idle();
         let pipelined = self.caps.pipelining();
         let (framing, exact) = envelope.framing(&self.caps);
         let start = self.out.len();
@@ -337,7 +348,7 @@ impl ClientSession {
                 self.write_rcpt(&envelope, i);
             }
         }
-        self.txn = Some(Transaction {
+        self.txns.push_back(Transaction {
             envelope,
             pipelined,
             mail_refusal: None,
@@ -345,6 +356,7 @@ impl ClientSession {
             discarding: false,
             framing,
             exact,
+            body_done: false,
             failure: None,
         });
         self.phase = Phase::Busy;
@@ -358,7 +370,8 @@ impl ClientSession {
     /// whose body follows at once without waiting for a reply: with
     /// PIPELINING the whole message then costs one round trip.
     fn start_body_command(&mut self) {
-        let Some(txn) = self.txn.as_ref() else {
+        // The newest transaction: the one whose commands are being written.
+        let Some(txn) = self.txns.back() else {
             return;
         };
         match (txn.framing, txn.exact) {
@@ -399,9 +412,12 @@ impl ClientSession {
         let total = self.stuffer.finish(&mut self.out);
         self.record_note(format!("<message body, {} bytes>", self.body_len).as_bytes());
         self.body_len = 0;
-        let declared = self.txn.as_ref().and_then(|t| match t.framing {
-            Framing::Data => None,
-            Framing::Chunked | Framing::Binary => t.exact,
+        let declared = self.txns.back_mut().and_then(|t| {
+            t.body_done = true;
+            match t.framing {
+                Framing::Data => None,
+                Framing::Chunked | Framing::Binary => t.exact,
+            }
         });
         match declared {
             None => self.record(Direction::Client, b"."),
@@ -440,6 +456,7 @@ impl ClientSession {
     /// Sends NOOP (a health check); [`Event::Ready`] follows a positive reply.
     pub fn noop(&mut self) -> Result<(), Error> {
         self.check_ready("noop")?;
+        self.leave_idle();
         self.write_line(b"NOOP", Expect::Noop);
         self.phase = Phase::Busy;
         self.process()
@@ -455,6 +472,7 @@ impl ClientSession {
             _ => {}
         }
         self.check_ready("quit")?;
+        self.leave_idle();
         self.quit_sent = true;
         self.write_line(b"QUIT", Expect::Quit);
         self.phase = Phase::Busy;
@@ -477,6 +495,25 @@ impl ClientSession {
             Phase::Body => Some(Stage::Body),
             Phase::Busy => self.expect.front().map(|e| e.stage()),
             Phase::Ready | Phase::Closed | Phase::Failed => None,
+        }
+    }
+
+    /// Whether [`send_mail`](Self::send_mail) may be called now: the session
+    /// is ready, or — with PIPELINING — the one message in flight has been
+    /// written completely and only its replies are awaited, so the next
+    /// message's commands may ride behind it in the same write (RFC 2920
+    /// §3.1: message content may start a group). At most two transactions
+    /// are ever in flight, so replies cannot pile up unread.
+    #[must_use]
+    pub fn can_send_mail(&self) -> bool {
+        match self.phase {
+            Phase::Ready => true,
+            Phase::Busy => {
+                self.caps.pipelining()
+                    && self.txns.len() == 1
+                    && self.txns.front().is_some_and(|t| t.body_done)
+            }
+            _ => false,
         }
     }
 
@@ -733,7 +770,8 @@ impl ClientSession {
     }
 
     fn on_transaction_reply(&mut self, expect: Expect, reply: Reply) -> Result<(), Error> {
-        let Some(mut txn) = self.txn.take() else {
+        // Replies belong to the oldest transaction in flight.
+        let Some(mut txn) = self.txns.pop_front() else {
             return Err(Error::UnexpectedReply {
                 stage: expect.stage(),
                 reply,
@@ -764,7 +802,7 @@ impl ClientSession {
                     if i + 1 < txn.envelope.recipients().len() {
                         self.write_rcpt(&txn.envelope, i + 1);
                     } else if txn.accepted() > 0 {
-                        self.txn = Some(txn);
+                        self.txns.push_front(txn);
                         self.start_body_command();
                         return Ok(());
                     } else {
@@ -829,7 +867,7 @@ impl ClientSession {
         };
         match outcome {
             Some(result) => self.complete_transaction(result),
-            None => self.txn = Some(txn),
+            None => self.txns.push_front(txn),
         }
         Ok(())
     }
@@ -844,10 +882,19 @@ impl ClientSession {
         self.write_line(b"RSET", Expect::Rset);
     }
 
+    /// The oldest transaction (already taken off the queue) is over; the
+    /// session is ready when no other is in flight.
     fn complete_transaction(&mut self, result: Result<Delivery, Error>) {
-        self.txn = None;
         self.events.push_back(Event::TransactionComplete(result));
-        self.become_ready();
+        if self.txns.is_empty() {
+            self.become_ready();
+        }
+    }
+
+    /// The caller acted on the idle session before polling every event: a
+    /// `Ready` still queued would now be stale, so it goes.
+    fn leave_idle(&mut self) {
+        self.events.retain(|e| *e != Event::Ready);
     }
 
     fn become_ready(&mut self) {
@@ -872,7 +919,7 @@ impl ClientSession {
         // a failure; finished transactions are still reported.
         self.events
             .retain(|e| matches!(e, Event::TransactionComplete(_) | Event::Closed));
-        self.txn = None;
+        self.txns.clear();
         self.auth = None;
         if sends_quit(&err) && !self.quit_sent {
             self.quit_sent = true;

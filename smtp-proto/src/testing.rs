@@ -182,9 +182,18 @@ pub fn drive(scenario: &Scenario, server: &[u8], cuts: &[usize]) -> Run {
                         session.send_mail(scenario.envelope())
                     }
                     Event::Ready => session.quit(),
-                    Event::SendBody => session
-                        .write_body(b"Subject: x\n\n.line\r\n")
-                        .and_then(|()| session.finish_body()),
+                    Event::SendBody => {
+                        let written = session
+                            .write_body(BODY)
+                            .and_then(|()| session.finish_body());
+                        // With PIPELINING the next message rides behind this one.
+                        if written.is_ok() && sent < scenario.messages && session.can_send_mail() {
+                            sent += 1;
+                            session.send_mail(scenario.envelope())
+                        } else {
+                            written
+                        }
+                    }
                     Event::TransactionComplete(_) | Event::Closed => Ok(()),
                 };
             }
@@ -252,9 +261,29 @@ pub fn check_split_invariance(scenario: &Scenario, server: &[u8], cuts: &[usize]
     let whole = drive(scenario, server, &[]);
     let split = drive(scenario, server, cuts);
     if !whole.crossed_starttls() && !split.crossed_starttls() {
-        assert_eq!(whole, split, "the split changed the run");
+        // What was written and how every transaction ended never depend on
+        // the split. The transcript's interleaving and `Ready` may: when a
+        // reply is already buffered the previous message completes before
+        // the next one rides behind it, otherwise after.
+        assert_eq!(whole.output, split.output, "the split changed the output");
+        assert_eq!(whole.error, split.error, "the split changed the error");
+        assert_eq!(
+            outcomes(&whole),
+            outcomes(&split),
+            "the split changed an outcome"
+        );
+        if scenario.messages == 1 {
+            assert_eq!(whole, split, "the split changed the run");
+        }
     }
     whole
+}
+
+fn outcomes(run: &Run) -> Vec<&String> {
+    run.events
+        .iter()
+        .filter(|e| e.starts_with("TransactionComplete") || *e == "Closed")
+        .collect()
 }
 
 /// Fuzz entry for a whole session: `data` is four selector bytes, a cut

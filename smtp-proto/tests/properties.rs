@@ -59,6 +59,18 @@ fn scripts() -> Vec<(Scenario, Vec<u8>)> {
             scenario(Config::new("localhost").tls(TlsPolicy::Disabled)),
             refused,
         ),
+        // Two messages, the second riding behind the first (RFC 2920 §3.1).
+        (
+            Scenario {
+                messages: 2,
+                ..scenario(Config::new("localhost").tls(TlsPolicy::Disabled))
+            },
+            crlf(concat!(
+                "220 localhost\n250-localhost\n250 PIPELINING\n",
+                "250 ok\n250 ok\n550 no\n354 go\n250 first\n",
+                "250 ok\n250 ok\n250 ok\n354 go\n250 second\n221 bye",
+            )),
+        ),
     ]
 }
 
@@ -73,6 +85,10 @@ fn scripts_complete_when_fed_whole() {
     assert!(matches!(runs[0].error, Some(Error::StartTlsInjection)));
     for run in &runs[1..] {
         assert_eq!(run.error, None, "{run:?}");
+        assert!(
+            !run.events.iter().any(|e| e.contains("InvalidState")),
+            "{run:?}"
+        );
         assert_eq!(run.events.last().map(String::as_str), Some("Closed"));
     }
 }
@@ -102,7 +118,7 @@ proptest! {
     /// handshake happen first, so that script is compared only when both
     /// runs stay on one side of it).
     #[test]
-    fn any_split_gives_the_same_run(which in 0usize..3, cuts in proptest::collection::vec(any::<usize>(), 0..12)) {
+    fn any_split_gives_the_same_run(which in 0usize..4, cuts in proptest::collection::vec(any::<usize>(), 0..12)) {
         let (scenario, server) = scripts().remove(which);
         check_split_invariance(&scenario, &server, &cuts);
     }
@@ -145,4 +161,24 @@ proptest! {
         smtp_proto::testing::capabilities(&bytes);
         smtp_proto::testing::data(&bytes);
     }
+}
+
+#[test]
+fn the_second_message_rides_behind_the_first() {
+    let (scenario, server) = scripts().remove(3);
+    let run = drive(&scenario, &server, &[]);
+    assert_eq!(run.error, None, "{run:?}");
+    let out = String::from_utf8_lossy(&run.output);
+    // The first body's terminator and the second MAIL went out together,
+    // before the first message's final reply was read.
+    assert!(
+        out.contains(".line\r\n.\r\nMAIL FROM:<me@example.com>"),
+        "{out}"
+    );
+    let done = run
+        .events
+        .iter()
+        .filter(|e| e.starts_with("TransactionComplete(Ok"))
+        .count();
+    assert_eq!(done, 2, "{run:?}");
 }

@@ -1765,3 +1765,109 @@ fn binarymime_goes_as_it_is() {
     ));
     assert!(session.pending_output().is_empty());
 }
+
+// ---- the next message rides behind the previous one (RFC 2920 §3.1) -------------
+
+#[test]
+fn next_message_rides_with_the_previous_end_of_data() {
+    let mut session = ready_local("250-localhost\n250 PIPELINING");
+    run_on(
+        &mut session,
+        vec![
+            Mail(envelope(&["a@example.org"])),
+            C("MAIL FROM:<me@example.com>\nRCPT TO:<a@example.org>\nDATA"),
+            S("250 ok\n250 ok\n354 go"),
+            E(Event::SendBody),
+        ],
+    );
+    assert!(
+        !session.can_send_mail(),
+        "not while the body is being written"
+    );
+    session.write_body(b"one").unwrap();
+    session.finish_body().unwrap();
+    assert!(
+        session.can_send_mail(),
+        "the first message is written whole"
+    );
+    run_on(
+        &mut session,
+        vec![
+            Mail(envelope(&["b@example.org"])),
+            // One write: the end of the first message and the second's commands.
+            C("one\n.\nMAIL FROM:<me@example.com>\nRCPT TO:<b@example.org>\nDATA"),
+        ],
+    );
+    assert!(
+        !session.can_send_mail(),
+        "at most two transactions in flight"
+    );
+    run_on(
+        &mut session,
+        vec![
+            S("250 first queued\n250 ok\n250 ok\n354 go"),
+            Done(|r| {
+                r.as_ref()
+                    .is_ok_and(|d| d.reply().message() == b"first queued")
+            }),
+            E(Event::SendBody),
+            Body(b"two"),
+            c("two\n."),
+            S("250 second queued"),
+            Done(|r| {
+                r.as_ref()
+                    .is_ok_and(|d| d.reply().message() == b"second queued")
+            }),
+            E(Event::Ready),
+        ],
+    );
+}
+
+#[test]
+fn bdat_messages_overlap_too() {
+    let mut session = ready_local("250-localhost\n250-PIPELINING\n250 CHUNKING");
+    run_on(
+        &mut session,
+        vec![
+            Mail(envelope(&["a@example.org"]).for_body(b"1")),
+            C("MAIL FROM:<me@example.com>\nRCPT TO:<a@example.org>\nBDAT 3 LAST"),
+            E(Event::SendBody),
+            Body(b"1"),
+            Mail(envelope(&["b@example.org"]).for_body(b"2")),
+            C("1\nMAIL FROM:<me@example.com>\nRCPT TO:<b@example.org>\nBDAT 3 LAST"),
+            E(Event::SendBody),
+            Body(b"2"),
+            c("2"),
+            S("250 ok\n250 ok\n250 one\n250 ok\n550 no\n554 no valid recipients"),
+            Done(|r| r.as_ref().is_ok_and(|d| d.reply().message() == b"one")),
+            Done(|r| matches!(r, Err(Error::RecipientsRejected { .. }))),
+            E(Event::Ready),
+        ],
+    );
+}
+
+#[test]
+fn without_pipelining_the_next_message_waits() {
+    let mut session = ready_local("250 localhost");
+    run_on(
+        &mut session,
+        vec![
+            Mail(envelope(&["a@example.org"])),
+            C("MAIL FROM:<me@example.com>"),
+            S("250 ok"),
+            C("RCPT TO:<a@example.org>"),
+            S("250 ok"),
+            C("DATA"),
+            S("354 go"),
+            E(Event::SendBody),
+            Body(b"one"),
+            c("one\n."),
+        ],
+    );
+    assert!(!session.can_send_mail());
+    assert!(matches!(
+        session.send_mail(envelope(&["b@example.org"])),
+        Err(Error::InvalidState { .. })
+    ));
+    assert!(session.pending_output().is_empty());
+}
