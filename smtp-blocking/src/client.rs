@@ -1,7 +1,7 @@
 //! The blocking client: moves bytes between a socket and a `ClientSession`.
 
 use crate::stream::{at_least_1ms, Stream};
-use crate::{strip_brackets, Error, Options, Transcript};
+use crate::{strip_brackets, Error, Options, ReplyDeadline, Transcript};
 use smtp_proto::{
     Capabilities, ClientSession, Config, Delivery, Envelope, Event, Mechanism, Stage, Timeouts,
     TlsPolicy,
@@ -51,8 +51,7 @@ pub struct Client {
     tls: Option<Tls>,
     transcript: Transcript,
     buf: Vec<u8>,
-    /// The stage a reply is awaited for and when its time is up (`None`: never).
-    reply_deadline: Option<(Stage, Option<Instant>)>,
+    reply_deadline: ReplyDeadline,
     poisoned: bool,
 }
 
@@ -234,6 +233,12 @@ impl Client {
         self.poisoned
     }
 
+    /// Whether the connection can take another message: not poisoned, and
+    /// the session neither failed (a refused NOOP, say) nor closed.
+    pub fn is_usable(&self) -> bool {
+        !self.poisoned && !self.session.is_closed()
+    }
+
     // ---- setting up ------------------------------------------------------
 
     /// Checks the configuration and builds the TLS configuration; no I/O.
@@ -275,7 +280,7 @@ impl Client {
             tls,
             transcript,
             buf: vec![0; READ_BUFFER],
-            reply_deadline: None,
+            reply_deadline: ReplyDeadline::default(),
             poisoned: false,
             connect_timeout: options.connect_timeout,
         })
@@ -393,7 +398,7 @@ impl Client {
             Ok(()) => {
                 self.session.advance_output(pending);
                 // A new command went out: its reply gets a whole timeout.
-                self.reply_deadline = None;
+                self.reply_deadline.reset();
                 Ok(())
             }
             Err(err) => Err(self.io_failure(err, stage)),
@@ -404,22 +409,9 @@ impl Client {
     /// session. End of stream is reported to the session, which decides.
     fn receive(&mut self) -> Result<(), Error> {
         let stage = self.session.stage().unwrap_or(Stage::Noop);
-        let now = Instant::now();
-        let deadline = match self.reply_deadline {
-            Some((awaited, deadline)) if awaited == stage => deadline,
-            _ => {
-                let deadline = now.checked_add(self.timeouts.get(stage));
-                self.reply_deadline = Some((stage, deadline));
-                deadline
-            }
-        };
-        let remaining = match deadline {
-            Some(deadline) => deadline.saturating_duration_since(now),
-            None => self.timeouts.get(stage),
-        };
-        if remaining.is_zero() {
+        let Some(remaining) = self.reply_deadline.remaining(stage, &self.timeouts) else {
             return Err(self.timed_out(stage));
-        }
+        };
         if let Err(err) = self.stream.set_read_timeout(remaining) {
             return Err(self.io_failure(err, stage));
         }
@@ -500,7 +492,7 @@ impl Client {
             "TLS established"
         );
         self.stream = Stream::Tls(Box::new(rustls::StreamOwned::new(connection, tcp)));
-        self.reply_deadline = None;
+        self.reply_deadline.reset();
         // rustls verified the certificate for exactly this name.
         self.session
             .tls_established(&verified_name)

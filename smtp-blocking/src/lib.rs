@@ -66,6 +66,7 @@
 #![forbid(unsafe_code)]
 
 mod client;
+mod deadline;
 mod error;
 mod options;
 mod stream;
@@ -76,6 +77,8 @@ pub use client::Client;
 pub use error::Error;
 pub use options::{Options, TranscriptHook, DEFAULT_CONNECT_TIMEOUT};
 
+#[doc(hidden)]
+pub use deadline::ReplyDeadline;
 #[doc(hidden)]
 pub use options::Transcript;
 

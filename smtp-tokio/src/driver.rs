@@ -8,7 +8,7 @@
 use crate::{tls, Error, Options};
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
-use smtp_blocking::Transcript;
+use smtp_blocking::{ReplyDeadline, Transcript};
 use smtp_proto::{
     ClientSession, Config, Delivery, Envelope, Event, Stage, Timeouts, TranscriptLine,
 };
@@ -102,6 +102,8 @@ pub(crate) struct Driver<T> {
     /// Set while an operation runs; still set afterwards when it was
     /// cancelled or broke the connection.
     poisoned: bool,
+    /// The whole reply, not each read, must come within the stage's timeout.
+    reply_deadline: ReplyDeadline,
 }
 
 impl<T: Transport> Driver<T> {
@@ -121,6 +123,7 @@ impl<T: Transport> Driver<T> {
             transcript,
             buf: vec![0; READ_BUFFER].into_boxed_slice(),
             poisoned: true,
+            reply_deadline: ReplyDeadline::default(),
         };
         let result = driver.expect_ready().await;
         driver.drain_transcript();
@@ -289,8 +292,11 @@ impl<T: Transport> Driver<T> {
                 )));
             }
             let stage = self.session.stage().unwrap_or(Stage::Noop);
+            let Some(remaining) = self.reply_deadline.remaining(stage, &self.timeouts) else {
+                return Err(Error::Timeout { stage });
+            };
             let read = self.transport.read(&mut self.buf[..]);
-            let n = match T::timeout(self.timeouts.get(stage), read).await {
+            let n = match T::timeout(remaining, read).await {
                 None => return Err(Error::Timeout { stage }),
                 Some(Err(err)) => return Err(Error::from_io(err)),
                 Some(Ok(n)) => n,
@@ -324,6 +330,8 @@ impl<T: Transport> Driver<T> {
             Some(Err(err)) => Err(Error::from_io(err)),
             Some(Ok(())) => {
                 self.session.advance_output(pending);
+                // A new command went out: its reply gets a whole timeout.
+                self.reply_deadline.reset();
                 Ok(())
             }
         }
@@ -395,6 +403,7 @@ impl<T: Transport> Driver<T> {
             Some(Ok(())) => {}
         }
         tracing::debug!(server = %name, "TLS established");
+        self.reply_deadline.reset();
         // rustls verified the certificate for exactly this name.
         if let Err(err) = self.session.tls_established(&name) {
             return Err(self.fail(err).await);

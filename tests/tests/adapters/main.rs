@@ -44,32 +44,22 @@ use tls::*;
 /// every adapter, `native` only through smtp-blocking and the tokio
 /// backend (the 100 MiB body: about 9 s per adapter in a debug build; the
 /// futures-io backend streams 4 MiB in `streamed_4_mib` instead).
-/// `async_bugs` are scenarios that fail on smtp-tokio's backends because of
-/// a known bug; they are `#[ignore]`d there (run them with `--ignored`).
 macro_rules! suite {
     (
         all: [$($all:ident),* $(,)?],
-        native: [$($native:ident),* $(,)?],
-        async_bugs: [$($bug:ident),* $(,)?] $(,)?
+        native: [$($native:ident),* $(,)?] $(,)?
     ) => {
-        suite!(@adapter blocking, Blocking, [$($all,)* $($native,)* $($bug,)*], []);
-        suite!(@adapter tokio, Tokio, [$($all,)* $($native,)*], [$($bug,)*]);
-        suite!(@adapter async_std, AsyncStd, [$($all,)*], [$($bug,)*]);
-        suite!(@adapter smol, Smol, [$($all,)*], [$($bug,)*]);
+        suite!(@adapter blocking, Blocking, [$($all,)* $($native,)*]);
+        suite!(@adapter tokio, Tokio, [$($all,)* $($native,)*]);
+        suite!(@adapter async_std, AsyncStd, [$($all,)*]);
+        suite!(@adapter smol, Smol, [$($all,)*]);
     };
-    (@adapter $module:ident, $adapter:ident, [$($scenario:ident,)*], [$($ignored:ident,)*]) => {
+    (@adapter $module:ident, $adapter:ident, [$($scenario:ident,)*]) => {
         mod $module {
             $(
                 #[test]
                 fn $scenario() {
                     super::$scenario(&crate::harness::$adapter);
-                }
-            )*
-            $(
-                #[test]
-                #[ignore = "known smtp-tokio bug: the stage timeout applies per read, not per reply"]
-                fn $ignored() {
-                    super::$ignored(&crate::harness::$adapter);
                 }
             )*
         }
@@ -109,6 +99,7 @@ suite! {
         closed_mid_data,
         stall_greeting,
         stall_mid_reply,
+        stall_dripping_reply,
         stall_mail,
         stall_mail_over_tls,
         noop_refused_fails_the_health_check,
@@ -129,5 +120,4 @@ suite! {
         real_smtp_sink,
     ],
     native: [streamed_100_mib],
-    async_bugs: [stall_dripping_reply],
 }
