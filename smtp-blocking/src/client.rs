@@ -155,21 +155,139 @@ impl Client {
     ) -> Result<Delivery, Error> {
         let span = tracing::info_span!("smtp.send");
         let _enter = span.enter();
-        self.transaction(envelope, |client| {
-            let mut chunk = vec![0; BODY_CHUNK];
-            loop {
-                let n = match body.read(&mut chunk) {
-                    Ok(0) => return Ok(()),
-                    Ok(n) => n,
-                    Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(err) => {
-                        client.poison();
-                        return Err(Error::BodyRead(err));
+        self.transaction(envelope, |client| client.stream_body(&mut body))
+    }
+
+    /// Sends several messages over this connection and returns each one's
+    /// result, in order. With PIPELINING the next message's commands ride
+    /// behind the end of the previous message (RFC 2920 §3.1), so each
+    /// message costs one round trip instead of two (and with CHUNKING
+    /// nothing waits for `354` either). Each body is declared with
+    /// [`Envelope::for_body`].
+    ///
+    /// A refused transaction is that message's `Err` and the next one goes
+    /// on. An error that ends the connection is the last element: messages
+    /// in flight then, and those after, were not confirmed.
+    pub fn send_all<'a, I>(&mut self, messages: I) -> Vec<Result<Delivery, Error>>
+    where
+        I: IntoIterator<Item = (Envelope, &'a [u8])>,
+    {
+        self.send_all_readers(
+            messages
+                .into_iter()
+                .map(|(envelope, body)| (envelope.for_body(body), body)),
+        )
+    }
+
+    /// [`send_all`](Self::send_all) with bodies streamed from readers in
+    /// bounded memory, like [`send_reader`](Self::send_reader).
+    pub fn send_all_readers<R, I>(&mut self, messages: I) -> Vec<Result<Delivery, Error>>
+    where
+        R: Read,
+        I: IntoIterator<Item = (Envelope, R)>,
+    {
+        let span = tracing::info_span!("smtp.send_all");
+        let _enter = span.enter();
+        let mut results = Vec::new();
+        let mut in_flight = 0usize;
+        if let Err(err) = self.check_usable() {
+            results.push(Err(err));
+            return results;
+        }
+        let failure = (|| {
+            for (envelope, mut body) in messages {
+                // Collect outcomes until the session takes the next message.
+                while !self.session.can_send_mail() {
+                    self.next_outcome(&mut results, &mut in_flight)?;
+                }
+                if let Err(err) = self.session.send_mail(envelope) {
+                    if self.session.is_closed() {
+                        return Err(self.session_failure(err));
                     }
-                };
-                client.write_body(&chunk[..n])?;
+                    // Refused before anything was written: this message only,
+                    // reported after those before it.
+                    while in_flight > 0 {
+                        self.next_outcome(&mut results, &mut in_flight)?;
+                    }
+                    results.push(Err(Error::Smtp(err)));
+                    continue;
+                }
+                in_flight += 1;
+                let mine = results.len() + in_flight;
+                // Its body is wanted now (BDAT), or once 354 comes; the
+                // previous message may complete meanwhile, and this one may
+                // be refused before its body.
+                loop {
+                    match self.drive()? {
+                        Step::SendBody => {
+                            self.stream_body(&mut body)?;
+                            // Not flushed here: the end of this message goes
+                            // out with the next message's commands.
+                            self.session
+                                .finish_body()
+                                .map_err(|err| self.session_failure(err))?;
+                            break;
+                        }
+                        Step::Complete(result) => {
+                            in_flight -= 1;
+                            results.push(result.map_err(Error::Smtp));
+                            if results.len() == mine {
+                                break;
+                            }
+                        }
+                        Step::Ready => {}
+                        Step::Closed => return Err(self.unexpected("send_all")),
+                    }
+                }
             }
-        })
+            while in_flight > 0 {
+                self.next_outcome(&mut results, &mut in_flight)?;
+            }
+            Ok(())
+        })();
+        // A `Ready` left queued is dropped by the session at the next call.
+        if let Err(err) = failure {
+            results.push(Err(err));
+        }
+        results
+    }
+
+    /// Drives until the oldest transaction in flight completes.
+    fn next_outcome(
+        &mut self,
+        results: &mut Vec<Result<Delivery, Error>>,
+        in_flight: &mut usize,
+    ) -> Result<(), Error> {
+        loop {
+            match self.drive()? {
+                Step::Complete(result) => {
+                    *in_flight = in_flight.saturating_sub(1);
+                    results.push(result.map_err(Error::Smtp));
+                    return Ok(());
+                }
+                Step::Ready if *in_flight == 0 => return Ok(()),
+                Step::Ready => {}
+                Step::SendBody | Step::Closed => return Err(self.unexpected("send_all")),
+            }
+        }
+    }
+
+    /// Reads `body` 64 KiB at a time into the session. A failing reader
+    /// poisons the connection, so no truncated message is ever ended.
+    fn stream_body(&mut self, body: &mut impl Read) -> Result<(), Error> {
+        let mut chunk = vec![0; BODY_CHUNK];
+        loop {
+            let n = match body.read(&mut chunk) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => {
+                    self.poison();
+                    return Err(Error::BodyRead(err));
+                }
+            };
+            self.write_body(&chunk[..n])?;
+        }
     }
 
     /// Sends NOOP: checks that the server is still there.
@@ -328,12 +446,16 @@ impl Client {
         result.map_err(Error::Smtp)
     }
 
-    /// Encodes one chunk of the body and writes it.
+    /// Encodes one chunk of the body, and writes once a chunk's worth is
+    /// pending: a small message and its end go out in one write.
     fn write_body(&mut self, chunk: &[u8]) -> Result<(), Error> {
         self.session
             .write_body(chunk)
             .map_err(|err| self.session_failure(err))?;
-        self.flush()
+        if self.session.pending_output().len() >= BODY_CHUNK {
+            self.flush()?;
+        }
+        Ok(())
     }
 
     fn expect_ready(&mut self) -> Result<(), Error> {

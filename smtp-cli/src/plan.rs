@@ -29,6 +29,9 @@ pub enum Data {
         size: u64,
         /// 8BITMIME when it holds any non-ASCII byte.
         body: BodyType,
+        /// Its length on the wire with CRLF line endings, which lets the
+        /// session use `BDAT` when the server offers CHUNKING.
+        wire: u64,
     },
     /// Standard input, streamed (one transaction only).
     Stdin,
@@ -303,6 +306,7 @@ fn file_data(path: PathBuf, repeat: u32) -> Result<Data, Failure> {
     let mut chunk = vec![0; 64 * 1024];
     let mut size = 0u64;
     let mut ascii = true;
+    let mut wire = smtp_blocking::smtp_proto::data::NormalizedLen::default();
     loop {
         let n = match file.read(&mut chunk) {
             Ok(0) => break,
@@ -312,13 +316,19 @@ fn file_data(path: PathBuf, repeat: u32) -> Result<Data, Failure> {
         };
         size += n as u64;
         ascii &= chunk[..n].is_ascii();
+        wire.update(&chunk[..n]);
     }
     let body = if ascii {
         BodyType::SevenBit
     } else {
         BodyType::EightBitMime
     };
-    Ok(Data::File { path, size, body })
+    Ok(Data::File {
+        path,
+        size,
+        body,
+        wire: wire.total(),
+    })
 }
 
 #[cfg(test)]

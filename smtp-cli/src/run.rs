@@ -4,7 +4,8 @@ use crate::plan::{Data, Plan};
 use crate::report::{classify, Failure, Kind, Report, TransactionReport};
 use smtp_blocking::{Client, Config, Delivery, Error, TranscriptHook};
 use std::fs::File;
-use std::io;
+use std::io::{self, Read};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::Instant;
@@ -133,17 +134,19 @@ fn session(
         .iter()
         .map(|m| m.as_str().to_owned())
         .collect();
-    for _ in 0..count {
-        if stop.load(Ordering::SeqCst) {
-            break;
-        }
-        let result = transaction(&mut client, plan);
+    // All of this session's messages in one batch: with PIPELINING each
+    // rides behind the previous one. A message already in flight when one
+    // fails is still sent and reported; none is started after.
+    let messages = (0..count).map_while(|_| (!stop.load(Ordering::SeqCst)).then_some(()));
+    let results = transactions(&mut client, plan, messages);
+    for result in results {
         outcome
             .transactions
             .push(TransactionReport::from_result(&result));
         if let Err(err) = result {
-            fail(&mut outcome, classify(&err));
-            break;
+            if outcome.error.is_none() {
+                fail(&mut outcome, classify(&err));
+            }
         }
     }
     // The messages are in (or the failure is known): a failed QUIT changes
@@ -152,28 +155,64 @@ fn session(
     outcome
 }
 
-/// One transaction with the plan's envelope and message.
-fn transaction(client: &mut Client, plan: &Plan) -> Result<Delivery, Error> {
-    let envelope = plan.envelope.clone();
+/// The plan's message once per item of `messages`, over one connection.
+fn transactions(
+    client: &mut Client,
+    plan: &Plan,
+    messages: impl Iterator<Item = ()>,
+) -> Vec<Result<Delivery, Error>> {
+    let envelope = &plan.envelope;
     match &plan.data {
-        Data::File { path, size, body } => {
+        Data::File {
+            path,
+            size,
+            body,
+            wire,
+        } => {
+            let envelope = envelope.clone().size(*size).body(*body).exact_size(*wire);
             // Reopened per transaction: streamed, never held in memory.
-            let file = File::open(path).map_err(|err| {
-                Error::BodyRead(io::Error::new(
-                    err.kind(),
-                    format!("{}: {err}", path.display()),
-                ))
-            })?;
-            client.send_reader(envelope.size(*size).body(*body), file)
+            client.send_all_readers(messages.map(|()| (envelope.clone(), Reopen::new(path))))
         }
-        Data::Stdin => client.send_reader(envelope, io::stdin().lock()),
+        Data::Memory(body) => {
+            client.send_all(messages.map(|()| (envelope.clone(), body.as_slice())))
+        }
+        Data::Stdin => vec![client.send_reader(envelope.clone(), io::stdin().lock())],
         Data::Pipe(pipe) => {
             let taken = pipe.lock().unwrap_or_else(|p| p.into_inner()).take();
-            let pipe = taken.ok_or_else(|| {
-                Error::BodyRead(io::Error::other("the --data pipe was already read"))
-            })?;
-            client.send_reader(envelope, pipe)
+            vec![match taken {
+                Some(pipe) => client.send_reader(envelope.clone(), pipe),
+                None => Err(Error::BodyRead(io::Error::other(
+                    "the --data pipe was already read",
+                ))),
+            }]
         }
-        Data::Memory(body) => client.send(envelope, body),
+    }
+}
+
+/// A file opened when its first byte is wanted, so a batch holds one file
+/// open at a time.
+struct Reopen<'a> {
+    path: &'a Path,
+    file: Option<File>,
+}
+
+impl<'a> Reopen<'a> {
+    fn new(path: &'a Path) -> Reopen<'a> {
+        Reopen { path, file: None }
+    }
+}
+
+impl Read for Reopen<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.file.is_none() {
+            let file = File::open(self.path).map_err(|err| {
+                io::Error::new(err.kind(), format!("{}: {err}", self.path.display()))
+            })?;
+            self.file = Some(file);
+        }
+        match self.file.as_mut() {
+            Some(file) => file.read(buf),
+            None => Ok(0),
+        }
     }
 }

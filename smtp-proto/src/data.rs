@@ -241,22 +241,54 @@ impl BodyEncoder {
 /// The length of [`normalize`]`(input)` without building it: what a 7-bit or
 /// 8-bit body takes on the wire in a `BDAT` chunk.
 pub fn normalized_len(input: &[u8]) -> u64 {
-    let mut extra = 0u64;
-    let mut pos = 0;
-    while let Some(offset) = memchr::memchr2(b'\r', b'\n', &input[pos..]) {
-        let at = pos + offset;
-        if input[at] == b'\r' && input.get(at + 1) == Some(&b'\n') {
-            pos = at + 2;
-        } else {
-            // A bare CR or LF becomes two bytes.
-            extra += 1;
-            pos = at + 1;
+    let mut counter = NormalizedLen::default();
+    counter.update(input);
+    counter.total()
+}
+
+/// [`normalized_len`] for a body read in pieces of any split, e.g. a file
+/// measured before it is streamed.
+#[derive(Debug, Clone, Default)]
+pub struct NormalizedLen {
+    len: u64,
+    mid_line: bool,
+    after_cr: bool,
+}
+
+impl NormalizedLen {
+    /// Counts the next piece of the body.
+    pub fn update(&mut self, input: &[u8]) {
+        let mut pos = 0;
+        if self.after_cr && !input.is_empty() {
+            self.after_cr = false;
+            if input[0] == b'\n' {
+                // The LF of a CRLF already counted as two bytes.
+                pos = 1;
+            }
+        }
+        while let Some(offset) = memchr::memchr2(b'\r', b'\n', &input[pos..]) {
+            let at = pos + offset;
+            // The text before the line break, then CRLF for any line break.
+            self.len += (at - pos) as u64 + 2;
+            self.mid_line = false;
+            if input[at] == b'\r' && input.get(at + 1) == Some(&b'\n') {
+                pos = at + 2;
+            } else {
+                pos = at + 1;
+                self.after_cr = input[at] == b'\r' && pos == input.len();
+            }
+        }
+        if pos < input.len() {
+            self.len += (input.len() - pos) as u64;
+            self.mid_line = true;
         }
     }
-    if matches!(input.last(), Some(b) if *b != b'\r' && *b != b'\n') {
-        extra += 2;
+
+    /// The wire length so far, counting the CRLF a body that does not end
+    /// with a line break gets.
+    pub fn total(&self) -> u64 {
+        self.len + if self.mid_line { 2 } else { 0 }
     }
-    input.len() as u64 + extra
 }
 
 /// Reference: what the server should reconstruct from the encoding of
@@ -712,6 +744,11 @@ mod framing_tests {
             prop_assert_eq!(&out, &normalize(&input));
             prop_assert_eq!(total, out.len() as u64);
             prop_assert_eq!(normalized_len(&input), out.len() as u64);
+            let mut counter = NormalizedLen::default();
+            for piece in input.chunks(chunk) {
+                counter.update(piece);
+            }
+            prop_assert_eq!(counter.total(), out.len() as u64);
         }
     }
 }
