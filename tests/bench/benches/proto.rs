@@ -212,6 +212,7 @@ struct LettreCodec {
 }
 
 #[derive(Clone, Copy)]
+#[allow(clippy::enum_variant_names)] // as in lettre
 enum CodecStatus {
     MiddleOfLine,
     StartingNewLine,
@@ -261,7 +262,7 @@ fn body(size: usize, eol: &[u8], dot_every: usize) -> Vec<u8> {
         state ^= state >> 17;
         state ^= state << 5;
         let len = 20 + (state % 79) as usize;
-        if dot_every > 0 && line % dot_every == 0 {
+        if dot_every > 0 && line.is_multiple_of(dot_every) {
             out.push(b'.');
         }
         for i in 0..len {

@@ -54,7 +54,9 @@ fn parse_args() -> Result<Args, String> {
             "--data" => data = Some(value()?),
             "--repeat" => repeat = value()?.parse().map_err(|e| format!("--repeat: {e}"))?,
             "--connections" => {
-                connections = value()?.parse().map_err(|e| format!("--connections: {e}"))?
+                connections = value()?
+                    .parse()
+                    .map_err(|e| format!("--connections: {e}"))?
             }
             // Accepted for command-line compatibility with smtp-send.
             "--tls" => {
@@ -106,9 +108,10 @@ fn main() -> ExitCode {
         },
     };
     let to: Result<Vec<Address>, _> = args.to.iter().map(|a| a.parse()).collect();
-    let envelope = match to.map_err(|e| e.to_string()).and_then(|to| {
-        Envelope::new(from, to).map_err(|e| e.to_string())
-    }) {
+    let envelope = match to
+        .map_err(|e| e.to_string())
+        .and_then(|to| Envelope::new(from, to).map_err(|e| e.to_string()))
+    {
         Ok(envelope) => Arc::new(envelope),
         Err(err) => return usage(&format!("envelope: {err}")),
     };
