@@ -1,0 +1,1 @@
+//! Support for the benchmarks; see `benches/proto.rs` and `e2e.sh`.
