@@ -17,6 +17,10 @@ const READ_BUFFER: usize = 16 * 1024;
 /// How much of the body is read from the caller and written at once.
 const BODY_CHUNK: usize = 64 * 1024;
 
+/// How much longer than what is left of a reply's time the socket's read
+/// timeout may be before it is set again.
+const TIMEOUT_SLACK: Duration = Duration::from_millis(50);
+
 /// What the session hands back to an operation.
 enum Step {
     Ready,
@@ -52,6 +56,8 @@ pub struct Client {
     transcript: Transcript,
     buf: Vec<u8>,
     reply_deadline: ReplyDeadline,
+    /// The read and write timeouts last set on the socket.
+    socket_timeouts: (Option<Duration>, Option<Duration>),
     poisoned: bool,
 }
 
@@ -399,6 +405,7 @@ impl Client {
             transcript,
             buf: vec![0; READ_BUFFER],
             reply_deadline: ReplyDeadline::default(),
+            socket_timeouts: (None, None),
             poisoned: false,
             connect_timeout: options.connect_timeout,
         })
@@ -509,13 +516,12 @@ impl Client {
             return Ok(());
         }
         let stage = self.session.stage().unwrap_or(Stage::Quit);
-        let timeout = self.timeouts.get(stage);
+        if let Err(err) = self.set_write_timeout(self.timeouts.get(stage)) {
+            return Err(self.io_failure(err, stage));
+        }
         let stream = &mut self.stream;
         let output = self.session.pending_output();
-        let written = stream
-            .set_write_timeout(timeout)
-            .and_then(|()| stream.write_all(output))
-            .and_then(|()| stream.flush());
+        let written = stream.write_all(output).and_then(|()| stream.flush());
         match written {
             Ok(()) => {
                 self.session.advance_output(pending);
@@ -527,6 +533,30 @@ impl Client {
         }
     }
 
+    /// Sets the socket's write timeout unless it already is that.
+    fn set_write_timeout(&mut self, timeout: Duration) -> io::Result<()> {
+        if self.socket_timeouts.1 != Some(timeout) {
+            self.stream.set_write_timeout(timeout)?;
+            self.socket_timeouts.1 = Some(timeout);
+        }
+        Ok(())
+    }
+
+    /// Sets the socket's read timeout to what is left of the reply's time.
+    /// One already set that is at most [`TIMEOUT_SLACK`] longer is kept:
+    /// setting it again before every read costs a system call per read.
+    fn set_read_timeout(&mut self, remaining: Duration) -> io::Result<()> {
+        let close_enough = self
+            .socket_timeouts
+            .0
+            .is_some_and(|set| set >= remaining && set - remaining <= TIMEOUT_SLACK);
+        if !close_enough {
+            self.stream.set_read_timeout(remaining)?;
+            self.socket_timeouts.0 = Some(remaining);
+        }
+        Ok(())
+    }
+
     /// Reads once, within what is left of the stage's timeout, and feeds the
     /// session. End of stream is reported to the session, which decides.
     fn receive(&mut self) -> Result<(), Error> {
@@ -534,7 +564,7 @@ impl Client {
         let Some(remaining) = self.reply_deadline.remaining(stage, &self.timeouts) else {
             return Err(self.timed_out(stage));
         };
-        if let Err(err) = self.stream.set_read_timeout(remaining) {
+        if let Err(err) = self.set_read_timeout(remaining) {
             return Err(self.io_failure(err, stage));
         }
         let fed = match self.stream.read(&mut self.buf) {
@@ -614,6 +644,8 @@ impl Client {
             "TLS established"
         );
         self.stream = Stream::Tls(Box::new(rustls::StreamOwned::new(connection, tcp)));
+        // The handshake set the socket's timeouts itself.
+        self.socket_timeouts = (None, None);
         self.reply_deadline.reset();
         // rustls verified the certificate for exactly this name.
         self.session
@@ -671,12 +703,13 @@ impl Client {
         if pending == 0 || self.poisoned {
             return;
         }
+        let quit_timeout = self.timeouts.get(Stage::Quit);
+        if self.set_write_timeout(quit_timeout).is_err() {
+            return;
+        }
         let stream = &mut self.stream;
         let output = self.session.pending_output();
-        let written = stream
-            .set_write_timeout(self.timeouts.get(Stage::Quit))
-            .and_then(|()| stream.write_all(output))
-            .and_then(|()| stream.flush());
+        let written = stream.write_all(output).and_then(|()| stream.flush());
         match written {
             Ok(()) => self.session.advance_output(pending),
             Err(err) => tracing::debug!(error = %err, "could not flush after a session error"),

@@ -39,7 +39,8 @@ pub enum Data {
     /// once, so it is kept open from the start and streamed for one
     /// transaction, without `SIZE=`.
     Pipe(Arc<Mutex<Option<File>>>),
-    /// In memory (stdin read once for several transactions, or the demo).
+    /// In memory: stdin read once for several transactions, a small file
+    /// sent several times, or the demo.
     Memory(Arc<Vec<u8>>),
 }
 
@@ -287,6 +288,9 @@ fn parse_connect(value: &str) -> Result<SocketAddr, Failure> {
         .ok_or_else(|| Failure::new(Kind::Connect, format!("{value} has no address")))
 }
 
+/// The largest message kept in memory when it is sent several times.
+const KEEP_IN_MEMORY: usize = 1 << 20;
+
 /// Checks a regular file once: its size (declared as `SIZE=`) and whether
 /// it is 8-bit, in one streaming pass; the message itself is streamed again
 /// per transaction. Anything else (a FIFO) can be read only once: streamed
@@ -307,6 +311,9 @@ fn file_data(path: PathBuf, repeat: u32) -> Result<Data, Failure> {
     let mut size = 0u64;
     let mut ascii = true;
     let mut wire = smtp_blocking::smtp_proto::data::NormalizedLen::default();
+    // A small message sent several times is kept in memory rather than
+    // reopened and read for every transaction.
+    let mut kept = (repeat > 1).then(Vec::new);
     loop {
         let n = match file.read(&mut chunk) {
             Ok(0) => break,
@@ -317,12 +324,22 @@ fn file_data(path: PathBuf, repeat: u32) -> Result<Data, Failure> {
         size += n as u64;
         ascii &= chunk[..n].is_ascii();
         wire.update(&chunk[..n]);
+        if let Some(buf) = kept.as_mut() {
+            if buf.len() + n > KEEP_IN_MEMORY {
+                kept = None;
+            } else {
+                buf.extend_from_slice(&chunk[..n]);
+            }
+        }
     }
     let body = if ascii {
         BodyType::SevenBit
     } else {
         BodyType::EightBitMime
     };
+    if let Some(buf) = kept {
+        return Ok(Data::Memory(Arc::new(buf)));
+    }
     Ok(Data::File {
         path,
         size,
