@@ -21,6 +21,26 @@ const BODY_CHUNK: usize = 64 * 1024;
 /// timeout may be before it is set again.
 const TIMEOUT_SLACK: Duration = Duration::from_millis(50);
 
+/// Where a batch's results go, and how many are still in flight.
+struct Outcomes<'f> {
+    on_result: &'f mut dyn FnMut(Result<Delivery, Error>),
+    reported: usize,
+    in_flight: usize,
+}
+
+impl Outcomes<'_> {
+    fn report(&mut self, result: Result<Delivery, Error>) {
+        self.reported += 1;
+        (self.on_result)(result);
+    }
+
+    /// The oldest transaction in flight finished.
+    fn complete(&mut self, result: Result<Delivery, smtp_proto::Error>) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        self.report(result.map_err(Error::Smtp));
+    }
+}
+
 /// What the session hands back to an operation.
 enum Step {
     Ready,
@@ -192,19 +212,38 @@ impl Client {
         R: Read,
         I: IntoIterator<Item = (Envelope, R)>,
     {
+        let mut results = Vec::new();
+        self.send_each(messages, |result| results.push(result));
+        results
+    }
+
+    /// [`send_all_readers`](Self::send_all_readers) handing each message's
+    /// result to `on_result` as soon as it is known, in order, so a batch of
+    /// any length holds no results: what a bulk sender wants.
+    pub fn send_each<R, I>(
+        &mut self,
+        messages: I,
+        mut on_result: impl FnMut(Result<Delivery, Error>),
+    ) where
+        R: Read,
+        I: IntoIterator<Item = (Envelope, R)>,
+    {
         let span = tracing::info_span!("smtp.send_all");
         let _enter = span.enter();
-        let mut results = Vec::new();
-        let mut in_flight = 0usize;
+        let mut out = Outcomes {
+            on_result: &mut on_result,
+            reported: 0,
+            in_flight: 0,
+        };
         if let Err(err) = self.check_usable() {
-            results.push(Err(err));
-            return results;
+            out.report(Err(err));
+            return;
         }
         let failure = (|| {
             for (envelope, mut body) in messages {
                 // Collect outcomes until the session takes the next message.
                 while !self.session.can_send_mail() {
-                    self.next_outcome(&mut results, &mut in_flight)?;
+                    self.next_outcome(&mut out)?;
                 }
                 if let Err(err) = self.session.send_mail(envelope) {
                     if self.session.is_closed() {
@@ -212,14 +251,14 @@ impl Client {
                     }
                     // Refused before anything was written: this message only,
                     // reported after those before it.
-                    while in_flight > 0 {
-                        self.next_outcome(&mut results, &mut in_flight)?;
+                    while out.in_flight > 0 {
+                        self.next_outcome(&mut out)?;
                     }
-                    results.push(Err(Error::Smtp(err)));
+                    out.report(Err(Error::Smtp(err)));
                     continue;
                 }
-                in_flight += 1;
-                let mine = results.len() + in_flight;
+                out.in_flight += 1;
+                let mine = out.reported + out.in_flight;
                 // Its body is wanted now (BDAT), or once 354 comes; the
                 // previous message may complete meanwhile, and this one may
                 // be refused before its body.
@@ -235,9 +274,8 @@ impl Client {
                             break;
                         }
                         Step::Complete(result) => {
-                            in_flight -= 1;
-                            results.push(result.map_err(Error::Smtp));
-                            if results.len() == mine {
+                            out.complete(result);
+                            if out.reported == mine {
                                 break;
                             }
                         }
@@ -246,32 +284,26 @@ impl Client {
                     }
                 }
             }
-            while in_flight > 0 {
-                self.next_outcome(&mut results, &mut in_flight)?;
+            while out.in_flight > 0 {
+                self.next_outcome(&mut out)?;
             }
             Ok(())
         })();
         // A `Ready` left queued is dropped by the session at the next call.
         if let Err(err) = failure {
-            results.push(Err(err));
+            out.report(Err(err));
         }
-        results
     }
 
     /// Drives until the oldest transaction in flight completes.
-    fn next_outcome(
-        &mut self,
-        results: &mut Vec<Result<Delivery, Error>>,
-        in_flight: &mut usize,
-    ) -> Result<(), Error> {
+    fn next_outcome(&mut self, out: &mut Outcomes<'_>) -> Result<(), Error> {
         loop {
             match self.drive()? {
                 Step::Complete(result) => {
-                    *in_flight = in_flight.saturating_sub(1);
-                    results.push(result.map_err(Error::Smtp));
+                    out.complete(result);
                     return Ok(());
                 }
-                Step::Ready if *in_flight == 0 => return Ok(()),
+                Step::Ready if out.in_flight == 0 => return Ok(()),
                 Step::Ready => {}
                 Step::SendBody | Step::Closed => return Err(self.unexpected("send_all")),
             }

@@ -138,8 +138,7 @@ fn session(
     // rides behind the previous one. A message already in flight when one
     // fails is still sent and reported; none is started after.
     let messages = (0..count).map_while(|_| (!stop.load(Ordering::SeqCst)).then_some(()));
-    let results = transactions(&mut client, plan, messages);
-    for result in results {
+    transactions(&mut client, plan, messages, &mut |result| {
         outcome
             .transactions
             .push(TransactionReport::from_result(&result));
@@ -148,7 +147,7 @@ fn session(
                 fail(&mut outcome, classify(&err));
             }
         }
-    }
+    });
     // The messages are in (or the failure is known): a failed QUIT changes
     // neither.
     let _ = client.quit();
@@ -160,7 +159,8 @@ fn transactions(
     client: &mut Client,
     plan: &Plan,
     messages: impl Iterator<Item = ()>,
-) -> Vec<Result<Delivery, Error>> {
+    on_result: &mut dyn FnMut(Result<Delivery, Error>),
+) {
     let envelope = &plan.envelope;
     match &plan.data {
         Data::File {
@@ -171,20 +171,27 @@ fn transactions(
         } => {
             let envelope = envelope.clone().size(*size).body(*body).exact_size(*wire);
             // Reopened per transaction: streamed, never held in memory.
-            client.send_all_readers(messages.map(|()| (envelope.clone(), Reopen::new(path))))
+            client.send_each(
+                messages.map(|()| (envelope.clone(), Reopen::new(path))),
+                on_result,
+            )
         }
         Data::Memory(body) => {
-            client.send_all(messages.map(|()| (envelope.clone(), body.as_slice())))
+            let envelope = envelope.clone().for_body(body);
+            client.send_each(
+                messages.map(|()| (envelope.clone(), body.as_slice())),
+                on_result,
+            )
         }
-        Data::Stdin => vec![client.send_reader(envelope.clone(), io::stdin().lock())],
+        Data::Stdin => on_result(client.send_reader(envelope.clone(), io::stdin().lock())),
         Data::Pipe(pipe) => {
             let taken = pipe.lock().unwrap_or_else(|p| p.into_inner()).take();
-            vec![match taken {
+            on_result(match taken {
                 Some(pipe) => client.send_reader(envelope.clone(), pipe),
                 None => Err(Error::BodyRead(io::Error::other(
                     "the --data pipe was already read",
                 ))),
-            }]
+            })
         }
     }
 }
