@@ -109,7 +109,7 @@ where
 }
 
 fn print_json(report: &Report) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{}", report.to_json());
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let _ = report.write_json(&mut out);
     let _ = out.flush();
 }

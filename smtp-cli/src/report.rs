@@ -1,10 +1,11 @@
 //! What a run produced: per-transaction results, the error kind, the JSON
 //! object and the human summary.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use smtp_blocking::smtp_proto::{self, Reply};
 use smtp_blocking::{Delivery, RecipientResult};
 use std::fmt::Write as _;
+use std::io;
 use std::time::Duration;
 
 /// The error kinds of the `--json` output, one per way a run can fail.
@@ -270,33 +271,57 @@ impl Report {
         }
     }
 
-    /// The `--json` object.
-    pub fn to_json(&self) -> Value {
-        let transactions: Vec<Value> = self
-            .transactions
-            .iter()
-            .map(|t| {
-                let recipients: Vec<Value> = t
-                    .recipients
-                    .iter()
-                    .map(|r| json!({"address": r.address, "code": r.code, "accepted": r.accepted}))
-                    .collect();
-                json!({"recipients": recipients, "data_code": t.data_code})
-            })
-            .collect();
-        let error = self
-            .error
-            .as_ref()
-            .map(|f| json!({"kind": f.kind.as_str(), "code": f.code, "message": f.message}));
-        json!({
-            "ok": self.ok,
-            "tls": self.tls,
-            "auth_mechanism": self.auth_mechanism,
-            "transactions": transactions,
-            "messages_sent": self.messages_sent,
-            "elapsed_ms": self.elapsed.as_secs_f64() * 1000.0,
-            "error": error,
-        })
+    /// The `--json` object, written straight out: no value tree is built, so
+    /// a report of many transactions costs little more than its text.
+    pub fn write_json(&self, out: &mut impl io::Write) -> io::Result<()> {
+        let text = |s: &str| Value::from(s).to_string();
+        let code = |c: Option<u16>| c.map_or("null".to_owned(), |c| c.to_string());
+        write!(
+            out,
+            "{{\"ok\":{},\"tls\":{},\"auth_mechanism\":",
+            self.ok, self.tls
+        )?;
+        match &self.auth_mechanism {
+            Some(m) => write!(out, "{}", text(m))?,
+            None => write!(out, "null")?,
+        }
+        write!(out, ",\"transactions\":[")?;
+        for (i, t) in self.transactions.iter().enumerate() {
+            if i > 0 {
+                write!(out, ",")?;
+            }
+            write!(out, "{{\"recipients\":[")?;
+            for (j, r) in t.recipients.iter().enumerate() {
+                if j > 0 {
+                    write!(out, ",")?;
+                }
+                write!(
+                    out,
+                    "{{\"address\":{},\"code\":{},\"accepted\":{}}}",
+                    text(&r.address),
+                    r.code,
+                    r.accepted
+                )?;
+            }
+            write!(out, "],\"data_code\":{}}}", code(t.data_code))?;
+        }
+        write!(
+            out,
+            "],\"messages_sent\":{},\"elapsed_ms\":{},\"error\":",
+            self.messages_sent,
+            Value::from(self.elapsed.as_secs_f64() * 1000.0)
+        )?;
+        match &self.error {
+            Some(f) => write!(
+                out,
+                "{{\"kind\":{},\"code\":{},\"message\":{}}}",
+                text(f.kind.as_str()),
+                code(f.code),
+                text(&f.message)
+            )?,
+            None => write!(out, "null")?,
+        }
+        writeln!(out, "}}")
     }
 
     /// The human summary (without the error, see [`Report::human_error`]).
