@@ -291,6 +291,12 @@ impl Client {
         })();
         // A `Ready` left queued is dropped by the session at the next call.
         if let Err(err) = failure {
+            // Transactions that finished before the failure keep their results.
+            while let Some(event) = self.session.poll_event() {
+                if let Event::TransactionComplete(result) = event {
+                    out.complete(result);
+                }
+            }
             out.report(Err(err));
         }
     }

@@ -166,6 +166,11 @@ pub fn drive(scenario: &Scenario, server: &[u8], cuts: &[usize]) -> Run {
                 }
                 if let Err(err) = result {
                     run.error = Some(err);
+                    // Transactions that finished before the failure are still
+                    // reported; the caller must not lose them.
+                    while let Some(event) = session.poll_event() {
+                        run.events.push(format!("{event:?}"));
+                    }
                     // Whatever is pending after the error may only be QUIT (it
                     // was written out above; check nothing else follows).
                     assert!(session.take_output().is_empty());
