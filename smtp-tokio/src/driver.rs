@@ -14,6 +14,7 @@ use smtp_proto::{
 };
 use std::future::{poll_fn, Future};
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -33,7 +34,10 @@ const BEST_EFFORT: Duration = Duration::from_secs(10);
 pub(crate) const TRANSCRIPT_TARGET: &str = "smtp_tokio::transcript";
 
 /// A runtime's I/O on one connection, plain or TLS.
-pub(crate) trait Transport: Send + Sized {
+///
+/// `pub` in this private module: the sealed supertrait of
+/// [`Backend`](crate::Backend), which nobody outside can name or implement.
+pub trait Transport: Send + Sized {
     /// Reads what the server sent; `Ok(0)` at end of stream.
     fn read<'a>(
         &'a mut self,
@@ -69,6 +73,56 @@ pub(crate) trait Transport: Send + Sized {
     where
         F: Future + Send,
         F::Output: Send;
+}
+
+/// A backend that resolves names and dials TCP itself: the sealed
+/// supertrait of [`Dial`](crate::Dial).
+pub trait Dialer: Transport {
+    /// Resolves `host` (no brackets) for `port`.
+    fn resolve(
+        host: &str,
+        port: u16,
+    ) -> impl Future<Output = io::Result<Vec<SocketAddr>>> + Send + '_;
+
+    /// Connects to `address` (with `TCP_NODELAY` set when it can be): the
+    /// plaintext transport.
+    fn dial(address: SocketAddr) -> impl Future<Output = io::Result<Self>> + Send;
+}
+
+/// A connection's stream: the plaintext one, then TLS over it.
+#[derive(Debug)]
+pub(crate) enum Stream<S, T> {
+    Plain(S),
+    Tls(Box<T>),
+    /// The handshake took the plaintext stream and did not finish.
+    Gone,
+}
+
+impl<S, T> Stream<S, T> {
+    /// The plaintext stream, while TLS is not on.
+    pub(crate) fn plain(&mut self) -> Option<&mut S> {
+        match self {
+            Stream::Plain(stream) => Some(stream),
+            Stream::Tls(_) | Stream::Gone => None,
+        }
+    }
+
+    /// Takes the plaintext stream for the TLS handshake, leaving
+    /// [`Stream::Gone`] until the TLS stream is put in.
+    pub(crate) fn take_plain(&mut self) -> io::Result<S> {
+        match std::mem::replace(self, Stream::Gone) {
+            Stream::Plain(stream) => Ok(stream),
+            Stream::Tls(_) | Stream::Gone => Err(io::Error::other("TLS is already active")),
+        }
+    }
+}
+
+/// The error of I/O on a [`Stream::Gone`].
+pub(crate) fn gone() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "the TLS handshake did not complete",
+    )
 }
 
 /// A session with transcript recording turned on when anyone listens, and

@@ -15,6 +15,10 @@
 //!   `futures::Client::with_stream` takes any stream (`smol::net::TcpStream`,
 //!   `async_io::Async<std::net::TcpStream>`).
 //!
+//! Both are one [`Client<B>`](Client), written once over a sealed
+//! [`Backend`] (`tokio::Tokio`, `futures::FuturesIo<S>`); code generic over
+//! `B: Backend` serves either.
+//!
 //! # Example
 //!
 //! ```no_run
@@ -129,7 +133,10 @@ compile_error!(
     "smtp-tokio needs the `rustls` feature (the `tokio` and `async-std` backends enable it)"
 );
 
+mod client;
 mod driver;
+
+pub use client::{Backend, Client, Dial};
 
 #[cfg(feature = "async-std")]
 pub mod futures;

@@ -1,0 +1,237 @@
+//! [`Client`], written once over a [`Backend`]: the tokio backend
+//! (`tokio::Client`) and the futures-io backend
+//! (`futures::Client`) are this type with their backend filled in.
+
+use crate::driver::{self, Dialer, Driver, Transport};
+use crate::{Error, Options};
+use smtp_proto::{Capabilities, ClientSession, Config, Delivery, Envelope, Mechanism};
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tracing::Instrument;
+
+/// A runtime's I/O under a [`Client`]: `tokio::Tokio` (feature `tokio`) or
+/// `futures::FuturesIo<S>` for a futures-io stream `S` (feature
+/// `async-std`).
+///
+/// Sealed: its methods are private to this crate, and only its backends
+/// implement it. Write code generic over `B: Backend` to serve
+/// [`Client<B>`] on either runtime.
+pub trait Backend: Transport {}
+
+/// A [`Backend`] that resolves host names and dials TCP itself, so that
+/// [`Client::connect`] and [`Client::connect_to`] exist: `tokio::Tokio` and
+/// `futures::FuturesIo<async_std::net::TcpStream>`. Sealed.
+pub trait Dial: Backend + Dialer {}
+
+/// An SMTP connection, ready for messages once connected, over a runtime's
+/// I/O `B`: `tokio::Client` on tokio (`Client<Tokio>`),
+/// `futures::Client<S>` over a futures-io stream `S` (`Client<FuturesIo<S>>`,
+/// by default async-std's `TcpStream`).
+///
+/// `Send` when the stream is (always on tokio), and so is every operation's
+/// future. Dropping an operation's future part-way leaves the client
+/// [poisoned](Error::Poisoned): it refuses further use and
+/// [`Client::is_usable`] is false.
+pub struct Client<B> {
+    driver: Driver<B>,
+}
+
+impl<B> fmt::Debug for Client<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("driver", &self.driver)
+            .finish()
+    }
+}
+
+impl<B: Dial> Client<B> {
+    /// Resolves `host`, connects to `port` (trying each address in turn
+    /// within [`Options::connect_timeout`]) and runs the session up to ready:
+    /// greeting, EHLO, STARTTLS or implicit TLS, AUTH.
+    ///
+    /// TLS is verified for, and the credential guard checks,
+    /// [`Config::server_name`], not `host`.
+    pub async fn connect(
+        host: &str,
+        port: u16,
+        config: Config,
+        options: Options,
+    ) -> Result<Client<B>, Error> {
+        let span = tracing::debug_span!("smtp.connect", host, port, server = config.server_name());
+        async move {
+            let (session, transcript) = driver::new_session(config, &options)?;
+            let host = smtp_blocking::strip_brackets(host);
+            let started = Instant::now();
+            let resolved = B::timeout(options.connect_timeout, B::resolve(host, port))
+                .await
+                .unwrap_or_else(|| Err(timed_out()));
+            let addrs = resolved.map_err(|source| Error::Resolve {
+                host: host.to_owned(),
+                port,
+                source,
+            })?;
+            let transport =
+                connect_any(host, port, &addrs, options.connect_timeout, started).await?;
+            Client::start(transport, session, transcript, options).await
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Connects to `addr` and runs the session up to ready. TLS is verified
+    /// for, and the credential guard checks, [`Config::server_name`].
+    pub async fn connect_to(
+        addr: SocketAddr,
+        config: Config,
+        options: Options,
+    ) -> Result<Client<B>, Error> {
+        let span = tracing::debug_span!("smtp.connect", %addr, server = config.server_name());
+        async move {
+            let (session, transcript) = driver::new_session(config, &options)?;
+            let host = addr.ip().to_string();
+            let transport = connect_any(
+                &host,
+                addr.port(),
+                &[addr],
+                options.connect_timeout,
+                Instant::now(),
+            )
+            .await?;
+            Client::start(transport, session, transcript, options).await
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+impl<B: Backend> Client<B> {
+    /// Runs the session up to ready over `transport`, a connection made
+    /// after `session` was: greeting, EHLO, STARTTLS or implicit TLS, AUTH.
+    pub(crate) async fn start(
+        transport: B,
+        session: ClientSession,
+        transcript: smtp_blocking::Transcript,
+        options: Options,
+    ) -> Result<Client<B>, Error> {
+        let driver = Driver::start(transport, session, transcript, options).await?;
+        Ok(Client { driver })
+    }
+
+    /// Sends one message: the envelope (its SIZE and BODY parameters filled
+    /// in from `body` by [`Envelope::for_body`]), then the body, dot-stuffed
+    /// and with CRLF line endings.
+    ///
+    /// A refusal of the transaction (every recipient refused, the message
+    /// rejected) is an [`Error::Smtp`] and leaves the client usable; the
+    /// per-recipient results of a delivery are in the [`Delivery`].
+    pub async fn send(&mut self, envelope: Envelope, body: &[u8]) -> Result<Delivery, Error> {
+        let envelope = envelope.for_body(body);
+        self.driver.send(envelope, driver::slice_reader(body)).await
+    }
+
+    /// Sends one message whose body `read` polls into a buffer: the backends'
+    /// `send_reader`, with their reader trait adapted.
+    pub(crate) async fn send_polled<R>(
+        &mut self,
+        envelope: Envelope,
+        read: R,
+    ) -> Result<Delivery, Error>
+    where
+        R: FnMut(&mut Context<'_>, &mut [u8]) -> Poll<io::Result<usize>>,
+    {
+        self.driver.send(envelope, read).await
+    }
+
+    /// Sends NOOP and waits for the positive reply: a health check for idle
+    /// connections.
+    pub async fn noop(&mut self) -> Result<(), Error> {
+        self.driver.noop().await
+    }
+
+    /// Sends QUIT, waits for the reply (or the server closing) and closes the
+    /// connection. On a client whose session already failed it only closes.
+    pub async fn quit(self) -> Result<(), Error> {
+        self.driver.quit().await
+    }
+
+    /// The protocol session: capabilities, TLS state, the authenticated
+    /// mechanism, the error that failed it.
+    pub fn session(&self) -> &ClientSession {
+        self.driver.session()
+    }
+
+    /// Whether the client can take another operation: not poisoned by a
+    /// cancelled or broken operation, and the session ready.
+    pub fn is_usable(&self) -> bool {
+        self.driver.is_usable()
+    }
+
+    /// Whether a cancelled operation, an I/O error or a timeout left the
+    /// connection unusable (operations return [`Error::Poisoned`]).
+    pub fn is_poisoned(&self) -> bool {
+        self.driver.is_poisoned()
+    }
+
+    /// The server's capabilities from the latest EHLO (over TLS when TLS is on).
+    pub fn capabilities(&self) -> &Capabilities {
+        self.driver.session().capabilities()
+    }
+
+    /// Whether the connection is TLS (implicit, or after STARTTLS).
+    pub fn is_tls(&self) -> bool {
+        self.driver.session().is_tls()
+    }
+
+    /// The mechanism the session authenticated with, if it did.
+    pub fn auth_mechanism(&self) -> Option<&Mechanism> {
+        self.driver.session().auth_mechanism()
+    }
+}
+
+fn timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "connect timeout")
+}
+
+/// Tries each address in turn until one connects, all within `timeout`
+/// counted from `started`.
+async fn connect_any<B: Dial>(
+    host: &str,
+    port: u16,
+    addrs: &[SocketAddr],
+    timeout: Duration,
+    started: Instant,
+) -> Result<B, Error> {
+    let mut last = None;
+    for &address in addrs {
+        let remaining = timeout.saturating_sub(started.elapsed());
+        let result = B::timeout(remaining, B::dial(address))
+            .await
+            .unwrap_or_else(|| Err(timed_out()));
+        match result {
+            Ok(transport) => return Ok(transport),
+            Err(source) => {
+                tracing::debug!(%address, error = %source, "connect failed");
+                let timed_out = source.kind() == io::ErrorKind::TimedOut;
+                last = Some(Error::Connect { address, source });
+                if timed_out {
+                    break;
+                }
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::Resolve {
+        host: host.to_owned(),
+        port,
+        source: io::Error::new(io::ErrorKind::NotFound, "no address"),
+    }))
+}
+
+/// Sets `TCP_NODELAY` on a new connection, as best it can.
+pub(crate) fn nodelay(result: io::Result<()>) {
+    if let Err(err) = result {
+        tracing::debug!(error = %err, "cannot set TCP_NODELAY");
+    }
+}
