@@ -159,8 +159,7 @@ pub struct ClientSession {
     /// Transactions in flight, oldest first: at most two, when the next
     /// message's commands ride behind the previous message (RFC 2920 §3.1).
     txns: VecDeque<Transaction>,
-    stuffer: BodyEncoder,
-    body_len: u64,
+    encoder: BodyEncoder,
     error: Option<Error>,
     quit_sent: bool,
 }
@@ -209,8 +208,7 @@ impl ClientSession {
             auth: None,
             authenticated: None,
             txns: VecDeque::new(),
-            stuffer: BodyEncoder::new(),
-            body_len: 0,
+            encoder: BodyEncoder::new(),
             error: None,
             quit_sent: false,
         };
@@ -389,8 +387,7 @@ impl ClientSession {
 
     fn begin_body(&mut self, framing: Framing) {
         self.phase = Phase::Body;
-        self.stuffer = BodyEncoder::with_framing(framing);
-        self.body_len = 0;
+        self.encoder = BodyEncoder::with_framing(framing);
         self.events.push_back(Event::SendBody);
     }
 
@@ -398,8 +395,7 @@ impl ClientSession {
     /// made CRLF. Call after [`Event::SendBody`]; flush the output as it grows.
     pub fn write_body(&mut self, chunk: &[u8]) -> Result<(), Error> {
         self.check_body("write_body")?;
-        self.body_len += chunk.len() as u64;
-        self.stuffer.encode(chunk, &mut self.out);
+        self.encoder.encode(chunk, &mut self.out);
         Ok(())
     }
 
@@ -409,9 +405,9 @@ impl ClientSession {
     /// server is out of step), with nothing more written.
     pub fn finish_body(&mut self) -> Result<(), Error> {
         self.check_body("finish_body")?;
-        let total = self.stuffer.finish(&mut self.out);
-        self.record_note(format!("<message body, {} bytes>", self.body_len).as_bytes());
-        self.body_len = 0;
+        let note = format!("<message body, {} bytes>", self.encoder.consumed());
+        let total = self.encoder.finish(&mut self.out);
+        self.record_note(note.as_bytes());
         let declared = self.txns.back_mut().and_then(|t| {
             t.body_done = true;
             match t.framing {
