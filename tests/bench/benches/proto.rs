@@ -26,7 +26,7 @@ use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 use smtp_proto::capabilities::Capabilities;
-use smtp_proto::data::DotStuffer;
+use smtp_proto::data::BodyEncoder;
 use smtp_proto::reply::{Reply, ReplyLimits, ReplyParser};
 
 use lettre::transport::smtp::extension::ServerInfo;
@@ -304,7 +304,7 @@ fn bench_data(c: &mut Criterion) {
             });
             group.bench_with_input(BenchmarkId::new("ours", &id), &input, |b, input| {
                 let mut out = BytesMut::with_capacity(2 * CHUNK);
-                let mut stuffer = DotStuffer::new();
+                let mut stuffer = BodyEncoder::new();
                 b.iter(|| {
                     for chunk in black_box(input).chunks(CHUNK) {
                         out.clear();
