@@ -8,12 +8,12 @@
 //!   inactive for a non-loopback server name, unless insecure auth was allowed;
 //! - nothing is written after QUIT;
 //! - nothing but QUIT is written after an error;
-//! - the same server bytes give the same output, outcomes, errors and lines
-//!   read and written however they are split (only how reads and writes
-//!   interleave may differ, when the caller writes ahead of replies) —
-//!   except across the STARTTLS boundary, where a split right after the `220`
-//!   lets the handshake happen first and feeding both at once is (rightly) an
-//!   injection;
+//! - the same server bytes give the same outcomes, errors and lines read
+//!   however they are split, and what is written differs at most in where it
+//!   stops (the client writes ahead of replies, so a refusal already buffered
+//!   stops it sooner) — except across the STARTTLS boundary, where a split
+//!   right after the `220` lets the handshake happen first and feeding both
+//!   at once is (rightly) an injection;
 //! - no secret appears in the transcript;
 //! - the reply parser gives the same replies however its input is split, and
 //!   never holds more than its limits;
@@ -268,30 +268,38 @@ pub fn check_split_invariance(scenario: &Scenario, server: &[u8], cuts: &[usize]
     let whole = drive(scenario, server, &[]);
     let split = drive(scenario, server, cuts);
     if !whole.crossed_starttls() && !split.crossed_starttls() {
-        // What was written, what was read and how every transaction ended
-        // never depend on the split. How the two interleave may: when a reply
-        // is already buffered it is read before the caller writes the next
-        // thing (a pipelined BDAT body, the next message riding behind the
-        // previous one), otherwise after.
-        assert_eq!(whole.output, split.output, "the split changed the output");
+        // What was read, how every transaction ended and the error never
+        // depend on the split. What was written may stop earlier in one run
+        // than in the other, but never differ: the client writes ahead of
+        // replies (a pipelined BDAT body, the next message riding behind the
+        // previous one), so a refusal already buffered stops it sooner than
+        // one still on the way.
         assert_eq!(whole.error, split.error, "the split changed the error");
         assert_eq!(
             outcomes(&whole),
             outcomes(&split),
             "the split changed an outcome"
         );
-        for side in ["C: ", "S: "] {
-            assert_eq!(
-                lines(&whole, side),
-                lines(&split, side),
-                "the split changed the {side}lines"
-            );
-        }
-        if scenario.messages == 1 {
-            assert_eq!(whole.events, split.events, "the split changed the events");
-        }
+        assert_eq!(
+            lines(&whole, "S: "),
+            lines(&split, "S: "),
+            "the split changed what was read"
+        );
+        assert!(
+            is_prefix(&whole.output, &split.output),
+            "the split changed the output"
+        );
+        assert!(
+            is_prefix(&lines(&whole, "C: "), &lines(&split, "C: ")),
+            "the split changed the C: lines"
+        );
     }
     whole
+}
+
+/// Whether one of the two is a prefix of the other.
+fn is_prefix<T: PartialEq>(a: &[T], b: &[T]) -> bool {
+    a.starts_with(b) || b.starts_with(a)
 }
 
 fn lines<'a>(run: &'a Run, side: &str) -> Vec<&'a String> {

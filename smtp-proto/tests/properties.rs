@@ -113,8 +113,9 @@ proptest! {
         ..ProptestConfig::default()
     })]
 
-    /// (a) The same server bytes split anywhere give the same output,
-    /// outcomes, errors and lines read and written (a cut right after the STARTTLS 220 lets the
+    /// (a) The same server bytes split anywhere give the same outcomes,
+    /// errors and lines read, and what is written differs at most in where
+    /// it stops (a cut right after the STARTTLS 220 lets the
     /// handshake happen first, so that script is compared only when both
     /// runs stay on one side of it).
     #[test]
