@@ -105,8 +105,6 @@ struct Transaction {
     pipelined: bool,
     mail_refusal: Option<Reply>,
     recipients: Vec<RecipientResult>,
-    /// 354 came although nothing can be delivered: the body is cut to the terminator.
-    discarding: bool,
     /// DATA, or BDAT with the exact size on the wire.
     framing: Framing,
     exact: Option<u64>,
@@ -351,7 +349,6 @@ impl ClientSession {
             pipelined,
             mail_refusal: None,
             recipients: Vec::new(),
-            discarding: false,
             framing,
             exact,
             body_done: false,
@@ -407,7 +404,7 @@ impl ClientSession {
         self.check_body("finish_body")?;
         let note = format!("<message body, {} bytes>", self.encoder.consumed());
         let total = self.encoder.finish(&mut self.out);
-        self.record_note(note.as_bytes());
+        self.record(Direction::Client, note.as_bytes());
         let declared = self.txns.back_mut().and_then(|t| {
             t.body_done = true;
             match t.framing {
@@ -814,8 +811,8 @@ impl ClientSession {
                         self.begin_body(Framing::Data);
                     } else {
                         // RFC 2920 §3.1: DATA was pipelined and accepted although
-                        // nothing can be delivered; end it at once with an empty body.
-                        txn.discarding = true;
+                        // nothing can be delivered; end it at once with an empty
+                        // body (the final reply then reports why, below).
                         self.write_line(b".", Expect::DataEnd);
                     }
                 } else {
@@ -833,9 +830,9 @@ impl ClientSession {
             Expect::DataEnd => {
                 // RFC 5321 §4.1.1.4: the reply to the final dot ends the
                 // transaction either way; no RSET is needed.
-                // A pipelined BDAT went out before MAIL and RCPT were
-                // answered, so "nothing deliverable" is checked here too.
-                Some(if txn.discarding || !txn.deliverable() {
+                // Nothing deliverable: the body was cut to the terminator, or
+                // a pipelined BDAT went out before MAIL and RCPT were answered.
+                Some(if !txn.deliverable() {
                     Err(txn.undeliverable_reason())
                 } else if reply.is_positive() {
                     Ok(Delivery::new(core::mem::take(&mut txn.recipients), reply))
@@ -1014,10 +1011,6 @@ impl ClientSession {
             let line = self.out[start..].to_vec();
             self.record(Direction::Client, &line);
         }
-    }
-
-    fn record_note(&mut self, note: &[u8]) {
-        self.record(Direction::Client, note);
     }
 
     fn record_reply(&mut self, reply: &Reply) {
