@@ -21,6 +21,45 @@ const BODY_CHUNK: usize = 64 * 1024;
 /// timeout may be before it is set again.
 const TIMEOUT_SLACK: Duration = Duration::from_millis(50);
 
+/// A message body as the sending loop writes it.
+trait Body {
+    fn write(&mut self, client: &mut Client) -> Result<(), Error>;
+}
+
+/// A body in memory, written straight from the slice.
+struct SliceBody<'a>(&'a [u8]);
+
+impl Body for SliceBody<'_> {
+    fn write(&mut self, client: &mut Client) -> Result<(), Error> {
+        for chunk in self.0.chunks(BODY_CHUNK) {
+            client.write_body(chunk)?;
+        }
+        Ok(())
+    }
+}
+
+/// A body read 64 KiB at a time. A failing reader poisons the connection,
+/// so no truncated message is ever ended.
+struct ReadBody<R>(R);
+
+impl<R: Read> Body for ReadBody<R> {
+    fn write(&mut self, client: &mut Client) -> Result<(), Error> {
+        let mut chunk = vec![0; BODY_CHUNK];
+        loop {
+            let n = match self.0.read(&mut chunk) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => {
+                    client.poison();
+                    return Err(Error::BodyRead(err));
+                }
+            };
+            client.write_body(&chunk[..n])?;
+        }
+    }
+}
+
 /// Where a batch's results go, and how many are still in flight.
 struct Outcomes<'f> {
     on_result: &'f mut dyn FnMut(Result<Delivery, Error>),
@@ -160,12 +199,7 @@ impl Client {
     pub fn send(&mut self, envelope: Envelope, body: &[u8]) -> Result<Delivery, Error> {
         let span = tracing::info_span!("smtp.send", size = body.len());
         let _enter = span.enter();
-        self.transaction(envelope.for_body(body), |client| {
-            for chunk in body.chunks(BODY_CHUNK) {
-                client.write_body(chunk)?;
-            }
-            Ok(())
-        })
+        self.send_one(envelope.for_body(body), SliceBody(body))
     }
 
     /// Sends one message read from `body`, in bounded memory: 64 KiB at a
@@ -174,14 +208,19 @@ impl Client {
     ///
     /// If `body` fails, the connection is shut down before the end-of-data
     /// marker, so no truncated message is delivered ([`Error::BodyRead`]).
-    pub fn send_reader<R: Read>(
-        &mut self,
-        envelope: Envelope,
-        mut body: R,
-    ) -> Result<Delivery, Error> {
+    pub fn send_reader<R: Read>(&mut self, envelope: Envelope, body: R) -> Result<Delivery, Error> {
         let span = tracing::info_span!("smtp.send");
         let _enter = span.enter();
-        self.transaction(envelope, |client| client.stream_body(&mut body))
+        self.send_one(envelope, ReadBody(body))
+    }
+
+    /// A batch of one: the same path as every other send.
+    fn send_one(&mut self, envelope: Envelope, body: impl Body) -> Result<Delivery, Error> {
+        let mut outcome = None;
+        self.batch(std::iter::once((envelope, body)), &mut |result| {
+            outcome.get_or_insert(result);
+        });
+        outcome.unwrap_or_else(|| Err(self.unexpected("send")))
     }
 
     /// Sends several messages over this connection and returns each one's
@@ -198,11 +237,14 @@ impl Client {
     where
         I: IntoIterator<Item = (Envelope, &'a [u8])>,
     {
-        self.send_all_readers(
+        let mut results = Vec::new();
+        self.batch(
             messages
                 .into_iter()
-                .map(|(envelope, body)| (envelope.for_body(body), body)),
-        )
+                .map(|(envelope, body)| (envelope.for_body(body), SliceBody(body))),
+            &mut |result| results.push(result),
+        );
+        results
     }
 
     /// [`send_all`](Self::send_all) with bodies streamed from readers in
@@ -230,8 +272,24 @@ impl Client {
     {
         let span = tracing::info_span!("smtp.send_all");
         let _enter = span.enter();
+        self.batch(
+            messages
+                .into_iter()
+                .map(|(envelope, body)| (envelope, ReadBody(body))),
+            &mut on_result,
+        );
+    }
+
+    /// The one sending loop: each message's commands ride behind the
+    /// previous message where the session allows it; results go to
+    /// `on_result` in order.
+    fn batch<B: Body>(
+        &mut self,
+        messages: impl IntoIterator<Item = (Envelope, B)>,
+        on_result: &mut dyn FnMut(Result<Delivery, Error>),
+    ) {
         let mut out = Outcomes {
-            on_result: &mut on_result,
+            on_result,
             reported: 0,
             in_flight: 0,
         };
@@ -265,7 +323,7 @@ impl Client {
                 loop {
                     match self.drive()? {
                         Step::SendBody => {
-                            self.stream_body(&mut body)?;
+                            body.write(self)?;
                             // Not flushed here: the end of this message goes
                             // out with the next message's commands.
                             self.session
@@ -313,24 +371,6 @@ impl Client {
                 Step::Ready => {}
                 Step::SendBody | Step::Closed => return Err(self.unexpected("send_all")),
             }
-        }
-    }
-
-    /// Reads `body` 64 KiB at a time into the session. A failing reader
-    /// poisons the connection, so no truncated message is ever ended.
-    fn stream_body(&mut self, body: &mut impl Read) -> Result<(), Error> {
-        let mut chunk = vec![0; BODY_CHUNK];
-        loop {
-            let n = match body.read(&mut chunk) {
-                Ok(0) => return Ok(()),
-                Ok(n) => n,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(err) => {
-                    self.poison();
-                    return Err(Error::BodyRead(err));
-                }
-            };
-            self.write_body(&chunk[..n])?;
         }
     }
 
@@ -461,35 +501,6 @@ impl Client {
     }
 
     // ---- operations --------------------------------------------------------
-
-    /// One transaction: MAIL, RCPT, DATA, the body `body` writes, the verdict.
-    fn transaction(
-        &mut self,
-        envelope: Envelope,
-        body: impl FnOnce(&mut Client) -> Result<(), Error>,
-    ) -> Result<Delivery, Error> {
-        self.check_usable()?;
-        self.session
-            .send_mail(envelope)
-            .map_err(|err| self.session_failure(err))?;
-        let result = match self.drive()? {
-            Step::SendBody => {
-                body(self)?;
-                self.session
-                    .finish_body()
-                    .map_err(|err| self.session_failure(err))?;
-                match self.drive()? {
-                    Step::Complete(result) => result,
-                    _ => return Err(self.unexpected("send")),
-                }
-            }
-            Step::Complete(result) => result,
-            _ => return Err(self.unexpected("send")),
-        };
-        // Event::Ready follows every finished transaction.
-        self.expect_ready()?;
-        result.map_err(Error::Smtp)
-    }
 
     /// Encodes one chunk of the body, and writes once a chunk's worth is
     /// pending: a small message and its end go out in one write.
