@@ -1,5 +1,6 @@
 //! The blocking client: moves bytes between a socket and a `ClientSession`.
 
+use crate::batch::{Action, Batch};
 use crate::stream::{at_least_1ms, Stream};
 use crate::{strip_brackets, Error, Options, ReplyDeadline, Transcript};
 use smtp_proto::{
@@ -58,34 +59,6 @@ impl<R: Read> Body for ReadBody<R> {
             client.write_body(&chunk[..n])?;
         }
     }
-}
-
-/// Where a batch's results go, and how many are still in flight.
-struct Outcomes<'f> {
-    on_result: &'f mut dyn FnMut(Result<Delivery, Error>),
-    reported: usize,
-    in_flight: usize,
-}
-
-impl Outcomes<'_> {
-    fn report(&mut self, result: Result<Delivery, Error>) {
-        self.reported += 1;
-        (self.on_result)(result);
-    }
-
-    /// The oldest transaction in flight finished.
-    fn complete(&mut self, result: Result<Delivery, smtp_proto::Error>) {
-        self.in_flight = self.in_flight.saturating_sub(1);
-        self.report(result.map_err(Error::Smtp));
-    }
-}
-
-/// What the session hands back to an operation.
-enum Step {
-    Ready,
-    SendBody,
-    Complete(Result<Delivery, smtp_proto::Error>),
-    Closed,
 }
 
 #[cfg(feature = "rustls")]
@@ -280,97 +253,41 @@ impl Client {
         );
     }
 
-    /// The one sending loop: each message's commands ride behind the
-    /// previous message where the session allows it; results go to
-    /// `on_result` in order.
+    /// The one sending loop: [`Batch`] decides, this moves the bytes.
     fn batch<B: Body>(
         &mut self,
         messages: impl IntoIterator<Item = (Envelope, B)>,
         on_result: &mut dyn FnMut(Result<Delivery, Error>),
     ) {
-        let mut out = Outcomes {
-            on_result,
-            reported: 0,
-            in_flight: 0,
-        };
         if let Err(err) = self.check_usable() {
-            out.report(Err(err));
+            on_result(Err(err));
             return;
         }
-        let failure = (|| {
-            for (envelope, mut body) in messages {
-                // Collect outcomes until the session takes the next message.
-                while !self.session.can_send_mail() {
-                    self.next_outcome(&mut out)?;
+        let mut batch = Batch::new(messages.into_iter(), on_result);
+        let failure = (|| loop {
+            match batch
+                .next(&mut self.session)
+                .map_err(|err| self.session_failure(err))?
+            {
+                Action::Event => {
+                    let event = self.drive()?;
+                    batch
+                        .event(event)
+                        .map_err(|_| self.unexpected("send_all"))?;
                 }
-                if let Err(err) = self.session.send_mail(envelope) {
-                    if self.session.is_closed() {
-                        return Err(self.session_failure(err));
-                    }
-                    // Refused before anything was written: this message only,
-                    // reported after those before it.
-                    while out.in_flight > 0 {
-                        self.next_outcome(&mut out)?;
-                    }
-                    out.report(Err(Error::Smtp(err)));
-                    continue;
+                Action::Body(mut body) => {
+                    body.write(self)?;
+                    // Not flushed here: the end of this message goes out
+                    // with the next message's commands.
+                    self.session
+                        .finish_body()
+                        .map_err(|err| self.session_failure(err))?;
                 }
-                out.in_flight += 1;
-                let mine = out.reported + out.in_flight;
-                // Its body is wanted now (BDAT), or once 354 comes; the
-                // previous message may complete meanwhile, and this one may
-                // be refused before its body.
-                loop {
-                    match self.drive()? {
-                        Step::SendBody => {
-                            body.write(self)?;
-                            // Not flushed here: the end of this message goes
-                            // out with the next message's commands.
-                            self.session
-                                .finish_body()
-                                .map_err(|err| self.session_failure(err))?;
-                            break;
-                        }
-                        Step::Complete(result) => {
-                            out.complete(result);
-                            if out.reported == mine {
-                                break;
-                            }
-                        }
-                        Step::Ready => {}
-                        Step::Closed => return Err(self.unexpected("send_all")),
-                    }
-                }
+                Action::Done => return Ok(()),
             }
-            while out.in_flight > 0 {
-                self.next_outcome(&mut out)?;
-            }
-            Ok(())
         })();
-        // A `Ready` left queued is dropped by the session at the next call.
         if let Err(err) = failure {
-            // Transactions that finished before the failure keep their results.
-            while let Some(event) = self.session.poll_event() {
-                if let Event::TransactionComplete(result) = event {
-                    out.complete(result);
-                }
-            }
-            out.report(Err(err));
-        }
-    }
-
-    /// Drives until the oldest transaction in flight completes.
-    fn next_outcome(&mut self, out: &mut Outcomes<'_>) -> Result<(), Error> {
-        loop {
-            match self.drive()? {
-                Step::Complete(result) => {
-                    out.complete(result);
-                    return Ok(());
-                }
-                Step::Ready if out.in_flight == 0 => return Ok(()),
-                Step::Ready => {}
-                Step::SendBody | Step::Closed => return Err(self.unexpected("send_all")),
-            }
+            batch.fail(&mut self.session, err);
         }
     }
 
@@ -399,13 +316,13 @@ impl Client {
         self.session
             .quit()
             .map_err(|err| self.session_failure(err))?;
-        let step = self.drive();
-        if matches!(step, Ok(Step::Closed)) {
+        let event = self.drive();
+        if matches!(event, Ok(Event::Closed)) {
             self.close_tls();
         }
         self.stream.shutdown();
-        match step? {
-            Step::Closed => Ok(()),
+        match event? {
+            Event::Closed => Ok(()),
             _ => Err(self.unexpected("quit")),
         }
     }
@@ -516,7 +433,7 @@ impl Client {
 
     fn expect_ready(&mut self) -> Result<(), Error> {
         match self.drive()? {
-            Step::Ready => Ok(()),
+            Event::Ready => Ok(()),
             _ => Err(self.unexpected("the session")),
         }
     }
@@ -530,9 +447,10 @@ impl Client {
 
     // ---- the driving loop ------------------------------------------------
 
-    /// Moves bytes until the session has something for the caller: flush
-    /// what it has to say, act on its event, or read what it waits for.
-    fn drive(&mut self) -> Result<Step, Error> {
+    /// Moves bytes until the session has an event for the caller (never
+    /// [`Event::StartTls`]: performed here): flush what it has to say, act
+    /// on its event, or read what it waits for.
+    fn drive(&mut self) -> Result<Event, Error> {
         self.check_usable()?;
         loop {
             self.flush()?;
@@ -541,10 +459,7 @@ impl Client {
                     self.upgrade()?;
                     continue;
                 }
-                Some(Event::Ready) => return Ok(Step::Ready),
-                Some(Event::SendBody) => return Ok(Step::SendBody),
-                Some(Event::TransactionComplete(result)) => return Ok(Step::Complete(result)),
-                Some(Event::Closed) => return Ok(Step::Closed),
+                Some(event) => return Ok(event),
                 None => {}
             }
             if !self.session.wants_input() {

@@ -60,11 +60,13 @@
 //! re-exports [`Error`], [`Options`], [`TranscriptHook`],
 //! [`DEFAULT_CONNECT_TIMEOUT`] and the [`tls`] module, so both clients have
 //! one error type, one options type and one TLS configuration. A few
-//! `#[doc(hidden)]` items (the IPv6 bracket stripping, the transcript
-//! draining, I/O error classification) are shared the same way; they are not
-//! part of the supported API.
+//! `#[doc(hidden)]` items (the batch sending loop without its I/O, the IPv6
+//! bracket stripping, the transcript draining, I/O error classification) are
+//! shared the same way; they are not part of the supported API.
 #![forbid(unsafe_code)]
 
+#[doc(hidden)]
+pub mod batch;
 mod client;
 mod deadline;
 mod error;

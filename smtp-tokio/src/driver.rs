@@ -8,6 +8,7 @@
 use crate::{tls, Error, Options};
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
+use smtp_blocking::batch::{Action, Batch};
 use smtp_blocking::{ReplyDeadline, Transcript};
 use smtp_proto::{
     ClientSession, Config, Delivery, Envelope, Event, Stage, Timeouts, TranscriptLine,
@@ -198,15 +199,59 @@ impl<T: Transport> Driver<T> {
         self.poisoned
     }
 
-    /// Sends one message whose body `read` produces, 64 KiB at a time.
+    /// Sends one message whose body `read` produces: a batch of one.
     pub(crate) async fn send<R>(&mut self, envelope: Envelope, read: R) -> Result<Delivery, Error>
     where
         R: FnMut(&mut Context<'_>, &mut [u8]) -> Poll<io::Result<usize>>,
     {
-        self.begin()?;
         let span = tracing::debug_span!("smtp.send", recipients = envelope.recipients().len());
-        let result = self.transaction(envelope, read).instrument(span).await;
-        self.end(result)
+        let mut outcome = None;
+        let once = std::iter::once((envelope, read));
+        self.batch(once, |result| {
+            outcome.get_or_insert(result);
+        })
+        .instrument(span)
+        .await;
+        outcome.unwrap_or_else(|| {
+            Err(Error::Smtp(smtp_proto::Error::InvalidState {
+                call: "smtp-tokio driver",
+                reason: "a batch of one ended without a result",
+            }))
+        })
+    }
+
+    /// The one sending loop: smtp-blocking's [`Batch`] decides, this moves
+    /// the bytes. Each body is read 64 KiB at a time.
+    pub(crate) async fn batch<I, R, F>(&mut self, messages: I, mut on_result: F)
+    where
+        I: IntoIterator<Item = (Envelope, R)>,
+        R: FnMut(&mut Context<'_>, &mut [u8]) -> Poll<io::Result<usize>>,
+        F: FnMut(Result<Delivery, Error>),
+    {
+        if let Err(err) = self.begin() {
+            on_result(Err(err));
+            return;
+        }
+        let mut batch = Batch::new(messages.into_iter(), on_result);
+        let mut chunk = Vec::new();
+        let failure = loop {
+            let step = match batch.next(&mut self.session) {
+                Err(err) => Err(self.fail(err).await),
+                Ok(Action::Event) => match self.next_event().await {
+                    Ok(event) => batch.event(event).map_err(unexpected),
+                    Err(err) => Err(err),
+                },
+                Ok(Action::Body(mut read)) => self.write_body(&mut read, &mut chunk).await,
+                Ok(Action::Done) => break Ok(()),
+            };
+            if let Err(err) = step {
+                break Err(err);
+            }
+        };
+        self.end(failure.as_ref().err());
+        if let Err(err) = failure {
+            batch.fail(&mut self.session, err);
+        }
     }
 
     /// Sends NOOP and waits for the reply: a health check.
@@ -220,7 +265,8 @@ impl<T: Transport> Driver<T> {
         }
         .instrument(tracing::debug_span!("smtp.noop"))
         .await;
-        self.end(result)
+        self.end(result.as_ref().err());
+        result
     }
 
     /// Sends QUIT, waits for the reply or the server closing, and closes.
@@ -257,29 +303,22 @@ impl<T: Transport> Driver<T> {
         Ok(())
     }
 
-    fn end<V>(&mut self, result: Result<V, Error>) -> Result<V, Error> {
+    fn end(&mut self, err: Option<&Error>) {
         self.drain_transcript();
-        self.poisoned = matches!(&result, Err(err) if err.breaks_connection());
-        result
+        self.poisoned = err.is_some_and(Error::breaks_connection);
     }
 
-    async fn transaction<R>(&mut self, envelope: Envelope, mut read: R) -> Result<Delivery, Error>
+    /// Feeds the body `read` produces to the session, 64 KiB at a time,
+    /// writing once a chunk's worth is pending; then ends it. Its last piece
+    /// and its end stay pending: they go out with the next message's
+    /// commands.
+    async fn write_body<R>(&mut self, read: &mut R, chunk: &mut Vec<u8>) -> Result<(), Error>
     where
         R: FnMut(&mut Context<'_>, &mut [u8]) -> Poll<io::Result<usize>>,
     {
-        if let Err(err) = self.session.send_mail(envelope) {
-            // The session refused before writing anything (SIZE, SMTPUTF8...)
-            // and stays ready, or it had failed before.
-            return Err(Error::Smtp(err));
-        }
-        match self.next_event().await? {
-            Event::SendBody => {}
-            Event::TransactionComplete(result) => return self.complete(result).await,
-            other => return Err(unexpected(other)),
-        }
-        let mut chunk = vec![0; BODY_CHUNK];
+        chunk.resize(BODY_CHUNK, 0);
         loop {
-            let n = poll_fn(|cx| read(cx, &mut chunk))
+            let n = poll_fn(|cx| read(cx, chunk))
                 .await
                 .map_err(Error::BodyRead)?;
             if n == 0 {
@@ -294,25 +333,14 @@ impl<T: Transport> Driver<T> {
             if let Err(err) = self.session.write_body(bytes) {
                 return Err(self.fail(err).await);
             }
-            self.flush_output().await?;
+            if self.session.pending_output().len() >= BODY_CHUNK {
+                self.flush_output().await?;
+            }
         }
-        if let Err(err) = self.session.finish_body() {
-            return Err(self.fail(err).await);
+        match self.session.finish_body() {
+            Ok(()) => Ok(()),
+            Err(err) => Err(self.fail(err).await),
         }
-        match self.next_event().await? {
-            Event::TransactionComplete(result) => self.complete(result).await,
-            other => Err(unexpected(other)),
-        }
-    }
-
-    /// After [`Event::TransactionComplete`] comes [`Event::Ready`]; consume it
-    /// so the next operation starts from an empty event queue.
-    async fn complete(
-        &mut self,
-        result: Result<Delivery, smtp_proto::Error>,
-    ) -> Result<Delivery, Error> {
-        self.expect_ready().await?;
-        Ok(result?)
     }
 
     async fn expect_ready(&mut self) -> Result<(), Error> {
@@ -478,11 +506,18 @@ fn unexpected(event: Event) -> Error {
     })
 }
 
-/// Reads from a byte slice, for [`Driver::send`] with an in-memory body.
-pub(crate) fn slice_reader(
-    mut body: &[u8],
-) -> impl FnMut(&mut Context<'_>, &mut [u8]) -> Poll<io::Result<usize>> + Send + '_ {
-    move |_cx, buf| {
+/// A message with an in-memory body: the envelope declared with
+/// [`Envelope::for_body`], and a reader of the slice. A function, not a
+/// closure, so that it is general over the slice's lifetime, as the `Send`
+/// check of a batch's future needs.
+pub(crate) fn slice_message(
+    (envelope, mut body): (Envelope, &[u8]),
+) -> (
+    Envelope,
+    impl FnMut(&mut Context<'_>, &mut [u8]) -> Poll<io::Result<usize>> + Send + '_,
+) {
+    let envelope = envelope.for_body(body);
+    let read = move |_cx: &mut Context<'_>, buf: &mut [u8]| {
         let n = body.len().min(buf.len());
         let (head, rest) = body.split_at(n);
         if let Some(dst) = buf.get_mut(..n) {
@@ -490,7 +525,8 @@ pub(crate) fn slice_reader(
         }
         body = rest;
         Poll::Ready(Ok(n))
-    }
+    };
+    (envelope, read)
 }
 
 impl<T> std::fmt::Debug for Driver<T> {

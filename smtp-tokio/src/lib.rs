@@ -73,6 +73,16 @@
 //! bytes (or the end of stream) to the session. When the session fails, the
 //! QUIT it queued is written as best we can and its error returned.
 //!
+//! **Batches.** [`Client::send_all`], and `send_all_readers` and
+//! `send_each` on each backend, send several messages over the connection,
+//! deciding exactly as smtp-blocking's do (they share that code): with
+//! PIPELINING the next message's commands go out in the same write as the
+//! end of the previous message (RFC 2920 §3.1), at most two transactions in
+//! flight, so a message costs one round trip; results come in order, a
+//! refused transaction is that message's error and the batch goes on, and an
+//! error that ends the connection is the last result. A single `send` is a
+//! batch of one, through the same loop. Bodies stream 64 KiB at a time.
+//!
 //! **STARTTLS.** Every byte read goes to the session, so none is buffered
 //! here. Before the handshake the socket is polled once more without waiting
 //! and anything found is fed to the session too, which refuses it
@@ -98,7 +108,7 @@
 //! tracing target `smtp_tokio::transcript`, the session records the dialogue
 //! (secrets redacted by the core) and every line goes to the hook and to
 //! `tracing::debug!`. Operations run in the spans `smtp.connect`, `smtp.tls`,
-//! `smtp.send`, `smtp.noop` and `smtp.quit`.
+//! `smtp.send`, `smtp.send_all`, `smtp.noop` and `smtp.quit`.
 //!
 //! # Features
 //!

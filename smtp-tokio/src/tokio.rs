@@ -52,23 +52,56 @@ impl Client {
     /// If reading `body` fails the message is not ended: the error is
     /// [`Error::BodyRead`] and the client is unusable (the server discards the
     /// partial message when the connection closes).
-    pub async fn send_reader<R>(
-        &mut self,
-        envelope: Envelope,
-        mut body: R,
-    ) -> Result<Delivery, Error>
+    pub async fn send_reader<R>(&mut self, envelope: Envelope, body: R) -> Result<Delivery, Error>
     where
         R: AsyncRead + Unpin,
     {
-        let read = move |cx: &mut Context<'_>, buf: &mut [u8]| {
-            let mut buf = ReadBuf::new(buf);
-            match Pin::new(&mut body).poll_read(cx, &mut buf) {
-                Poll::Ready(Ok(())) => Poll::Ready(Ok(buf.filled().len())),
-                Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
-                Poll::Pending => Poll::Pending,
-            }
-        };
-        self.send_polled(envelope, read).await
+        self.send_polled(envelope, poll_reader(body)).await
+    }
+
+    /// [`send_all`](crate::Client::send_all) with bodies read from readers
+    /// in bounded memory, like [`send_reader`](Self::send_reader).
+    pub async fn send_all_readers<R, I>(&mut self, messages: I) -> Vec<Result<Delivery, Error>>
+    where
+        R: AsyncRead + Unpin,
+        I: IntoIterator<Item = (Envelope, R)>,
+    {
+        let mut results = Vec::new();
+        self.send_each(messages, |result| results.push(result))
+            .await;
+        results
+    }
+
+    /// [`send_all_readers`](Self::send_all_readers) handing each message's
+    /// result to `on_result` as soon as it is known, in order, so a batch of
+    /// any length holds no results: what a bulk sender wants. The future is
+    /// `Send` when `on_result`, the readers and the iterator are.
+    pub async fn send_each<R, I>(
+        &mut self,
+        messages: I,
+        on_result: impl FnMut(Result<Delivery, Error>),
+    ) where
+        R: AsyncRead + Unpin,
+        I: IntoIterator<Item = (Envelope, R)>,
+    {
+        let messages = messages
+            .into_iter()
+            .map(|(envelope, body)| (envelope, poll_reader(body)));
+        self.send_each_polled(messages, on_result).await;
+    }
+}
+
+/// `body` as the driver reads it.
+fn poll_reader<R: AsyncRead + Unpin>(
+    mut body: R,
+) -> impl FnMut(&mut Context<'_>, &mut [u8]) -> Poll<io::Result<usize>> {
+    move |cx, buf| {
+        let mut buf = ReadBuf::new(buf);
+        match Pin::new(&mut body).poll_read(cx, &mut buf) {
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(buf.filled().len())),
+            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 

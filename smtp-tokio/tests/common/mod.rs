@@ -446,6 +446,54 @@ macro_rules! scenarios {
         }
 
         #[test]
+        fn a_dropped_batch_poisons_the_client() {
+            let server = common::spawn(|c| {
+                common::smtp(
+                    c,
+                    Script {
+                        extensions: &["PIPELINING"],
+                        stall_on: Some("."),
+                    },
+                )
+            });
+            $run(async move {
+                let mut client = <$client>::connect_to(server.addr, config(), options())
+                    .await
+                    .unwrap();
+                let bodies: [&[u8]; 3] = [b"one\r\n", b"two\r\n", b"three\r\n"];
+                let mut results = Vec::new();
+                let send_each = client.send_each(
+                    bodies.map(|body| (envelope(&["b@example.org"]), body)),
+                    |result| results.push(result),
+                );
+                common::assert_send(&send_each);
+                let outcome = futures_lite::future::or(async { Some(send_each.await) }, async {
+                    $sleep(Duration::from_millis(300)).await;
+                    None
+                })
+                .await;
+                assert!(
+                    outcome.is_none(),
+                    "the server never answers the first message"
+                );
+                assert!(results.is_empty(), "{results:?}");
+                assert!(!client.is_usable());
+                let again = client.send_all([(envelope(&["b@example.org"]), &b"four\r\n"[..])]);
+                common::assert_send(&again);
+                assert!(matches!(again.await.as_slice(), [Err(Error::Poisoned)]));
+                assert!(matches!(client.quit().await, Err(Error::Poisoned)));
+                let received = server.join();
+                assert_eq!(received.messages, [b"one\r\n".to_vec()]);
+                // The second message's commands rode behind the first; then
+                // nothing: no body, no third message, no QUIT.
+                assert_eq!(
+                    String::from_utf8_lossy(&received.trailing),
+                    "MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n"
+                );
+            });
+        }
+
+        #[test]
         fn plaintext_after_the_starttls_220_is_refused() {
             let server = common::spawn(|c| {
                 c.send("220 localhost\r\n");

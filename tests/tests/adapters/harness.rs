@@ -156,12 +156,25 @@ fn from_tokio(e: smtp_tokio::Error) -> AdapterError {
 /// [`AsyncBody`]).
 pub type Body = Box<dyn Read + Send>;
 
+/// Where `send_each` hands each result.
+pub type OnResult<'a> = &'a mut dyn FnMut(Result<Delivery, AdapterError>);
+
 /// A connected client of some adapter.
 pub trait Conn {
     /// `Client::send`.
     fn send(&mut self, envelope: Envelope, body: &[u8]) -> Result<Delivery, AdapterError>;
     /// `Client::send_reader`.
     fn send_reader(&mut self, envelope: Envelope, body: Body) -> Result<Delivery, AdapterError>;
+    /// `Client::send_all`.
+    fn send_all(&mut self, messages: Vec<(Envelope, &[u8])>)
+        -> Vec<Result<Delivery, AdapterError>>;
+    /// `Client::send_all_readers`.
+    fn send_all_readers(
+        &mut self,
+        messages: Vec<(Envelope, Body)>,
+    ) -> Vec<Result<Delivery, AdapterError>>;
+    /// `Client::send_each`.
+    fn send_each(&mut self, messages: Vec<(Envelope, Body)>, on_result: OnResult<'_>);
     /// `Client::noop`.
     fn noop(&mut self) -> Result<(), AdapterError>;
     /// `Client::quit`.
@@ -223,6 +236,29 @@ impl Conn for smtp_blocking::Client {
     }
     fn send_reader(&mut self, envelope: Envelope, body: Body) -> Result<Delivery, AdapterError> {
         smtp_blocking::Client::send_reader(self, envelope, body).map_err(from_blocking)
+    }
+    fn send_all(
+        &mut self,
+        messages: Vec<(Envelope, &[u8])>,
+    ) -> Vec<Result<Delivery, AdapterError>> {
+        let results = smtp_blocking::Client::send_all(self, messages);
+        results
+            .into_iter()
+            .map(|r| r.map_err(from_blocking))
+            .collect()
+    }
+    fn send_all_readers(
+        &mut self,
+        messages: Vec<(Envelope, Body)>,
+    ) -> Vec<Result<Delivery, AdapterError>> {
+        let results = smtp_blocking::Client::send_all_readers(self, messages);
+        results
+            .into_iter()
+            .map(|r| r.map_err(from_blocking))
+            .collect()
+    }
+    fn send_each(&mut self, messages: Vec<(Envelope, Body)>, on_result: OnResult<'_>) {
+        smtp_blocking::Client::send_each(self, messages, |r| on_result(r.map_err(from_blocking)));
     }
     fn noop(&mut self) -> Result<(), AdapterError> {
         smtp_blocking::Client::noop(self).map_err(from_blocking)
@@ -301,6 +337,27 @@ impl Conn for TokioConn {
         self.rt
             .block_on(self.client.send_reader(envelope, AsyncBody(body)))
             .map_err(from_tokio)
+    }
+    fn send_all(
+        &mut self,
+        messages: Vec<(Envelope, &[u8])>,
+    ) -> Vec<Result<Delivery, AdapterError>> {
+        let results = self.rt.block_on(self.client.send_all(messages));
+        results.into_iter().map(|r| r.map_err(from_tokio)).collect()
+    }
+    fn send_all_readers(
+        &mut self,
+        messages: Vec<(Envelope, Body)>,
+    ) -> Vec<Result<Delivery, AdapterError>> {
+        let results = self
+            .rt
+            .block_on(self.client.send_all_readers(async_bodies(messages)));
+        results.into_iter().map(|r| r.map_err(from_tokio)).collect()
+    }
+    fn send_each(&mut self, messages: Vec<(Envelope, Body)>, on_result: OnResult<'_>) {
+        let on_result = |r: Result<Delivery, smtp_tokio::Error>| on_result(r.map_err(from_tokio));
+        self.rt
+            .block_on(self.client.send_each(async_bodies(messages), on_result));
     }
     fn noop(&mut self) -> Result<(), AdapterError> {
         self.rt.block_on(self.client.noop()).map_err(from_tokio)
@@ -422,6 +479,27 @@ where
             .run(self.client.send_reader(envelope, AsyncBody(body)))
             .map_err(from_tokio)
     }
+    fn send_all(
+        &mut self,
+        messages: Vec<(Envelope, &[u8])>,
+    ) -> Vec<Result<Delivery, AdapterError>> {
+        let results = self.exec.run(self.client.send_all(messages));
+        results.into_iter().map(|r| r.map_err(from_tokio)).collect()
+    }
+    fn send_all_readers(
+        &mut self,
+        messages: Vec<(Envelope, Body)>,
+    ) -> Vec<Result<Delivery, AdapterError>> {
+        let results = self
+            .exec
+            .run(self.client.send_all_readers(async_bodies(messages)));
+        results.into_iter().map(|r| r.map_err(from_tokio)).collect()
+    }
+    fn send_each(&mut self, messages: Vec<(Envelope, Body)>, on_result: OnResult<'_>) {
+        let on_result = |r: Result<Delivery, smtp_tokio::Error>| on_result(r.map_err(from_tokio));
+        self.exec
+            .run(self.client.send_each(async_bodies(messages), on_result));
+    }
     fn noop(&mut self) -> Result<(), AdapterError> {
         self.exec.run(self.client.noop()).map_err(from_tokio)
     }
@@ -448,6 +526,10 @@ where
 /// A `Read` as an `AsyncRead` (tokio's and futures-io's) that is always
 /// ready: the bodies here are generated, never waited for.
 pub struct AsyncBody(pub Body);
+
+fn async_bodies(messages: Vec<(Envelope, Body)>) -> impl Iterator<Item = (Envelope, AsyncBody)> {
+    messages.into_iter().map(|(e, b)| (e, AsyncBody(b)))
+}
 
 impl tokio::io::AsyncRead for AsyncBody {
     fn poll_read(

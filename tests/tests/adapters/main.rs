@@ -27,6 +27,7 @@
 )]
 
 mod attacks;
+mod batch;
 mod common;
 mod faults;
 mod harness;
@@ -35,6 +36,7 @@ mod streaming;
 mod tls;
 
 use attacks::*;
+use batch::*;
 use faults::*;
 use real::*;
 use streaming::*;
@@ -111,6 +113,15 @@ suite! {
         closing_421_rcpt,
         closing_421_data,
         closing_421_data_end,
+        // batches
+        batch_pipelined,
+        batch_pipelined_bdat,
+        batch_send_each_reports_as_it_goes,
+        batch_refusals_in_the_middle,
+        batch_connection_ends_mid_batch,
+        batch_without_pipelining,
+        batch_failing_reader,
+        batch_exchange_bdat,
         // streaming
         streamed_4_mib,
         // real servers
@@ -118,6 +129,8 @@ suite! {
         real_smtp_server_login,
         real_smtp_server_xoauth2,
         real_smtp_sink,
+        real_smtp_server_batch,
+        real_smtp_sink_batch,
     ],
     native: [streamed_100_mib],
 }

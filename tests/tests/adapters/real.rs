@@ -1,7 +1,8 @@
 //! Real third-party servers (install with `bash tests/setup.sh`): aiosmtpd,
 //! nodemailer smtp-server configured like Exchange Online, Postfix
 //! smtp-sink. Each receives a dot-stuffed and an 8-bit message on one
-//! connection, checked byte-exact on the server side.
+//! connection, checked byte-exact on the server side; the pipelining ones
+//! also receive them as one batch.
 
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use smtp_tests::{
 };
 
 use crate::common::*;
-use crate::harness::{Adapter, Conn, Opts};
+use crate::harness::{Adapter, Body, Conn, Opts};
 
 const DOTS: &[u8] = b"From: me@example.com\r\nTo: you@example.org\r\nSubject: dots\r\n\r\n\
 .leading dot\r\n..two dots\r\n.\r\n. \r\nend\r\n";
@@ -45,6 +46,28 @@ fn send_both(mut client: Box<dyn Conn>) -> Vec<Vec<u8>> {
     }
     client.quit().unwrap();
     sent
+}
+
+/// [`DOTS`], [`EIGHT_BIT`] and [`DOTS`] again as one batch (slices or
+/// readers), then QUIT; the bodies sent.
+fn send_batch(mut client: Box<dyn Conn>, readers: bool) -> Vec<Vec<u8>> {
+    assert!(client.capabilities().pipelining(), "PIPELINING not offered");
+    let bodies = [DOTS, EIGHT_BIT.as_bytes(), DOTS];
+    let results = if readers {
+        let messages = bodies.iter().map(|body| {
+            let reader: Body = Box::new(*body);
+            (envelope().for_body(body), reader)
+        });
+        client.send_all_readers(messages.collect())
+    } else {
+        client.send_all(bodies.iter().map(|body| (envelope(), *body)).collect())
+    };
+    assert_eq!(results.len(), bodies.len(), "{results:?}");
+    for result in &results {
+        assert!(result.as_ref().unwrap().recipients()[0].accepted());
+    }
+    client.quit().unwrap();
+    bodies.iter().map(|body| body.to_vec()).collect()
 }
 
 /// Each body sent arrived once, byte-exact (in any order: smtp-sink's dump
@@ -134,5 +157,24 @@ pub fn real_smtp_sink(adapter: &dyn Adapter) {
     let client = connect(adapter, server.addr(), config, &real_opts(None));
     assert!(!client.is_tls());
     let sent = send_both(client);
+    check(&server.wait_for_messages(sent.len(), WAIT).unwrap(), &sent);
+}
+
+/// nodemailer smtp-server like Exchange Online: a batch of readers over
+/// STARTTLS.
+pub fn real_smtp_server_batch(adapter: &dyn Adapter) {
+    let (pki, server) = node(false);
+    let config = Config::new("localhost").credentials(Credentials::password(USER, PASSWORD));
+    let client = connect(adapter, server.addr(), config, &real_opts(Some(&pki)));
+    let sent = send_batch(client, true);
+    check(&server.wait_for_messages(sent.len(), WAIT).unwrap(), &sent);
+}
+
+/// Postfix smtp-sink: a batch of slices.
+pub fn real_smtp_sink_batch(adapter: &dyn Adapter) {
+    let server = SmtpSink::start(&SmtpSinkOptions::default()).unwrap();
+    let config = Config::new("localhost").tls(TlsPolicy::Disabled);
+    let client = connect(adapter, server.addr(), config, &real_opts(None));
+    let sent = send_batch(client, false);
     check(&server.wait_for_messages(sent.len(), WAIT).unwrap(), &sent);
 }
