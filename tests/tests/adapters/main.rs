@@ -118,6 +118,11 @@ suite! {
         real_smtp_server_login,
         real_smtp_server_xoauth2,
         real_smtp_sink,
+        real_postfix_bdat,
+        real_postfix_data,
+        real_postfix_refused_recipient,
+        real_postfix_size_limit_announced,
+        real_postfix_size_limit_unannounced,
     ],
     native: [streamed_100_mib],
 }
