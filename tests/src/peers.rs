@@ -962,8 +962,10 @@ fn stop_postfix(dir: &Path) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while process_alive(pid) {
         if Instant::now() >= deadline {
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{pid}")])
+            // The shell's kill, as postfix-script does it (no procps needed).
+            let _ = Command::new("sh")
+                .arg("-c")
+                .arg(format!("kill -9 -{pid}"))
                 .status();
             return;
         }
