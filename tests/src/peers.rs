@@ -945,7 +945,8 @@ postlog unix-dgram n - n - 1 postlogd
 /// it (after 5 s it kills their process group). If the master is somehow
 /// still there after that, it and its group are killed here.
 fn stop_postfix(dir: &Path) {
-    let master = fs::read_to_string(dir.join("queue/pid/master.pid"))
+    let queue = fs::canonicalize(dir.join("queue")).unwrap_or_default();
+    let master = fs::read_to_string(queue.join("pid/master.pid"))
         .ok()
         .and_then(|pid| pid.trim().parse::<u32>().ok());
     if let Some(program) = find_program("postfix") {
@@ -959,8 +960,12 @@ fn stop_postfix(dir: &Path) {
             .status();
     }
     let Some(pid) = master else { return };
+    // Still this instance's master: alive (a zombie has no working
+    // directory) and in its queue directory, so a recycled pid is never
+    // taken for it.
+    let is_master = || fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == queue);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while process_alive(pid) {
+    while is_master() {
         if Instant::now() >= deadline {
             // The shell's kill, as postfix-script does it (no procps needed).
             let _ = Command::new("sh")
@@ -971,15 +976,6 @@ fn stop_postfix(dir: &Path) {
         }
         thread::sleep(Duration::from_millis(10));
     }
-}
-
-/// Whether `pid` is a process that has not exited (zombies have).
-fn process_alive(pid: u32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        // `pid (comm) S ...`: the state follows the last `)`.
-        stat.rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']))
-    })
 }
 
 /// Splits a message as the `virtual` agent delivered it into its queue id
