@@ -697,7 +697,7 @@ impl Default for PostfixOptions {
 ///   `552 5.3.4 Chunk exceeds message size limit`;
 /// - smtpd dies of SIGSEGV on a BDAT after every recipient was refused when
 ///   an earlier BDAT of the session exceeded the size limit (a Postfix bug;
-///   the client sees the connection close);
+///   the client sees the connection reset);
 /// - delivered files have LF line endings, and Postfix prepends
 ///   `Return-Path:`, `X-Original-To:`, `Delivered-To:` and smtpd's
 ///   `Received:` ([`parse_postfix_delivery`] takes exactly those off).

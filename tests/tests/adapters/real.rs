@@ -5,7 +5,10 @@
 //! one connection, checked byte-exact on the server side; Postfix also a
 //! 300 KiB body streamed from a reader, with BDAT and (CHUNKING hidden) with
 //! DATA — its log's per-session command counts prove which was used — and
-//! refused recipients and size limits with BDAT pipelined.
+//! refused recipients and size limits with BDAT pipelined. Postfix (like
+//! smtp-sink) stores LF line endings, so what it received is compared after
+//! CRLF is restored: every body here has CRLF endings only, and everything
+//! else, dots included, is compared byte for byte.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
