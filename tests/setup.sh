@@ -2,9 +2,15 @@
 # Installs the real third-party SMTP servers the smtp-tests crate launches:
 #   - aiosmtpd 1.4.6 (PyPI) in tests/.venv
 #   - nodemailer smtp-server (npm, pinned in tests/peers/package-lock.json)
-#   - Postfix smtp-sink (Debian package `postfix`, installed only if missing)
+#   - Postfix (Debian package `postfix`, installed only if missing): its
+#     smtp-sink, and the daemons a private Postfix instance runs (master,
+#     smtpd, cleanup, qmgr, virtual, postlogd, ... as the `postfix` user),
+#     the peer that offers CHUNKING/BDAT. Each test instance has its own
+#     config directory, queue and port; no system instance is configured or
+#     needed, and one already running (on port 25) does not matter.
 # Idempotent: each step is skipped when already done. Run as root on Debian
-# (apt-get needs it); python3 (with venv), node and npm must be present.
+# (apt-get needs it, and the Postfix tests start a master as root); python3
+# (with venv), node and npm must be present.
 set -euo pipefail
 cd "$(dirname "$0")"
 here="$(pwd)"
@@ -43,21 +49,33 @@ else
     printf '%s\n' "$want" > "$stamp"
 fi
 
-# 3. Postfix smtp-sink.
-if PATH="$PATH:/usr/sbin:/usr/local/sbin" command -v smtp-sink >/dev/null 2>&1; then
-    say "smtp-sink already installed: $(PATH="$PATH:/usr/sbin:/usr/local/sbin" command -v smtp-sink)"
+# 3. Postfix: smtp-sink, `postfix` and the daemons, and the `postfix` user.
+sbin_path="$PATH:/usr/sbin:/usr/local/sbin"
+postfix_ready() {
+    PATH="$sbin_path" command -v smtp-sink >/dev/null 2>&1 &&
+        PATH="$sbin_path" command -v postfix >/dev/null 2>&1 &&
+        getent passwd postfix >/dev/null &&
+        daemons="$(PATH="$sbin_path" postconf -dh daemon_directory 2>/dev/null)" &&
+        for d in master smtpd cleanup qmgr trivial-rewrite virtual postlogd; do
+            [ -x "$daemons/$d" ] || return 1
+        done
+}
+if postfix_ready; then
+    say "Postfix already installed: $(PATH="$sbin_path" postconf -dh mail_version 2>/dev/null)"
 else
     if [ "$(id -u)" -ne 0 ]; then
-        say "smtp-sink is missing and installing postfix needs root: run as root, or apt-get install postfix" >&2
+        say "Postfix is missing and installing it needs root: run as root, or apt-get install postfix" >&2
         exit 1
     fi
-    say "apt-get install postfix (for smtp-sink)"
+    # "No configuration": no /etc/postfix/main.cf, so no system instance.
+    say "apt-get install postfix"
     export DEBIAN_FRONTEND=noninteractive
     echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
     echo "postfix postfix/mailname string localhost" | debconf-set-selections
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends postfix >/dev/null
-    say "installed $(PATH="$PATH:/usr/sbin" command -v smtp-sink)"
+    postfix_ready || { say "postfix installed but incomplete" >&2; exit 1; }
+    say "installed Postfix $(PATH="$sbin_path" postconf -dh mail_version)"
 fi
 
 say "done"

@@ -10,8 +10,8 @@
 //! - [`exchange`]: an Exchange-Online-like behaviour for it
 //!   ([`exchange_online`]) with a [`MailStore`];
 //! - [`peers`]: real third-party servers (aiosmtpd, nodemailer smtp-server,
-//!   Postfix smtp-sink) as child processes; install them with
-//!   `bash tests/setup.sh`.
+//!   Postfix smtp-sink, a private Postfix instance) as child processes;
+//!   install them with `bash tests/setup.sh`.
 //!
 //! ```no_run
 //! use smtp_tests::{exchange_online, ExchangeOptions, ScriptedServer, TestPki};
@@ -38,7 +38,7 @@ pub use exchange::{
     exchange_online, AuthAttempt, ExchangeOptions, MailStore, StoredMessage, EXCHANGE_SIZE_LIMIT,
 };
 pub use peers::{
-    Aiosmtpd, AiosmtpdOptions, NodeSmtpServer, NodeSmtpServerOptions, ReceivedMessage, SmtpSink,
-    SmtpSinkOptions,
+    Aiosmtpd, AiosmtpdOptions, NodeSmtpServer, NodeSmtpServerOptions, Postfix, PostfixOptions,
+    ReceivedMessage, SmtpSink, SmtpSinkOptions, POSTFIX_DOMAIN,
 };
 pub use server::{Handler, Peer, Received, ScriptedServer};

@@ -1,8 +1,11 @@
 //! Real third-party SMTP servers as child processes on a free loopback port:
-//! aiosmtpd (Python), nodemailer's smtp-server (Node.js) and Postfix's
-//! smtp-sink. Each guard kills its server on drop and reads back, byte-exact,
-//! the messages the server received. `tests/setup.sh` installs them.
+//! aiosmtpd (Python), nodemailer's smtp-server (Node.js), Postfix's
+//! smtp-sink and a private Postfix instance (smtpd and queue, the peer for
+//! CHUNKING/BDAT). Each guard stops its server on drop and reads back,
+//! byte-exact, the messages the server received. `tests/setup.sh` installs
+//! them.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -92,10 +95,16 @@ struct Running {
     child: Child,
     port: u16,
     dir: TempDir,
+    /// Runs (with the temporary directory) before the child is killed: for
+    /// servers whose processes outlive the child (Postfix's master).
+    stop: Option<fn(&Path)>,
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
+        if let Some(stop) = self.stop {
+            stop(self.dir.path());
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -114,21 +123,27 @@ impl Running {
         self.dir.path().join("out")
     }
 
-    /// Starts `make_command(port)` with output to `server.log` in a fresh
-    /// temporary directory (`prepare` writes certificates etc. there), and
-    /// waits until the port accepts; a few attempts with fresh ports.
+    /// Starts `make_command(dir, port)` with output to `server.log` in a
+    /// fresh temporary directory (`prepare(dir, port)` writes certificates
+    /// etc. there), and waits until the port accepts; a few attempts with
+    /// fresh ports.
     fn start(
         name: &'static str,
-        prepare: impl Fn(&Path) -> io::Result<()>,
+        prepare: impl Fn(&Path, u16) -> io::Result<()>,
         make_command: impl Fn(&Path, u16) -> Command,
+        stop: Option<fn(&Path)>,
     ) -> io::Result<Self> {
         let mut last_error = None;
         for _ in 0..3 {
             let dir = TempDir::new(&format!("smtp-tests-{name}-"))?;
             fs::create_dir(dir.path().join("out"))?;
-            prepare(dir.path())?;
             let port = free_port()?;
-            let log = fs::File::create(Self::log_path(dir.path()))?;
+            prepare(dir.path(), port)?;
+            // Appending: the server may write to it by name as well.
+            let log = fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(Self::log_path(dir.path()))?;
             let child = make_command(dir.path(), port)
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)
@@ -142,6 +157,7 @@ impl Running {
                 child,
                 port,
                 dir,
+                stop,
             };
             match running.wait_ready(START_TIMEOUT) {
                 Ok(()) => return Ok(running),
@@ -215,24 +231,25 @@ impl Running {
     }
 }
 
-fn wait_for(
+fn wait_for<T>(
     timeout: Duration,
     n: usize,
     name: &str,
-    read: impl Fn() -> io::Result<Vec<ReceivedMessage>>,
-) -> io::Result<Vec<ReceivedMessage>> {
+    what: &str,
+    read: impl Fn() -> io::Result<Vec<T>>,
+) -> io::Result<Vec<T>> {
     let deadline = Instant::now() + timeout;
     loop {
-        let messages = read()?;
-        if messages.len() >= n {
-            return Ok(messages);
+        let found = read()?;
+        if found.len() >= n {
+            return Ok(found);
         }
         if Instant::now() >= deadline {
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!(
-                    "{name}: expected {n} messages within {timeout:?}, have {}",
-                    messages.len()
+                    "{name}: expected {n} {what} within {timeout:?}, have {}",
+                    found.len()
                 ),
             ));
         }
@@ -263,7 +280,9 @@ macro_rules! guard_methods {
             n: usize,
             timeout: Duration,
         ) -> io::Result<Vec<ReceivedMessage>> {
-            wait_for(timeout, n, self.running.name, || self.messages())
+            wait_for(timeout, n, self.running.name, "messages", || {
+                self.messages()
+            })
         }
     };
 }
@@ -313,7 +332,7 @@ impl Aiosmtpd {
         let cert = opts.cert.clone();
         let running = Running::start(
             "aiosmtpd",
-            |dir| cert.write_pem(dir).map(|_| ()),
+            |dir, _| cert.write_pem(dir).map(|_| ()),
             |dir, port| {
                 let mut cmd = Command::new(&python);
                 cmd.arg(&script)
@@ -337,6 +356,7 @@ impl Aiosmtpd {
                     .arg(dir.join("out"));
                 cmd
             },
+            None,
         )?;
         Ok(Self { running })
     }
@@ -399,7 +419,7 @@ impl NodeSmtpServer {
         let cert = opts.cert.clone();
         let running = Running::start(
             "smtp-server",
-            |dir| cert.write_pem(dir).map(|_| ()),
+            |dir, _| cert.write_pem(dir).map(|_| ()),
             |dir, port| {
                 let mut cmd = Command::new("node");
                 cmd.arg(&script)
@@ -422,6 +442,7 @@ impl NodeSmtpServer {
                 }
                 cmd
             },
+            None,
         )?;
         Ok(Self { running })
     }
@@ -497,7 +518,7 @@ impl SmtpSink {
         let root = running_as_root();
         let running = Running::start(
             "smtp-sink",
-            |dir| {
+            |dir, _| {
                 use std::os::unix::fs::PermissionsExt as _;
                 // After dropping privileges smtp-sink writes as `nobody`.
                 fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?;
@@ -531,6 +552,7 @@ impl SmtpSink {
                     .arg("64");
                 cmd
             },
+            None,
         )?;
         Ok(Self { running })
     }
@@ -593,20 +615,24 @@ pub fn parse_sink_dump(dump: &[u8]) -> Option<ReceivedMessage> {
             break;
         }
     }
-    let body = rest.strip_suffix(b"\n")?;
-    let mut data = Vec::with_capacity(body.len() + body.len() / 32);
-    for &b in body {
+    Some(ReceivedMessage {
+        from: from?,
+        to,
+        data: crlf(rest.strip_suffix(b"\n")?),
+    })
+}
+
+/// LF line endings made CRLF again.
+fn crlf(lf: &[u8]) -> Vec<u8> {
+    let mut data = Vec::with_capacity(lf.len() + lf.len() / 32);
+    for &b in lf {
         if b == b'\n' {
             data.extend_from_slice(b"\r\n");
         } else {
             data.push(b);
         }
     }
-    Some(ReceivedMessage {
-        from: from?,
-        to,
-        data,
-    })
+    data
 }
 
 /// `<a@b> SIZE=1` -> `a@b`.
@@ -616,6 +642,375 @@ fn angle_path(args: &str) -> String {
         Some((path, _)) => path.to_owned(),
         None => args.split_whitespace().next().unwrap_or("").to_owned(),
     }
+}
+
+// ----------------------------------------------------------------- Postfix
+
+/// The domain a [`Postfix`] instance delivers, any local part; mail for
+/// other domains is refused (`554 5.7.1 Relay access denied`).
+pub const POSTFIX_DOMAIN: &str = "example.org";
+
+/// How to run a private Postfix instance.
+#[derive(Clone, Debug)]
+pub struct PostfixOptions {
+    /// Offer STARTTLS with this certificate (`smtpd_tls_security_level = may`).
+    pub cert: Option<ServerCert>,
+    /// EHLO keywords smtpd does not announce (`smtpd_discard_ehlo_keywords`),
+    /// such as `chunking` or `size`.
+    pub hidden_keywords: Vec<String>,
+    /// `message_size_limit`, announced with `SIZE` (Postfix's default:
+    /// 10240000).
+    pub message_size_limit: u64,
+    /// Recipients refused at `RCPT` with
+    /// `550 5.1.1 <addr>: Recipient address rejected: Mailbox unknown`.
+    pub refused_recipients: Vec<String>,
+}
+
+impl Default for PostfixOptions {
+    fn default() -> Self {
+        Self {
+            cert: None,
+            hidden_keywords: Vec::new(),
+            message_size_limit: 10_240_000,
+            refused_recipients: Vec::new(),
+        }
+    }
+}
+
+/// A private Postfix instance (smtpd, cleanup, qmgr, virtual), the one real
+/// peer here that offers CHUNKING/BDAT. Everything it uses is in its
+/// temporary directory (`conf/` with `main.cf` and `master.cf`, `queue/`
+/// with the pid file and sockets, `data/`), so instances run side by side
+/// and apart from a system Postfix; smtpd listens on `127.0.0.1:<port>`
+/// only, nothing is chrooted or relayed, and mail for [`POSTFIX_DOMAIN`]
+/// goes through the queue to the `virtual` agent into one Maildir. Started
+/// with `postfix -c <conf> start-fg`, stopped with `postfix -c <conf> stop`.
+/// Needs root: the master runs as root, the daemons as `postfix`.
+///
+/// Machine facts (Postfix 3.7.11, Debian 12):
+/// - EHLO: `PIPELINING SIZE <limit> VRFY ETRN ENHANCEDSTATUSCODES 8BITMIME
+///   DSN SMTPUTF8 CHUNKING`, with `STARTTLS` before TLS when a certificate
+///   is configured;
+/// - smtpd counts each session's commands on its `disconnect from` log line
+///   ([`Postfix::sessions`]), so the log shows whether BDAT or DATA was used;
+/// - a BDAT chunk larger than `message_size_limit` is read and answered
+///   `552 5.3.4 Chunk exceeds message size limit`;
+/// - smtpd dies of SIGSEGV on a BDAT after every recipient was refused when
+///   an earlier BDAT of the session exceeded the size limit (a Postfix bug;
+///   the client sees the connection reset);
+/// - delivered files have LF line endings, and Postfix prepends
+///   `Return-Path:`, `X-Original-To:`, `Delivered-To:` and smtpd's
+///   `Received:` ([`parse_postfix_delivery`] takes exactly those off).
+pub struct Postfix {
+    running: Running,
+}
+
+impl Postfix {
+    /// Starts an instance and waits until smtpd accepts connections.
+    pub fn start(opts: &PostfixOptions) -> io::Result<Self> {
+        let program = find_program("postfix")
+            .ok_or_else(|| not_installed("postfix", Path::new("/usr/sbin/postfix")))?;
+        if !running_as_root() {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "a Postfix instance needs root: its master process runs as root",
+            ));
+        }
+        let ids = user_ids("postfix")?;
+        let running = Running::start(
+            "postfix",
+            |dir, port| write_postfix_config(dir, port, opts, ids),
+            |dir, _| {
+                let mut cmd = Command::new(&program);
+                // In the foreground the child lives as long as the master:
+                // `Running` notices an early exit.
+                cmd.arg("-c").arg(dir.join("conf")).arg("start-fg");
+                cmd
+            },
+            Some(stop_postfix),
+        )?;
+        Ok(Self { running })
+    }
+
+    guard_methods!();
+
+    /// Every message delivered so far, in the order Postfix received them
+    /// (by queue id: long queue ids begin with the arrival time), one per
+    /// queue file: the Maildir files of its recipients merged, `to` sorted
+    /// (Postfix delivers to them in any order).
+    pub fn messages(&self) -> io::Result<Vec<ReceivedMessage>> {
+        // qmgr logs `<id>: removed` once every recipient has its file, so
+        // nothing half-delivered is returned.
+        let log = self.log();
+        let finished: std::collections::HashSet<&str> = log
+            .lines()
+            .filter_map(|l| l.strip_suffix(": removed")?.rsplit(' ').next())
+            .collect();
+        let new = self.running.outdir().join("Maildir").join("new");
+        let entries = match fs::read_dir(&new) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            entries => entries?,
+        };
+        let mut by_id = BTreeMap::<String, ReceivedMessage>::new();
+        for entry in entries {
+            let path = entry?.path();
+            let bad = |what: &str| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{what} in {}", path.display()),
+                )
+            };
+            let (id, m) = parse_postfix_delivery(&fs::read(&path)?)
+                .ok_or_else(|| bad("not the headers Postfix prepends"))?;
+            match by_id.get_mut(&id) {
+                Some(seen) if seen.from != m.from || seen.data != m.data => {
+                    return Err(bad(&format!("another copy of queue file {id}")))
+                }
+                Some(seen) => seen.to.extend(m.to),
+                None => {
+                    by_id.insert(id, m);
+                }
+            }
+        }
+        Ok(by_id
+            .into_iter()
+            .filter(|(id, _)| finished.contains(id.as_str()))
+            .map(|(_, mut m)| {
+                m.to.sort();
+                m
+            })
+            .collect())
+    }
+
+    /// What smtpd counted for each finished session that sent a command,
+    /// oldest first, from its `disconnect from` log line: command name
+    /// (lower case, and `commands` for all) to `n` when all n succeeded,
+    /// `ok/n` otherwise, e.g. `ehlo=2 starttls=1 mail=3 rcpt=3 bdat=3 quit=1
+    /// commands=13`.
+    pub fn sessions(&self) -> Vec<BTreeMap<String, String>> {
+        self.log()
+            .lines()
+            .filter(|l| l.contains(" postfix/smtpd["))
+            .filter_map(|l| l.split_once(": disconnect from ")?.1.split_once(' '))
+            .map(|(_client, counts)| {
+                counts
+                    .split(' ')
+                    .filter_map(|kv| kv.split_once('='))
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect::<BTreeMap<_, _>>()
+            })
+            // The readiness probe connected and sent nothing.
+            .filter(|counts| {
+                !matches!(
+                    counts.get("commands").map(String::as_str),
+                    Some("0" | "0/0")
+                )
+            })
+            .collect()
+    }
+
+    /// Waits until smtpd logged at least `n` sessions; all of them.
+    pub fn wait_for_sessions(
+        &self,
+        n: usize,
+        timeout: Duration,
+    ) -> io::Result<Vec<BTreeMap<String, String>>> {
+        wait_for(timeout, n, self.running.name, "smtpd sessions", || {
+            Ok(self.sessions())
+        })
+    }
+}
+
+/// `(uid, gid)` of `user` in `/etc/passwd`.
+fn user_ids(user: &str) -> io::Result<(u32, u32)> {
+    let passwd = fs::read_to_string("/etc/passwd")?;
+    passwd
+        .lines()
+        .find_map(|l| match l.split(':').collect::<Vec<_>>()[..] {
+            [name, _, uid, gid, ..] if name == user => Some((uid.parse().ok()?, gid.parse().ok()?)),
+            _ => None,
+        })
+        .ok_or_else(|| not_installed(&format!("the user {user}"), Path::new("/etc/passwd")))
+}
+
+fn write_postfix_config(
+    dir: &Path,
+    port: u16,
+    opts: &PostfixOptions,
+    (uid, gid): (u32, u32),
+) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    // The daemons run as `postfix`: they must reach the queue, and own the
+    // data directory and the Maildir base (`out/`).
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?;
+    let conf = dir.join("conf");
+    fs::create_dir(&conf)?;
+    // `postfix` starts in the queue directory; `postfix-script` fills it.
+    fs::create_dir(dir.join("queue"))?;
+    fs::create_dir(dir.join("data"))?;
+    for owned in ["data", "out"] {
+        std::os::unix::fs::chown(dir.join(owned), Some(uid), Some(gid))?;
+    }
+    let refused: String = opts
+        .refused_recipients
+        .iter()
+        .map(|r| format!("{r} 550 5.1.1 Mailbox unknown\n"))
+        .collect();
+    fs::write(conf.join("refused"), refused)?;
+    let d = dir.display();
+    let tls = match &opts.cert {
+        Some(cert) => {
+            cert.write_pem(&conf)?;
+            format!(
+                "smtpd_tls_security_level = may\n\
+                 smtpd_tls_cert_file = {d}/conf/cert.pem\n\
+                 smtpd_tls_key_file = {d}/conf/key.pem\n"
+            )
+        }
+        None => "smtpd_tls_security_level = none\n".to_owned(),
+    };
+    let main = format!(
+        "compatibility_level = 3.6
+queue_directory = {d}/queue
+data_directory = {d}/data
+maillog_file = {d}/server.log
+maillog_file_prefixes = {d}
+myhostname = postfix.test
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+enable_long_queue_ids = yes
+# Nothing local, nothing relayed, nobody notified.
+mydestination =
+alias_maps =
+local_recipient_maps =
+relay_domains =
+default_transport = error:5.7.1 no relaying in tests
+relay_transport = error:5.7.1 no relaying in tests
+notify_classes =
+smtpd_relay_restrictions = reject_unauth_destination
+smtpd_recipient_restrictions = check_recipient_access texthash:{d}/conf/refused
+# The message stored as it was sent: no header added or rewritten.
+local_header_rewrite_clients =
+always_add_missing_headers = no
+virtual_mailbox_domains = {POSTFIX_DOMAIN}
+virtual_mailbox_base = {d}/out
+virtual_mailbox_maps = static:Maildir/
+virtual_minimum_uid = 1
+virtual_uid_maps = static:{uid}
+virtual_gid_maps = static:{gid}
+message_size_limit = {limit}
+virtual_mailbox_limit = 0
+smtpd_discard_ehlo_keywords = silent-discard {hidden}
+{tls}",
+        limit = opts.message_size_limit,
+        hidden = opts.hidden_keywords.join(" "),
+    );
+    fs::write(conf.join("main.cf"), main)?;
+    // Only what smtpd, the queue and the virtual agent need; `postlog`
+    // writes `maillog_file`.
+    let master = format!(
+        "127.0.0.1:{port} inet n - n - - smtpd
+cleanup unix n - n - 0 cleanup
+qmgr unix n - n 300 1 qmgr
+tlsmgr unix - - n 1000? 1 tlsmgr
+rewrite unix - - n - - trivial-rewrite
+bounce unix - - n - 0 bounce
+defer unix - - n - 0 bounce
+trace unix - - n - 0 bounce
+verify unix - - n - 1 verify
+flush unix n - n 1000? 0 flush
+proxymap unix - - n - - proxymap
+error unix - - n - - error
+retry unix - - n - - error
+virtual unix - n n - - virtual
+anvil unix - - n - 1 anvil
+scache unix - - n - 1 scache
+postlog unix-dgram n - n - 1 postlogd
+"
+    );
+    fs::write(conf.join("master.cf"), master)?;
+    // Postfix waits for a file modified within the last second to "cool
+    // down" (300 ms at a time) before it trusts what it read.
+    let past = SystemTime::now() - Duration::from_secs(60);
+    for file in fs::read_dir(&conf)? {
+        fs::File::options()
+            .write(true)
+            .open(file?.path())?
+            .set_modified(past)?;
+    }
+    Ok(())
+}
+
+/// `postfix stop` signals the master, which takes its daemons down with
+/// it (after 5 s it kills their process group). If the master is somehow
+/// still there after that, it and its group are killed here.
+fn stop_postfix(dir: &Path) {
+    let queue = fs::canonicalize(dir.join("queue")).unwrap_or_default();
+    let master = fs::read_to_string(queue.join("pid/master.pid"))
+        .ok()
+        .and_then(|pid| pid.trim().parse::<u32>().ok());
+    if let Some(program) = find_program("postfix") {
+        let _ = Command::new(program)
+            .arg("-c")
+            .arg(dir.join("conf"))
+            .arg("stop")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+    let Some(pid) = master else { return };
+    // Still this instance's master: alive (a zombie has no working
+    // directory) and in its queue directory, so a recycled pid is never
+    // taken for it.
+    let is_master = || fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == queue);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while is_master() {
+        if Instant::now() >= deadline {
+            // The shell's kill, as postfix-script does it (no procps needed).
+            let _ = Command::new("sh")
+                .arg("-c")
+                .arg(format!("kill -9 -{pid}"))
+                .status();
+            return;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Splits a message as the `virtual` agent delivered it into its queue id
+/// and what was sent: `Return-Path:` (the reverse path), `X-Original-To:`
+/// (the recipient as given in RCPT), `Delivered-To:` and the `Received:`
+/// smtpd added (folded, with the queue id) are taken off, and the LF line
+/// endings made CRLF. So `data` is compared with what was sent after its
+/// line endings are normalised to CRLF; everything else, dots included, is
+/// byte for byte.
+pub fn parse_postfix_delivery(file: &[u8]) -> Option<(String, ReceivedMessage)> {
+    fn line(rest: &mut &[u8]) -> Option<String> {
+        let nl = rest.iter().position(|&b| b == b'\n')?;
+        let line = String::from_utf8_lossy(&rest[..nl]).into_owned();
+        *rest = &rest[nl + 1..];
+        Some(line)
+    }
+    let mut rest = file;
+    let from = angle_path(line(&mut rest)?.strip_prefix("Return-Path: ")?);
+    let to = line(&mut rest)?.strip_prefix("X-Original-To: ")?.to_owned();
+    line(&mut rest)?.strip_prefix("Delivered-To: ")?;
+    let mut received = line(&mut rest)?.strip_prefix("Received: ")?.to_owned();
+    while rest.first().is_some_and(|&b| b == b'\t' || b == b' ') {
+        received.push_str(&line(&mut rest)?);
+    }
+    let mut words = received.split_whitespace();
+    words.find(|&w| w == "id")?;
+    let id = words.next()?.trim_end_matches(';').to_owned();
+    Some((
+        id,
+        ReceivedMessage {
+            from,
+            to: vec![to],
+            data: crlf(rest),
+        },
+    ))
 }
 
 /// Just enough JSON for `{"mail_from": "...", "rcpt_tos": ["...", ...]}`.
@@ -798,5 +1193,25 @@ Received: from me ([127.0.0.1])\n\tby smtp-sink (smtp-sink) with ESMTP id 24e4af
         assert_eq!(m.from, "a@b.c");
         assert_eq!(m.to, vec!["x@y.z".to_owned(), "w@y.z".to_owned()]);
         assert_eq!(m.data, b"Subject: t\r\n\r\n.dot\r\nlast\r\n");
+    }
+
+    #[test]
+    fn postfix_delivery() {
+        let file = b"Return-Path: <>\nX-Original-To: you@example.org\n\
+Delivered-To: you@example.org\nReceived: from me (localhost [127.0.0.1])\n\
+\t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits))\n\
+\tby postfix.test (Postfix) with ESMTPS id 4jbrfR6r70z1SRnQ\n\
+\tfor <you@example.org>; Sat, 28 Nov 2026 00:25:35 +0000 (UTC)\n\
+Received: by relay.example\nSubject: t\n\n..two\n.\n";
+        let (id, m) = parse_postfix_delivery(file).unwrap();
+        assert_eq!(id, "4jbrfR6r70z1SRnQ");
+        assert_eq!(m.from, "");
+        assert_eq!(m.to, ["you@example.org"]);
+        // Only the Received: smtpd added goes.
+        assert_eq!(
+            m.data,
+            b"Received: by relay.example\r\nSubject: t\r\n\r\n..two\r\n.\r\n"
+        );
+        assert!(parse_postfix_delivery(b"Return-Path: <a@b>\nSubject: t\n\nx\n").is_none());
     }
 }

@@ -13,7 +13,8 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use smtp_tests::{
     exchange_online, self_signed, Aiosmtpd, AiosmtpdOptions, ExchangeOptions, NodeSmtpServer,
-    NodeSmtpServerOptions, Peer, ScriptedServer, SmtpSink, SmtpSinkOptions, TestPki,
+    NodeSmtpServerOptions, Peer, Postfix, PostfixOptions, ScriptedServer, SmtpSink,
+    SmtpSinkOptions, TestPki,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -662,4 +663,99 @@ fn smtp_sink_hides_keywords() {
         assert!(!ehlo.contains(hidden), "{ehlo}");
     }
     assert!(ehlo.contains("8BITMIME"), "{ehlo}");
+}
+
+#[test]
+fn postfix_starttls_bdat_data_and_refused_recipients() {
+    let pki = TestPki::new().unwrap();
+    let opts = PostfixOptions {
+        cert: Some(pki.leaf(&["localhost"]).unwrap()),
+        refused_recipients: vec!["nobody@example.org".to_owned()],
+        ..PostfixOptions::default()
+    };
+    let server = Postfix::start(&opts).unwrap();
+    let mut c = Client::connect(server.port());
+    assert!(c.reply().starts_with("220 "));
+    let ehlo = c.cmd("EHLO client.example");
+    assert!(ehlo.contains("STARTTLS"), "{ehlo}");
+    assert!(c.cmd("STARTTLS").starts_with("220"));
+    c.tls(client_config(&pki), "localhost").unwrap();
+    let ehlo = c.cmd("EHLO client.example");
+    for keyword in ["CHUNKING", "PIPELINING", "SIZE 10240000", "8BITMIME"] {
+        assert!(ehlo.contains(keyword), "{ehlo}");
+    }
+    // BDAT: the body as it is, dots and all.
+    assert!(c.cmd("MAIL FROM:<me@example.com>").starts_with("250"));
+    assert!(c.cmd("RCPT TO:<you@example.org>").starts_with("250"));
+    let r = c.cmd("RCPT TO:<nobody@example.org>");
+    assert!(r.starts_with("550 5.1.1 <nobody@example.org>"), "{r}");
+    assert!(c.cmd("RCPT TO:<them@example.org>").starts_with("250"));
+    c.send(format!("BDAT {} LAST\r\n", BODY_STORED.len()).as_bytes());
+    c.send(BODY_STORED);
+    let r = c.reply();
+    assert!(r.starts_with("250 "), "{r}");
+    // DATA: dot-stuffed on the wire, a null reverse path.
+    assert!(c.cmd("MAIL FROM:<>").starts_with("250"));
+    assert!(c.cmd("RCPT TO:<you@example.org>").starts_with("250"));
+    let r = c.cmd("RCPT TO:<them@example.net>");
+    assert!(r.starts_with("554 5.7.1"), "{r}");
+    assert!(c.cmd("DATA").starts_with("354"));
+    c.send(BODY_WIRE);
+    assert!(c.reply().starts_with("250 "));
+    assert!(c.cmd("QUIT").starts_with("221"));
+    let messages = server.wait_for_messages(2, WAIT).unwrap();
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert_eq!(messages[0].from, "me@example.com");
+    assert_eq!(messages[0].to, ["them@example.org", "you@example.org"]);
+    assert_eq!(messages[1].from, "");
+    assert_eq!(messages[1].to, ["you@example.org"]);
+    for m in &messages {
+        assert_eq!(
+            String::from_utf8_lossy(&m.data),
+            String::from_utf8_lossy(BODY_STORED)
+        );
+    }
+    let sessions = server.wait_for_sessions(1, WAIT).unwrap();
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    let counts: Vec<(&str, &str)> = sessions[0]
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            ("bdat", "1"),
+            ("commands", "11/13"),
+            ("data", "1"),
+            ("ehlo", "2"),
+            ("mail", "2"),
+            ("quit", "1"),
+            ("rcpt", "3/5"),
+            ("starttls", "1"),
+        ]
+    );
+}
+
+#[test]
+fn postfix_hides_keywords_and_limits_size() {
+    let opts = PostfixOptions {
+        hidden_keywords: vec!["chunking".to_owned(), "starttls".to_owned()],
+        message_size_limit: 1000,
+        ..PostfixOptions::default()
+    };
+    let server = Postfix::start(&opts).unwrap();
+    let mut c = Client::connect(server.port());
+    assert!(c.reply().starts_with("220 "));
+    let ehlo = c.cmd("EHLO client.example");
+    assert!(ehlo.contains("SIZE 1000\r\n"), "{ehlo}");
+    for hidden in ["CHUNKING", "STARTTLS"] {
+        assert!(!ehlo.contains(hidden), "{ehlo}");
+    }
+    let r = c.cmd("MAIL FROM:<me@example.com> SIZE=1001");
+    assert!(r.starts_with("552 5.3.4"), "{r}");
+    assert!(c.cmd("QUIT").starts_with("221"));
+    // The readiness probe's session sent nothing and is not listed.
+    let sessions = server.wait_for_sessions(1, WAIT).unwrap();
+    assert_eq!(sessions[0].get("mail").unwrap(), "0/1", "{sessions:?}");
+    assert!(server.messages().unwrap().is_empty());
 }

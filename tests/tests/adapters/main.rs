@@ -131,6 +131,12 @@ suite! {
         real_smtp_sink,
         real_smtp_server_batch,
         real_smtp_sink_batch,
+        real_postfix_bdat,
+        real_postfix_data,
+        real_postfix_batch,
+        real_postfix_refused_recipient,
+        real_postfix_size_limit_announced,
+        real_postfix_size_limit_unannounced,
     ],
     native: [streamed_100_mib],
 }

@@ -1,16 +1,24 @@
 //! Real third-party servers (install with `bash tests/setup.sh`): aiosmtpd,
 //! nodemailer smtp-server configured like Exchange Online, Postfix
-//! smtp-sink. Each receives a dot-stuffed and an 8-bit message on one
-//! connection, checked byte-exact on the server side; the pipelining ones
-//! also receive them as one batch.
+//! smtp-sink, and a private Postfix instance (smtpd and the queue), the one
+//! that offers CHUNKING. Each receives a dot-stuffed and an 8-bit message on
+//! one connection, checked byte-exact on the server side; the pipelining
+//! ones also receive them as one batch. Postfix also gets a 300 KiB body
+//! streamed from a reader, with BDAT and (CHUNKING hidden) with DATA — its
+//! log's per-session command counts prove which was used — and refused
+//! recipients and size limits with BDAT pipelined. Postfix (like smtp-sink)
+//! stores LF line endings, so what it received is compared after CRLF is
+//! restored: every body here has CRLF endings only, and everything else,
+//! dots included, is compared byte for byte.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use proto::{Config, Credentials, Mechanism, TlsPolicy};
+use proto::{Address, Config, Credentials, Envelope, Mechanism, Stage, TlsPolicy};
 use smtp_blocking::smtp_proto as proto;
 use smtp_tests::{
-    Aiosmtpd, AiosmtpdOptions, NodeSmtpServer, NodeSmtpServerOptions, ReceivedMessage, SmtpSink,
-    SmtpSinkOptions, TestPki,
+    Aiosmtpd, AiosmtpdOptions, NodeSmtpServer, NodeSmtpServerOptions, Postfix, PostfixOptions,
+    ReceivedMessage, SmtpSink, SmtpSinkOptions, TestPki,
 };
 
 use crate::common::*;
@@ -81,12 +89,34 @@ fn check(messages: &[ReceivedMessage], sent: &[Vec<u8>]) {
     for (m, body) in messages.iter().zip(&sent) {
         assert_eq!(m.from, USER);
         assert_eq!(m.to, ["you@example.org"]);
-        assert_eq!(
-            String::from_utf8_lossy(&m.data),
-            String::from_utf8_lossy(body)
-        );
-        assert_eq!(&m.data, body);
+        assert_same(&m.data, body);
     }
+}
+
+/// Byte for byte; a mismatch shows where, not two whole bodies.
+fn assert_same(got: &[u8], sent: &[u8]) {
+    if got == sent {
+        return;
+    }
+    let at = got
+        .iter()
+        .zip(sent)
+        .position(|(a, b)| a != b)
+        .unwrap_or(got.len().min(sent.len()));
+    let line = sent[..at]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let show = |b: &[u8]| {
+        String::from_utf8_lossy(&b[line.min(b.len())..(at + 60).min(b.len())]).into_owned()
+    };
+    panic!(
+        "bodies differ at byte {at} (received {} bytes, sent {}): received {:?}, sent {:?}",
+        got.len(),
+        sent.len(),
+        show(got),
+        show(sent)
+    );
 }
 
 fn connect(
@@ -177,4 +207,232 @@ pub fn real_smtp_sink_batch(adapter: &dyn Adapter) {
     let client = connect(adapter, server.addr(), config, &real_opts(None));
     let sent = send_batch(client, false);
     check(&server.wait_for_messages(sent.len(), WAIT).unwrap(), &sent);
+}
+
+// ------------------------------------------------------------------ Postfix
+
+/// About 300 KiB, 7-bit: lines of 0 to 2,999 characters (beyond RFC 5321's
+/// 998 and Postfix's 2,048-byte records), a quarter of them starting with
+/// one to three dots, some a lone `.`, printable ASCII throughout.
+fn big_body() -> Vec<u8> {
+    let mut body = b"From: me@example.com\r\nTo: you@example.org\r\nSubject: big\r\n\r\n".to_vec();
+    for i in 0usize.. {
+        if body.len() >= 300 * 1024 {
+            break;
+        }
+        let dots = if i % 4 == 0 { 1 + i / 4 % 3 } else { 0 };
+        body.extend(std::iter::repeat_n(b'.', dots));
+        let len = if i % 7 == 0 { 0 } else { i * 997 % 3000 };
+        body.extend((0..len).map(|j| b' ' + ((i * 31 + j * 7) % 95) as u8));
+        body.extend_from_slice(b"\r\n");
+    }
+    body
+}
+
+/// [`big_body`] streamed from a reader (the adapters read and write it
+/// 64 KiB at a time) with its exact size declared, so BDAT may carry it;
+/// then [`send_both`]'s two on the same connection. The bodies sent.
+fn send_three(mut client: Box<dyn Conn>) -> Vec<Vec<u8>> {
+    let big = big_body();
+    let reader = Box::new(std::io::Cursor::new(big.clone()));
+    let delivery = client
+        .send_reader(envelope().for_body(&big), reader)
+        .unwrap();
+    assert!(delivery.recipients()[0].accepted());
+    let mut sent = send_both(client);
+    sent.push(big);
+    sent
+}
+
+fn postfix(opts: PostfixOptions) -> Postfix {
+    Postfix::start(&opts).unwrap()
+}
+
+/// smtpd's command counts for the one session a scenario had (`n`, or
+/// `ok/n` when some failed): the server's own account of what was sent.
+fn session_counts(server: &Postfix) -> BTreeMap<String, String> {
+    let sessions = server.wait_for_sessions(1, WAIT).unwrap();
+    assert_eq!(sessions.len(), 1, "{sessions:?}\n{}", server.log());
+    sessions.into_iter().next().unwrap()
+}
+
+fn count<'a>(counts: &'a BTreeMap<String, String>, command: &str) -> Option<&'a str> {
+    counts.get(command).map(String::as_str)
+}
+
+/// Postfix over STARTTLS with CHUNKING: the three bodies go as BDAT, each
+/// arrives once, byte-exact (dots as they were: no stuffing under BDAT).
+pub fn real_postfix_bdat(adapter: &dyn Adapter) {
+    let pki = TestPki::new().unwrap();
+    let server = postfix(PostfixOptions {
+        cert: Some(pki.leaf(&["localhost"]).unwrap()),
+        ..PostfixOptions::default()
+    });
+    let config = Config::new("localhost").tls(TlsPolicy::Required);
+    let client = connect(adapter, server.addr(), config, &real_opts(Some(&pki)));
+    assert!(client.is_tls());
+    let caps = client.capabilities();
+    assert!(caps.chunking() && caps.pipelining(), "{caps:?}");
+    let sent = send_three(client);
+    check(&server.wait_for_messages(3, WAIT).unwrap(), &sent);
+    let counts = session_counts(&server);
+    assert_eq!(count(&counts, "starttls"), Some("1"), "{counts:?}");
+    assert_eq!(count(&counts, "bdat"), Some("3"), "{counts:?}");
+    assert_eq!(count(&counts, "data"), None, "{counts:?}");
+}
+
+/// Postfix with CHUNKING: a batch of readers, each `BDAT n LAST` riding
+/// behind the previous message's chunk.
+pub fn real_postfix_batch(adapter: &dyn Adapter) {
+    let server = postfix(PostfixOptions::default());
+    let client = connect(adapter, server.addr(), config_plain(), &real_opts(None));
+    assert!(client.capabilities().chunking());
+    let sent = send_batch(client, true);
+    check(&server.wait_for_messages(sent.len(), WAIT).unwrap(), &sent);
+    let counts = session_counts(&server);
+    assert_eq!(count(&counts, "mail"), Some("3"), "{counts:?}");
+    assert_eq!(count(&counts, "bdat"), Some("3"), "{counts:?}");
+    assert_eq!(count(&counts, "data"), None, "{counts:?}");
+}
+
+/// Postfix with CHUNKING hidden: the same bodies go as DATA, dot-stuffed,
+/// and arrive exactly as with BDAT.
+pub fn real_postfix_data(adapter: &dyn Adapter) {
+    let server = postfix(PostfixOptions {
+        hidden_keywords: vec!["chunking".to_owned()],
+        ..PostfixOptions::default()
+    });
+    let client = connect(adapter, server.addr(), config_plain(), &real_opts(None));
+    assert!(!client.capabilities().chunking());
+    let sent = send_three(client);
+    check(&server.wait_for_messages(3, WAIT).unwrap(), &sent);
+    let counts = session_counts(&server);
+    assert_eq!(count(&counts, "data"), Some("3"), "{counts:?}");
+    assert_eq!(count(&counts, "bdat"), None, "{counts:?}");
+}
+
+fn addresses(to: &[&str]) -> Envelope {
+    Envelope::new(
+        Some(Address::new(USER).unwrap()),
+        to.iter().map(|a| Address::new(*a).unwrap()),
+    )
+    .unwrap()
+}
+
+/// A refused recipient between two accepted ones, BDAT pipelined behind the
+/// RCPTs: per-recipient results, and the message for the accepted two
+/// only. Then every recipient refused (Postfix still reads the chunk and
+/// refuses it), and the connection goes on.
+pub fn real_postfix_refused_recipient(adapter: &dyn Adapter) {
+    let server = postfix(PostfixOptions {
+        refused_recipients: vec!["nobody@example.org".to_owned()],
+        ..PostfixOptions::default()
+    });
+    let mut client = connect(adapter, server.addr(), config_plain(), &real_opts(None));
+    let caps = client.capabilities();
+    assert!(caps.chunking() && caps.pipelining(), "{caps:?}");
+    let to = ["you@example.org", "nobody@example.org", "them@example.org"];
+    let delivery = client.send(addresses(&to), DOTS).unwrap();
+    let results: Vec<(&str, u16)> = delivery
+        .recipients()
+        .iter()
+        .map(|r| (r.address().as_str(), r.reply().code().get()))
+        .collect();
+    assert_eq!(results, [(to[0], 250), (to[1], 550), (to[2], 250)]);
+    let refused = String::from_utf8_lossy(delivery.recipients()[1].reply().message()).into_owned();
+    assert!(refused.contains("Mailbox unknown"), "{refused}");
+
+    let err = client
+        .send(addresses(&["nobody@example.org"]), EIGHT_BIT.as_bytes())
+        .unwrap_err();
+    match err.smtp() {
+        Some(proto::Error::RecipientsRejected { recipients }) => {
+            assert_eq!(recipients.len(), 1);
+            assert_eq!(recipients[0].reply().code().get(), 550);
+        }
+        _ => panic!("{}: {err:?}", adapter.name()),
+    }
+    assert!(!client.is_poisoned());
+    client.send(envelope(), EIGHT_BIT.as_bytes()).unwrap();
+    client.quit().unwrap();
+
+    let messages = server.wait_for_messages(2, WAIT).unwrap();
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert_eq!(messages[0].to, ["them@example.org", "you@example.org"]);
+    assert_same(&messages[0].data, DOTS);
+    assert_eq!(messages[1].to, ["you@example.org"]);
+    assert_same(&messages[1].data, EIGHT_BIT.as_bytes());
+    let counts = session_counts(&server);
+    assert_eq!(count(&counts, "rcpt"), Some("3/5"), "{counts:?}");
+    assert_eq!(count(&counts, "bdat"), Some("2/3"), "{counts:?}");
+    assert_eq!(count(&counts, "data"), None, "{counts:?}");
+}
+
+/// A limit Postfix announces (`SIZE 65536`): a larger body is refused by the
+/// client before MAIL (Postfix never sees it), and the next one goes through.
+pub fn real_postfix_size_limit_announced(adapter: &dyn Adapter) {
+    let server = postfix(PostfixOptions {
+        message_size_limit: 65536,
+        ..PostfixOptions::default()
+    });
+    let mut client = connect(adapter, server.addr(), config_plain(), &real_opts(None));
+    assert_eq!(client.capabilities().size(), Some(65536));
+    let big = big_body();
+    let err = client.send(envelope(), &big).unwrap_err();
+    match err.smtp() {
+        Some(proto::Error::MessageTooLarge { size, limit }) => {
+            assert_eq!((*size, *limit), (big.len() as u64, 65536));
+        }
+        _ => panic!("{}: {err:?}", adapter.name()),
+    }
+    assert!(!client.is_poisoned());
+    client.send(envelope(), DOTS).unwrap();
+    client.quit().unwrap();
+    check(
+        &server.wait_for_messages(1, WAIT).unwrap(),
+        &[DOTS.to_vec()],
+    );
+    let counts = session_counts(&server);
+    assert_eq!(count(&counts, "mail"), Some("1"), "{counts:?}");
+    assert_eq!(count(&counts, "bdat"), Some("1"), "{counts:?}");
+}
+
+/// The same limit with SIZE hidden: the client cannot know it, so the body
+/// goes out as a pipelined BDAT chunk, which Postfix reads and refuses with
+/// `552 5.3.4`; the connection stays in step and the next message goes through.
+pub fn real_postfix_size_limit_unannounced(adapter: &dyn Adapter) {
+    let server = postfix(PostfixOptions {
+        message_size_limit: 65536,
+        hidden_keywords: vec!["size".to_owned()],
+        ..PostfixOptions::default()
+    });
+    let mut client = connect(adapter, server.addr(), config_plain(), &real_opts(None));
+    assert_eq!(client.capabilities().size(), None);
+    let err = client.send(envelope(), &big_body()).unwrap_err();
+    match err.smtp() {
+        Some(proto::Error::MessageRejected {
+            stage: Stage::DataEnd,
+            reply,
+            recipients,
+        }) => {
+            assert_eq!(reply.code().get(), 552, "{reply}");
+            assert_eq!(
+                reply.enhanced_code().map(|c| c.to_string()).as_deref(),
+                Some("5.3.4"),
+                "{reply}"
+            );
+            assert!(recipients[0].accepted());
+        }
+        _ => panic!("{}: {err:?}", adapter.name()),
+    }
+    assert!(!client.is_poisoned());
+    client.send(envelope(), DOTS).unwrap();
+    client.quit().unwrap();
+    check(
+        &server.wait_for_messages(1, WAIT).unwrap(),
+        &[DOTS.to_vec()],
+    );
+    let counts = session_counts(&server);
+    assert_eq!(count(&counts, "mail"), Some("2"), "{counts:?}");
+    assert_eq!(count(&counts, "bdat"), Some("1/2"), "{counts:?}");
 }
