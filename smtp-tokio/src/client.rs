@@ -299,3 +299,65 @@ pub(crate) fn nodelay(result: io::Result<()>) {
         tracing::debug!(error = %err, "cannot set TCP_NODELAY");
     }
 }
+
+/// The methods that read bodies from readers: the same on every backend but
+/// for its reader trait `$read`, which the calling module's `poll_reader`
+/// turns into what the driver polls.
+macro_rules! reader_methods {
+    ($read:path) => {
+        /// Sends one message whose body is read from `body`, 64 KiB at a
+        /// time (memory stays bounded whatever the size). Declare the size
+        /// with [`Envelope::size`](smtp_proto::Envelope::size) if the server
+        /// should check it up front.
+        ///
+        /// If reading `body` fails the message is not ended: the error is
+        /// [`Error::BodyRead`](crate::Error::BodyRead) and the client is
+        /// unusable (the server discards the partial message when the
+        /// connection closes).
+        pub async fn send_reader<R>(
+            &mut self,
+            envelope: ::smtp_proto::Envelope,
+            body: R,
+        ) -> Result<::smtp_proto::Delivery, $crate::Error>
+        where
+            R: $read + Unpin,
+        {
+            self.send_polled(envelope, poll_reader(body)).await
+        }
+
+        /// [`send_all`](crate::Client::send_all) with bodies read from readers
+        /// in bounded memory, like [`send_reader`](Self::send_reader).
+        pub async fn send_all_readers<R, I>(
+            &mut self,
+            messages: I,
+        ) -> Vec<Result<::smtp_proto::Delivery, $crate::Error>>
+        where
+            R: $read + Unpin,
+            I: IntoIterator<Item = (::smtp_proto::Envelope, R)>,
+        {
+            let mut results = Vec::new();
+            self.send_each(messages, |result| results.push(result)).await;
+            results
+        }
+
+        /// [`send_all_readers`](Self::send_all_readers) handing each
+        /// message's result to `on_result` as soon as it is known, in order,
+        /// so a batch of any length holds no results: what a bulk sender
+        /// wants. The future is `Send` when `on_result`, the readers and the
+        /// iterator are.
+        pub async fn send_each<R, I>(
+            &mut self,
+            messages: I,
+            on_result: impl FnMut(Result<::smtp_proto::Delivery, $crate::Error>),
+        ) where
+            R: $read + Unpin,
+            I: IntoIterator<Item = (::smtp_proto::Envelope, R)>,
+        {
+            let messages = messages
+                .into_iter()
+                .map(|(envelope, body)| (envelope, poll_reader(body)));
+            self.send_each_polled(messages, on_result).await;
+        }
+    };
+}
+pub(crate) use reader_methods;

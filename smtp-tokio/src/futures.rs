@@ -17,7 +17,7 @@ use futures_rustls::client::TlsStream;
 use futures_rustls::TlsConnector;
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
-use smtp_proto::{Config, Delivery, Envelope};
+use smtp_proto::Config;
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -84,50 +84,7 @@ where
         .await
     }
 
-    /// Sends one message whose body is read from `body`, 64 KiB at a time
-    /// (memory stays bounded whatever the size). Declare the size with
-    /// [`Envelope::size`] if the server should check it up front.
-    ///
-    /// If reading `body` fails the message is not ended: the error is
-    /// [`Error::BodyRead`] and the client is unusable (the server discards the
-    /// partial message when the connection closes).
-    pub async fn send_reader<R>(&mut self, envelope: Envelope, body: R) -> Result<Delivery, Error>
-    where
-        R: AsyncRead + Unpin,
-    {
-        self.send_polled(envelope, poll_reader(body)).await
-    }
-
-    /// [`send_all`](crate::Client::send_all) with bodies read from readers
-    /// in bounded memory, like [`send_reader`](Self::send_reader).
-    pub async fn send_all_readers<R, I>(&mut self, messages: I) -> Vec<Result<Delivery, Error>>
-    where
-        R: AsyncRead + Unpin,
-        I: IntoIterator<Item = (Envelope, R)>,
-    {
-        let mut results = Vec::new();
-        self.send_each(messages, |result| results.push(result))
-            .await;
-        results
-    }
-
-    /// [`send_all_readers`](Self::send_all_readers) handing each message's
-    /// result to `on_result` as soon as it is known, in order, so a batch of
-    /// any length holds no results: what a bulk sender wants. The future is
-    /// `Send` when `on_result`, the readers and the iterator are.
-    pub async fn send_each<R, I>(
-        &mut self,
-        messages: I,
-        on_result: impl FnMut(Result<Delivery, Error>),
-    ) where
-        R: AsyncRead + Unpin,
-        I: IntoIterator<Item = (Envelope, R)>,
-    {
-        let messages = messages
-            .into_iter()
-            .map(|(envelope, body)| (envelope, poll_reader(body)));
-        self.send_each_polled(messages, on_result).await;
-    }
+    client::reader_methods!(AsyncRead);
 }
 
 /// `body` as the driver reads it.

@@ -7,12 +7,12 @@
 
 use crate::client::{self, Backend, Dial};
 use crate::driver::{gone, Dialer, Transport};
-use crate::Error;
+
 use ::tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use ::tokio::net::TcpStream;
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
-use smtp_proto::{Delivery, Envelope};
+
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -27,7 +27,7 @@ use tokio_rustls::TlsConnector;
 /// [`crate::Client`] over the [`Tokio`] backend.
 ///
 /// `Send`, and every operation's future is `Send`. Dropping an operation's
-/// future part-way leaves the client [poisoned](Error::Poisoned): it refuses
+/// future part-way leaves the client [poisoned](crate::Error::Poisoned): it refuses
 /// further use and [`Client::is_usable`] is false.
 pub type Client = client::Client<Tokio>;
 
@@ -45,50 +45,7 @@ impl Backend for Tokio {}
 impl Dial for Tokio {}
 
 impl Client {
-    /// Sends one message whose body is read from `body`, 64 KiB at a time
-    /// (memory stays bounded whatever the size). Declare the size with
-    /// [`Envelope::size`] if the server should check it up front.
-    ///
-    /// If reading `body` fails the message is not ended: the error is
-    /// [`Error::BodyRead`] and the client is unusable (the server discards the
-    /// partial message when the connection closes).
-    pub async fn send_reader<R>(&mut self, envelope: Envelope, body: R) -> Result<Delivery, Error>
-    where
-        R: AsyncRead + Unpin,
-    {
-        self.send_polled(envelope, poll_reader(body)).await
-    }
-
-    /// [`send_all`](crate::Client::send_all) with bodies read from readers
-    /// in bounded memory, like [`send_reader`](Self::send_reader).
-    pub async fn send_all_readers<R, I>(&mut self, messages: I) -> Vec<Result<Delivery, Error>>
-    where
-        R: AsyncRead + Unpin,
-        I: IntoIterator<Item = (Envelope, R)>,
-    {
-        let mut results = Vec::new();
-        self.send_each(messages, |result| results.push(result))
-            .await;
-        results
-    }
-
-    /// [`send_all_readers`](Self::send_all_readers) handing each message's
-    /// result to `on_result` as soon as it is known, in order, so a batch of
-    /// any length holds no results: what a bulk sender wants. The future is
-    /// `Send` when `on_result`, the readers and the iterator are.
-    pub async fn send_each<R, I>(
-        &mut self,
-        messages: I,
-        on_result: impl FnMut(Result<Delivery, Error>),
-    ) where
-        R: AsyncRead + Unpin,
-        I: IntoIterator<Item = (Envelope, R)>,
-    {
-        let messages = messages
-            .into_iter()
-            .map(|(envelope, body)| (envelope, poll_reader(body)));
-        self.send_each_polled(messages, on_result).await;
-    }
+    client::reader_methods!(AsyncRead);
 }
 
 /// `body` as the driver reads it.
