@@ -11,6 +11,7 @@ use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -46,8 +47,30 @@ fn not_installed(what: &str, path: &Path) -> io::Error {
 }
 
 /// A free loopback port (bound then released; the caller retries if the
-/// server then fails to bind it).
+/// server then fails to bind it), below the kernel's ephemeral range: a
+/// port from that range could be taken, before the server binds it, by an
+/// outgoing connection or by an in-process server bound to port 0, which a
+/// readiness probe would then mistake for the server. Spread by process id
+/// and taken in turn, so that concurrent tests rarely try the same port.
 pub fn free_port() -> io::Result<u16> {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Linux's default range starts at 32768.
+    let ephemeral = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let low = 10_000u32.min(ephemeral / 2);
+    let span = ephemeral.saturating_sub(low).max(1);
+    let seed = std::process::id().wrapping_mul(2_654_435_761);
+    for _ in 0..span.min(1000) {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let Ok(port) = u16::try_from(low + seed.wrapping_add(n) % span) else {
+            continue;
+        };
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
