@@ -69,6 +69,11 @@ pub trait Transport: Send + Sized {
     /// Closes the write side (sending TLS close_notify first).
     fn shutdown(&mut self) -> impl Future<Output = io::Result<()>> + Send + '_;
 
+    /// Drops the connection at once, with nothing more written: after a
+    /// failure. (Closing a stream is not enough: async-io's `close` only
+    /// flushes.)
+    fn close(&mut self);
+
     /// Runs `future` for at most `duration`; `None` when the time ran out.
     fn timeout<F>(duration: Duration, future: F) -> impl Future<Output = Option<F::Output>> + Send
     where
@@ -95,7 +100,8 @@ pub trait Dialer: Transport {
 pub(crate) enum Stream<S, T> {
     Plain(S),
     Tls(Box<T>),
-    /// The handshake took the plaintext stream and did not finish.
+    /// No stream: the TLS handshake took the plaintext one and did not
+    /// finish, or the connection was dropped after a failure.
     Gone,
 }
 
@@ -157,6 +163,9 @@ pub(crate) struct Driver<T> {
     /// Set while an operation runs; still set afterwards when it was
     /// cancelled or broke the connection.
     poisoned: bool,
+    /// The session produced an event out of order: a bug, after which the
+    /// connection is given up.
+    out_of_step: bool,
     /// The whole reply, not each read, must come within the stage's timeout.
     reply_deadline: ReplyDeadline,
 }
@@ -178,6 +187,7 @@ impl<T: Transport> Driver<T> {
             transcript,
             buf: vec![0; READ_BUFFER].into_boxed_slice(),
             poisoned: true,
+            out_of_step: false,
             reply_deadline: ReplyDeadline::default(),
         };
         let result = driver.expect_ready().await;
@@ -238,7 +248,7 @@ impl<T: Transport> Driver<T> {
             let step = match batch.next(&mut self.session) {
                 Err(err) => Err(self.fail(err).await),
                 Ok(Action::Event) => match self.next_event().await {
-                    Ok(event) => batch.event(event).map_err(unexpected),
+                    Ok(event) => batch.event(event).map_err(|e| self.unexpected(e)),
                     Err(err) => Err(err),
                 },
                 Ok(Action::Body(mut read)) => self.write_body(&mut read, &mut chunk).await,
@@ -248,9 +258,12 @@ impl<T: Transport> Driver<T> {
                 break Err(err);
             }
         };
-        self.end(failure.as_ref().err());
+        let poisoned = self.end(failure.as_ref().err());
         if let Err(err) = failure {
             batch.fail(&mut self.session, err);
+        }
+        if poisoned {
+            self.give_up();
         }
     }
 
@@ -265,7 +278,9 @@ impl<T: Transport> Driver<T> {
         }
         .instrument(tracing::debug_span!("smtp.noop"))
         .await;
-        self.end(result.as_ref().err());
+        if self.end(result.as_ref().err()) {
+            self.give_up();
+        }
         result
     }
 
@@ -279,7 +294,7 @@ impl<T: Transport> Driver<T> {
                 }
                 match self.next_event().await? {
                     Event::Closed => {}
-                    other => return Err(unexpected(other)),
+                    other => return Err(self.unexpected(other)),
                 }
             }
             // Best effort: the dialogue is over either way.
@@ -303,9 +318,30 @@ impl<T: Transport> Driver<T> {
         Ok(())
     }
 
-    fn end(&mut self, err: Option<&Error>) {
+    /// Ends an operation; whether it left the client poisoned.
+    fn end(&mut self, err: Option<&Error>) -> bool {
         self.drain_transcript();
-        self.poisoned = err.is_some_and(Error::breaks_connection);
+        self.poisoned = self.out_of_step || err.is_some_and(Error::breaks_connection);
+        self.poisoned
+    }
+
+    /// After an operation that poisoned the client: the session stops (it
+    /// must not believe the dialogue can go on) and the connection is closed
+    /// now, so the server drops a half-sent message at once rather than when
+    /// the client is dropped.
+    fn give_up(&mut self) {
+        self.session.abort();
+        self.transport.close();
+    }
+
+    /// An event no operation expects here: a bug; the connection is given up.
+    fn unexpected(&mut self, event: Event) -> Error {
+        tracing::debug!(?event, "unexpected session event");
+        self.out_of_step = true;
+        Error::Smtp(smtp_proto::Error::InvalidState {
+            call: "smtp-tokio driver",
+            reason: "the session produced an event out of order",
+        })
     }
 
     /// Feeds the body `read` produces to the session, 64 KiB at a time,
@@ -346,7 +382,7 @@ impl<T: Transport> Driver<T> {
     async fn expect_ready(&mut self) -> Result<(), Error> {
         match self.next_event().await? {
             Event::Ready => Ok(()),
-            other => Err(unexpected(other)),
+            other => Err(self.unexpected(other)),
         }
     }
 
@@ -498,13 +534,6 @@ impl<T: Transport> Driver<T> {
     }
 }
 
-fn unexpected(event: Event) -> Error {
-    tracing::debug!(?event, "unexpected session event");
-    Error::Smtp(smtp_proto::Error::InvalidState {
-        call: "smtp-tokio driver",
-        reason: "the session produced an event out of order",
-    })
-}
 
 /// A message with an in-memory body: the envelope declared with
 /// [`Envelope::for_body`], and a reader of the slice. A function, not a

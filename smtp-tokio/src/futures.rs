@@ -188,6 +188,10 @@ where
         Ok(())
     }
 
+    fn close(&mut self) {
+        self.stream = Stream::Gone;
+    }
+
     async fn shutdown(&mut self) -> io::Result<()> {
         match self.io() {
             Ok(io) => io.close().await,

@@ -133,6 +133,10 @@ impl Transport for Tokio {
         Ok(())
     }
 
+    fn close(&mut self) {
+        self.stream = Stream::Gone;
+    }
+
     async fn shutdown(&mut self) -> io::Result<()> {
         match self.io() {
             Ok(io) => io.shutdown().await,
