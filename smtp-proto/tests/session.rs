@@ -1637,6 +1637,35 @@ fn bdat_pipelined_costs_one_round_trip() {
 }
 
 #[test]
+fn bdat_body_in_pieces_split_inside_a_line_break_matches_its_declared_size() {
+    // A CR ending one piece waits for the next byte: the LF that follows is
+    // its own, the `b` after the second CR makes that one bare.
+    let body = b"a\r\nb\rc\r";
+    let mut session = ready_local("250-localhost\n250-PIPELINING\n250 CHUNKING");
+    run_on(
+        &mut session,
+        vec![
+            Mail(envelope(&["a@example.org"]).for_body(body)),
+            C("MAIL FROM:<me@example.com>\nRCPT TO:<a@example.org>\nBDAT 9 LAST"),
+            E(Event::SendBody),
+        ],
+    );
+    for piece in [&b"a\r"[..], b"\nb\r", b"c\r"] {
+        session.write_body(piece).unwrap();
+    }
+    session.finish_body().unwrap();
+    assert_eq!(&session.take_output()[..], b"a\r\nb\r\nc\r\n");
+    run_on(
+        &mut session,
+        vec![
+            S("250 ok\n250 ok\n250 2.0.0 queued"),
+            Done(|r| r.is_ok()),
+            E(Event::Ready),
+        ],
+    );
+}
+
+#[test]
 fn bdat_without_pipelining_skips_the_354_round_trip() {
     let mut session = ready_local("250-localhost\n250 CHUNKING");
     run_on(

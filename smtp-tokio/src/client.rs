@@ -336,7 +336,8 @@ macro_rules! reader_methods {
             I: IntoIterator<Item = (::smtp_proto::Envelope, R)>,
         {
             let mut results = Vec::new();
-            self.send_each(messages, |result| results.push(result)).await;
+            self.send_each(messages, |result| results.push(result))
+                .await;
             results
         }
 

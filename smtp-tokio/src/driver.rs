@@ -534,7 +534,6 @@ impl<T: Transport> Driver<T> {
     }
 }
 
-
 /// A message with an in-memory body: the envelope declared with
 /// [`Envelope::for_body`], and a reader of the slice. A function, not a
 /// closure, so that it is general over the slice's lifetime, as the `Send`
