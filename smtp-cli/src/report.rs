@@ -454,7 +454,7 @@ mod tests {
         assert_eq!(
             kind(P::AuthFailed {
                 mechanism: Mechanism::Login,
-                reply: reply(b"535 5.7.3 no\r\n"),
+                reply: Box::new(reply(b"535 5.7.3 no\r\n")),
                 detail: None
             }),
             (Kind::AuthRejected, Some(535))

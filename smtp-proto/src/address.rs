@@ -2,6 +2,7 @@
 
 use crate::error::{Error, InputField};
 use core::fmt;
+use std::sync::Arc;
 
 /// The longest path RFC 5321 §4.5.3.1.3 allows is 256 octets, angle brackets
 /// included.
@@ -15,15 +16,18 @@ pub const MAX_ADDRESS_LEN: usize = 254;
 /// [`MAX_ADDRESS_LEN`] octets. `Postmaster` without a domain is allowed
 /// (RFC 5321 §4.1.1.3). Non-ASCII addresses are valid here; the session sends
 /// them only to servers that advertise SMTPUTF8 (RFC 6531).
+///
+/// Cloning shares the text: a recipient's result carries its address
+/// without an allocation.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Address(Box<str>);
+pub struct Address(Arc<str>);
 
 impl Address {
     /// Checks and wraps an address such as `user@example.com`.
     pub fn new(address: impl Into<String>) -> Result<Address, Error> {
         let address: String = address.into();
         validate(&address)?;
-        Ok(Address(address.into_boxed_str()))
+        Ok(Address(Arc::from(address)))
     }
 
     /// The address as given.

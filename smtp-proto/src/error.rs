@@ -90,8 +90,9 @@ pub enum Error {
     AuthFailed {
         /// The mechanism used.
         mechanism: Mechanism,
-        /// The server's final reply.
-        reply: Reply,
+        /// The server's final reply (boxed: this rare error would otherwise
+        /// make every `Result` of the crate larger).
+        reply: Box<Reply>,
         /// The decoded error detail of an XOAUTH2 or OAUTHBEARER error challenge.
         detail: Option<String>,
     },
@@ -236,9 +237,9 @@ impl Error {
         match self {
             Error::Rejected { reply, .. }
             | Error::MessageRejected { reply, .. }
-            | Error::AuthFailed { reply, .. }
             | Error::UnexpectedReply { reply, .. }
             | Error::ServiceClosing { reply, .. } => Some(reply),
+            Error::AuthFailed { reply, .. } => Some(reply),
             Error::TlsRequired { reply } => reply.as_ref(),
             _ => None,
         }

@@ -1,6 +1,6 @@
 //! Server replies (RFC 5321 §4.2) and their incremental parser.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use core::fmt;
 
 /// A three-digit reply code, `200` to `599`.
@@ -91,8 +91,39 @@ impl fmt::Display for EnhancedCode {
 pub struct Reply {
     code: ReplyCode,
     enhanced: Option<EnhancedCode>,
-    raw: Bytes,
+    raw: Raw,
 }
+
+/// Replies up to this many bytes are kept inline, so that parsing them
+/// allocates nothing: the MAIL, RCPT and DATA replies of the servers we know
+/// (Gmail's, the longest, some 60 bytes) and short final ones (Postfix's;
+/// Gmail's final reply, about 75 bytes, is shared). As large as keeps
+/// [`crate::Error`] within 128 bytes.
+const INLINE: usize = 70;
+
+/// A reply's bytes: inline when short, else a slice of the parser's buffer.
+#[derive(Clone)]
+enum Raw {
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Shared(Bytes),
+}
+
+impl Raw {
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Raw::Inline { len, bytes } => bytes.get(..usize::from(*len)).unwrap_or(bytes),
+            Raw::Shared(bytes) => bytes,
+        }
+    }
+}
+
+impl PartialEq for Raw {
+    fn eq(&self, other: &Raw) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Raw {}
 
 impl Reply {
     /// Parses exactly one complete reply from `bytes` with default limits, without
@@ -121,7 +152,9 @@ impl Reply {
 
     /// Each line's text, without code, separator and line ending.
     pub fn lines(&self) -> Lines<'_> {
-        Lines { rest: &self.raw }
+        Lines {
+            rest: self.raw.as_bytes(),
+        }
     }
 
     /// The first line's text without the enhanced status code.
@@ -139,7 +172,7 @@ impl Reply {
 
     /// The reply exactly as received, every line with its ending.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.raw
+        self.raw.as_bytes()
     }
 
     /// `2yz`.
@@ -379,12 +412,20 @@ impl ReplyParser {
             self.code = Some(code);
             self.scan = end;
             if last {
-                let raw = self.buf.split_to(end).freeze();
+                let raw = match u8::try_from(end) {
+                    Ok(len) if end <= INLINE => {
+                        let mut bytes = [0; INLINE];
+                        bytes[..end].copy_from_slice(&self.buf[..end]);
+                        self.buf.advance(end);
+                        Raw::Inline { len, bytes }
+                    }
+                    _ => Raw::Shared(self.buf.split_to(end).freeze()),
+                };
                 self.scan = 0;
                 self.lines = 0;
                 self.code = None;
                 let enhanced = if enhanced {
-                    parse_enhanced(code, &raw)
+                    parse_enhanced(code, raw.as_bytes())
                 } else {
                     None
                 };
@@ -565,6 +606,39 @@ mod tests {
             p.next_reply(false),
             Err(ReplyError::TooManyLines { limit: 3 })
         );
+    }
+
+    #[test]
+    fn short_replies_are_inline_and_long_ones_shared_with_the_same_behaviour() {
+        for len in [INLINE - 1, INLINE, INLINE + 1, 300] {
+            // `250 2.1.5 ` + x... + CRLF, `len` bytes in all.
+            let mut raw = b"250 2.1.5 ".to_vec();
+            raw.resize(len - 2, b'x');
+            raw.extend_from_slice(b"\r\n");
+            let mut p = ReplyParser::new(ReplyLimits::default());
+            // Two copies in one read, then a third on its own.
+            p.extend(&raw);
+            p.extend(&raw);
+            let first = p.next_reply(true).unwrap().unwrap();
+            let second = p.next_reply(true).unwrap().unwrap();
+            p.extend(&raw);
+            let third = p.next_reply(true).unwrap().unwrap();
+            assert_eq!(p.buffered(), 0);
+            assert_eq!(matches!(first.raw, Raw::Inline { .. }), len <= INLINE);
+            for reply in [&first, &second, &third] {
+                assert_eq!(reply.as_bytes(), &raw[..], "{len}");
+                assert_eq!(reply.code().get(), 250);
+                assert_eq!(
+                    reply.enhanced_code().map(|c| c.to_string()),
+                    Some("2.1.5".into())
+                );
+                assert_eq!(reply.message(), &raw[10..len - 2]);
+                assert_eq!(reply, &first);
+            }
+        }
+        let short = Reply::parse(b"250 ok\r\n").unwrap();
+        let long = Reply::parse(&[&b"250 "[..], &[b'y'; 100], b"\r\n"].concat()).unwrap();
+        assert_ne!(short, long);
     }
 
     #[test]

@@ -344,11 +344,13 @@ impl ClientSession {
                 self.write_rcpt(&envelope, i);
             }
         }
+        let recipients = envelope.recipients().len();
         self.txns.push_back(Transaction {
             envelope,
             pipelined,
             mail_refusal: None,
-            recipients: Vec::new(),
+            // The Delivery's list, allocated once.
+            recipients: Vec::with_capacity(recipients),
             framing,
             exact,
             body_done: false,
@@ -372,10 +374,10 @@ impl ClientSession {
         match (txn.framing, txn.exact) {
             (Framing::Chunked | Framing::Binary, Some(exact)) => {
                 let framing = txn.framing;
-                let line = format!("BDAT {exact} LAST");
-                self.out.put_slice(line.as_bytes());
-                self.out.put_slice(b"\r\n");
-                self.record(Direction::Client, line.as_bytes());
+                let start = self.out.len();
+                // Formatted in place: a message costs no allocation here.
+                let _ = fmt::Write::write_fmt(&mut self.out, format_args!("BDAT {exact} LAST\r\n"));
+                self.record_sent(start);
                 self.begin_body(framing);
             }
             _ => self.write_line(b"DATA", Expect::Data),
@@ -402,9 +404,11 @@ impl ClientSession {
     /// server is out of step), with nothing more written.
     pub fn finish_body(&mut self) -> Result<(), Error> {
         self.check_body("finish_body")?;
-        let note = format!("<message body, {} bytes>", self.encoder.consumed());
+        if self.transcript.is_some() {
+            let note = format!("<message body, {} bytes>", self.encoder.consumed());
+            self.record(Direction::Client, note.as_bytes());
+        }
         let total = self.encoder.finish(&mut self.out);
-        self.record(Direction::Client, note.as_bytes());
         let declared = self.txns.back_mut().and_then(|t| {
             t.body_done = true;
             match t.framing {
@@ -758,7 +762,7 @@ impl ClientSession {
         Err(Error::AuthFailed {
             mechanism: exchange.mechanism().clone(),
             detail: exchange.error_detail().map(str::to_owned),
-            reply,
+            reply: Box::new(reply),
         })
     }
 
