@@ -312,6 +312,9 @@ impl<T: Transport> Driver<T> {
 
     fn begin(&mut self) -> Result<(), Error> {
         if self.poisoned {
+            // An operation cancelled part-way could not close the
+            // connection itself.
+            self.give_up();
             return Err(Error::Poisoned);
         }
         self.poisoned = true;
