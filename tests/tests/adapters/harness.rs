@@ -282,6 +282,70 @@ impl Conn for smtp_blocking::Client {
 
 // ---------------------------------------------------------------- tokio
 
+/// The `Conn` of both smtp-tokio backends, which differ only in the
+/// executor (`$exec.$run` runs a future to completion).
+macro_rules! async_conn {
+    ([$($generics:tt)*] $ty:ty, [$($bounds:tt)*], $exec:ident . $run:ident) => {
+        impl<$($generics)*> Conn for $ty
+        where
+            $($bounds)*
+        {
+            fn send(&mut self, envelope: Envelope, body: &[u8]) -> Result<Delivery, AdapterError> {
+                let sent = self.client.send(envelope, body);
+                self.$exec.$run(sent).map_err(from_tokio)
+            }
+            fn send_reader(
+                &mut self,
+                envelope: Envelope,
+                body: Body,
+            ) -> Result<Delivery, AdapterError> {
+                let sent = self.client.send_reader(envelope, AsyncBody(body));
+                self.$exec.$run(sent).map_err(from_tokio)
+            }
+            fn send_all(
+                &mut self,
+                messages: Vec<(Envelope, &[u8])>,
+            ) -> Vec<Result<Delivery, AdapterError>> {
+                let results = self.$exec.$run(self.client.send_all(messages));
+                results.into_iter().map(|r| r.map_err(from_tokio)).collect()
+            }
+            fn send_all_readers(
+                &mut self,
+                messages: Vec<(Envelope, Body)>,
+            ) -> Vec<Result<Delivery, AdapterError>> {
+                let messages = async_bodies(messages);
+                let results = self.$exec.$run(self.client.send_all_readers(messages));
+                results.into_iter().map(|r| r.map_err(from_tokio)).collect()
+            }
+            fn send_each(&mut self, messages: Vec<(Envelope, Body)>, on_result: OnResult<'_>) {
+                let on_result =
+                    |r: Result<Delivery, smtp_tokio::Error>| on_result(r.map_err(from_tokio));
+                let messages = async_bodies(messages);
+                self.$exec.$run(self.client.send_each(messages, on_result));
+            }
+            fn noop(&mut self) -> Result<(), AdapterError> {
+                self.$exec.$run(self.client.noop()).map_err(from_tokio)
+            }
+            fn quit(self: Box<Self>) -> Result<(), AdapterError> {
+                let this = *self;
+                this.$exec.$run(this.client.quit()).map_err(from_tokio)
+            }
+            fn is_tls(&self) -> bool {
+                self.client.is_tls()
+            }
+            fn auth_mechanism(&self) -> Option<Mechanism> {
+                self.client.auth_mechanism().cloned()
+            }
+            fn capabilities(&self) -> Capabilities {
+                self.client.capabilities().clone()
+            }
+            fn is_poisoned(&self) -> bool {
+                self.client.is_poisoned()
+            }
+        }
+    };
+}
+
 fn tokio_options(opts: &Opts) -> smtp_tokio::Options {
     let mut options = smtp_tokio::Options::new()
         .timeouts(opts.timeouts)
@@ -327,58 +391,7 @@ impl Adapter for Tokio {
     }
 }
 
-impl Conn for TokioConn {
-    fn send(&mut self, envelope: Envelope, body: &[u8]) -> Result<Delivery, AdapterError> {
-        self.rt
-            .block_on(self.client.send(envelope, body))
-            .map_err(from_tokio)
-    }
-    fn send_reader(&mut self, envelope: Envelope, body: Body) -> Result<Delivery, AdapterError> {
-        self.rt
-            .block_on(self.client.send_reader(envelope, AsyncBody(body)))
-            .map_err(from_tokio)
-    }
-    fn send_all(
-        &mut self,
-        messages: Vec<(Envelope, &[u8])>,
-    ) -> Vec<Result<Delivery, AdapterError>> {
-        let results = self.rt.block_on(self.client.send_all(messages));
-        results.into_iter().map(|r| r.map_err(from_tokio)).collect()
-    }
-    fn send_all_readers(
-        &mut self,
-        messages: Vec<(Envelope, Body)>,
-    ) -> Vec<Result<Delivery, AdapterError>> {
-        let results = self
-            .rt
-            .block_on(self.client.send_all_readers(async_bodies(messages)));
-        results.into_iter().map(|r| r.map_err(from_tokio)).collect()
-    }
-    fn send_each(&mut self, messages: Vec<(Envelope, Body)>, on_result: OnResult<'_>) {
-        let on_result = |r: Result<Delivery, smtp_tokio::Error>| on_result(r.map_err(from_tokio));
-        self.rt
-            .block_on(self.client.send_each(async_bodies(messages), on_result));
-    }
-    fn noop(&mut self) -> Result<(), AdapterError> {
-        self.rt.block_on(self.client.noop()).map_err(from_tokio)
-    }
-    fn quit(self: Box<Self>) -> Result<(), AdapterError> {
-        let TokioConn { client, rt } = *self;
-        rt.block_on(client.quit()).map_err(from_tokio)
-    }
-    fn is_tls(&self) -> bool {
-        self.client.is_tls()
-    }
-    fn auth_mechanism(&self) -> Option<Mechanism> {
-        self.client.auth_mechanism().cloned()
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.client.capabilities().clone()
-    }
-    fn is_poisoned(&self) -> bool {
-        self.client.is_poisoned()
-    }
-}
+async_conn!([] TokioConn, [], rt.block_on);
 
 // -------------------------------------------------------- futures-io backend
 
@@ -465,61 +478,11 @@ impl Adapter for Smol {
     }
 }
 
-impl<S> Conn for FuturesConn<S>
-where
-    S: smol::io::AsyncRead + smol::io::AsyncWrite + Unpin + Send,
-{
-    fn send(&mut self, envelope: Envelope, body: &[u8]) -> Result<Delivery, AdapterError> {
-        self.exec
-            .run(self.client.send(envelope, body))
-            .map_err(from_tokio)
-    }
-    fn send_reader(&mut self, envelope: Envelope, body: Body) -> Result<Delivery, AdapterError> {
-        self.exec
-            .run(self.client.send_reader(envelope, AsyncBody(body)))
-            .map_err(from_tokio)
-    }
-    fn send_all(
-        &mut self,
-        messages: Vec<(Envelope, &[u8])>,
-    ) -> Vec<Result<Delivery, AdapterError>> {
-        let results = self.exec.run(self.client.send_all(messages));
-        results.into_iter().map(|r| r.map_err(from_tokio)).collect()
-    }
-    fn send_all_readers(
-        &mut self,
-        messages: Vec<(Envelope, Body)>,
-    ) -> Vec<Result<Delivery, AdapterError>> {
-        let results = self
-            .exec
-            .run(self.client.send_all_readers(async_bodies(messages)));
-        results.into_iter().map(|r| r.map_err(from_tokio)).collect()
-    }
-    fn send_each(&mut self, messages: Vec<(Envelope, Body)>, on_result: OnResult<'_>) {
-        let on_result = |r: Result<Delivery, smtp_tokio::Error>| on_result(r.map_err(from_tokio));
-        self.exec
-            .run(self.client.send_each(async_bodies(messages), on_result));
-    }
-    fn noop(&mut self) -> Result<(), AdapterError> {
-        self.exec.run(self.client.noop()).map_err(from_tokio)
-    }
-    fn quit(self: Box<Self>) -> Result<(), AdapterError> {
-        let FuturesConn { client, exec } = *self;
-        exec.run(client.quit()).map_err(from_tokio)
-    }
-    fn is_tls(&self) -> bool {
-        self.client.is_tls()
-    }
-    fn auth_mechanism(&self) -> Option<Mechanism> {
-        self.client.auth_mechanism().cloned()
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.client.capabilities().clone()
-    }
-    fn is_poisoned(&self) -> bool {
-        self.client.is_poisoned()
-    }
-}
+async_conn!(
+    [S] FuturesConn<S>,
+    [S: smol::io::AsyncRead + smol::io::AsyncWrite + Unpin + Send],
+    exec.run
+);
 
 // ------------------------------------------------------------ async bodies
 
