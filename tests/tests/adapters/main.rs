@@ -137,6 +137,7 @@ suite! {
         real_postfix_refused_recipient,
         real_postfix_size_limit_announced,
         real_postfix_size_limit_unannounced,
+        real_postfix_size_limit_unannounced_data,
     ],
     native: [streamed_100_mib],
 }

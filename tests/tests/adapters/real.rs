@@ -401,13 +401,27 @@ pub fn real_postfix_size_limit_announced(adapter: &dyn Adapter) {
 /// goes out as a pipelined BDAT chunk, which Postfix reads and refuses with
 /// `552 5.3.4`; the connection stays in step and the next message goes through.
 pub fn real_postfix_size_limit_unannounced(adapter: &dyn Adapter) {
+    size_limit_unannounced(adapter, "bdat", &["size"]);
+}
+
+/// As [`real_postfix_size_limit_unannounced`] with CHUNKING hidden too: the
+/// body goes out as DATA, refused after its end.
+pub fn real_postfix_size_limit_unannounced_data(adapter: &dyn Adapter) {
+    size_limit_unannounced(adapter, "data", &["size", "chunking"]);
+}
+
+/// A body over Postfix's unannounced limit sent with `command` (`bdat` or
+/// `data`): refused at the end of data with `552 5.3.4`, then a small one
+/// goes through on the same connection.
+fn size_limit_unannounced(adapter: &dyn Adapter, command: &str, hidden: &[&str]) {
     let server = postfix(PostfixOptions {
         message_size_limit: 65536,
-        hidden_keywords: vec!["size".to_owned()],
+        hidden_keywords: hidden.iter().map(|k| k.to_string()).collect(),
         ..PostfixOptions::default()
     });
     let mut client = connect(adapter, server.addr(), config_plain(), &real_opts(None));
     assert_eq!(client.capabilities().size(), None);
+    assert_eq!(client.capabilities().chunking(), command == "bdat");
     let err = client.send(envelope(), &big_body()).unwrap_err();
     match err.smtp() {
         Some(proto::Error::MessageRejected {
@@ -434,5 +448,5 @@ pub fn real_postfix_size_limit_unannounced(adapter: &dyn Adapter) {
     );
     let counts = session_counts(&server);
     assert_eq!(count(&counts, "mail"), Some("2"), "{counts:?}");
-    assert_eq!(count(&counts, "bdat"), Some("1/2"), "{counts:?}");
+    assert_eq!(count(&counts, command), Some("1/2"), "{counts:?}");
 }
