@@ -345,7 +345,11 @@ macro_rules! reader_methods {
         /// message's result to `on_result` as soon as it is known, in order,
         /// so a batch of any length holds no results: what a bulk sender
         /// wants. The future is `Send` when `on_result`, the readers and the
-        /// iterator are.
+        /// iterator are and the readers own what they read (a `File`, a
+        /// `Cursor<Vec<u8>>`): with readers that borrow, today's compiler
+        /// cannot prove it (a limitation with higher-ranked lifetimes), so
+        /// in a spawned task use [`send_all`](crate::Client::send_all) for
+        /// borrowed bytes, or owned readers.
         pub async fn send_each<R, I>(
             &mut self,
             messages: I,
