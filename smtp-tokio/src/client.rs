@@ -2,13 +2,12 @@
 //! (`tokio::Client`) and the futures-io backend
 //! (`futures::Client`) are this type with their backend filled in.
 
-use crate::driver::{self, Dialer, Driver, Transport};
+use crate::driver::{self, Dialer, Driver, PollBody, Transport};
 use crate::{Error, Options};
 use smtp_proto::{Capabilities, ClientSession, Config, Delivery, Envelope, Mechanism};
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
@@ -188,7 +187,7 @@ impl<B: Backend> Client<B> {
         read: R,
     ) -> Result<Delivery, Error>
     where
-        R: FnMut(&mut Context<'_>, &mut [u8]) -> Poll<io::Result<usize>>,
+        R: PollBody,
     {
         self.driver.send(envelope, read).await
     }
@@ -201,7 +200,7 @@ impl<B: Backend> Client<B> {
         on_result: impl FnMut(Result<Delivery, Error>),
     ) where
         I: IntoIterator<Item = (Envelope, R)>,
-        R: FnMut(&mut Context<'_>, &mut [u8]) -> Poll<io::Result<usize>>,
+        R: PollBody,
     {
         self.driver
             .batch(messages, on_result)
@@ -301,10 +300,10 @@ pub(crate) fn nodelay(result: io::Result<()>) {
 }
 
 /// The methods that read bodies from readers: the same on every backend but
-/// for its reader trait `$read`, which the calling module's `poll_reader`
-/// turns into what the driver polls.
+/// for its reader trait `$read`, `$body`, its wrapper that the driver
+/// polls, and `$wrap`, the marker that wraps readers in batches.
 macro_rules! reader_methods {
-    ($read:path) => {
+    ($read:path, $body:ident, $wrap:ty) => {
         /// Sends one message whose body is read from `body`, 64 KiB at a
         /// time (memory stays bounded whatever the size). Declare the size
         /// with [`Envelope::size`](smtp_proto::Envelope::size) if the server
@@ -322,7 +321,7 @@ macro_rules! reader_methods {
         where
             R: $read + Unpin,
         {
-            self.send_polled(envelope, poll_reader(body)).await
+            self.send_polled(envelope, $body(body)).await
         }
 
         /// [`send_all`](crate::Client::send_all) with bodies read from readers
@@ -345,11 +344,7 @@ macro_rules! reader_methods {
         /// message's result to `on_result` as soon as it is known, in order,
         /// so a batch of any length holds no results: what a bulk sender
         /// wants. The future is `Send` when `on_result`, the readers and the
-        /// iterator are and the readers own what they read (a `File`, a
-        /// `Cursor<Vec<u8>>`): with readers that borrow, today's compiler
-        /// cannot prove it (a limitation with higher-ranked lifetimes), so
-        /// in a spawned task use [`send_all`](crate::Client::send_all) for
-        /// borrowed bytes, or owned readers.
+        /// iterator are.
         pub async fn send_each<R, I>(
             &mut self,
             messages: I,
@@ -358,9 +353,7 @@ macro_rules! reader_methods {
             R: $read + Unpin,
             I: IntoIterator<Item = (::smtp_proto::Envelope, R)>,
         {
-            let messages = messages
-                .into_iter()
-                .map(|(envelope, body)| (envelope, poll_reader(body)));
+            let messages = $crate::driver::Wrapped::<_, $wrap>::new(messages.into_iter());
             self.send_each_polled(messages, on_result).await;
         }
     };

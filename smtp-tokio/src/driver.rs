@@ -212,7 +212,7 @@ impl<T: Transport> Driver<T> {
     /// Sends one message whose body `read` produces: a batch of one.
     pub(crate) async fn send<R>(&mut self, envelope: Envelope, read: R) -> Result<Delivery, Error>
     where
-        R: FnMut(&mut Context<'_>, &mut [u8]) -> Poll<io::Result<usize>>,
+        R: PollBody,
     {
         let span = tracing::debug_span!("smtp.send", recipients = envelope.recipients().len());
         let mut outcome = None;
@@ -235,7 +235,7 @@ impl<T: Transport> Driver<T> {
     pub(crate) async fn batch<I, R, F>(&mut self, messages: I, mut on_result: F)
     where
         I: IntoIterator<Item = (Envelope, R)>,
-        R: FnMut(&mut Context<'_>, &mut [u8]) -> Poll<io::Result<usize>>,
+        R: PollBody,
         F: FnMut(Result<Delivery, Error>),
     {
         if let Err(err) = self.begin() {
@@ -353,11 +353,11 @@ impl<T: Transport> Driver<T> {
     /// commands.
     async fn write_body<R>(&mut self, read: &mut R, chunk: &mut Vec<u8>) -> Result<(), Error>
     where
-        R: FnMut(&mut Context<'_>, &mut [u8]) -> Poll<io::Result<usize>>,
+        R: PollBody,
     {
         chunk.resize(BODY_CHUNK, 0);
         loop {
-            let n = poll_fn(|cx| read(cx, chunk))
+            let n = poll_fn(|cx| read.poll_body(cx, chunk))
                 .await
                 .map_err(Error::BodyRead)?;
             if n == 0 {
@@ -537,27 +537,73 @@ impl<T: Transport> Driver<T> {
     }
 }
 
-/// A message with an in-memory body: the envelope declared with
-/// [`Envelope::for_body`], and a reader of the slice. A function, not a
-/// closure, so that it is general over the slice's lifetime, as the `Send`
-/// check of a batch's future needs.
-pub(crate) fn slice_message(
-    (envelope, mut body): (Envelope, &[u8]),
-) -> (
-    Envelope,
-    impl FnMut(&mut Context<'_>, &mut [u8]) -> Poll<io::Result<usize>> + Send + '_,
-) {
-    let envelope = envelope.for_body(body);
-    let read = move |_cx: &mut Context<'_>, buf: &mut [u8]| {
-        let n = body.len().min(buf.len());
-        let (head, rest) = body.split_at(n);
+/// A message body as the driver reads it: polled into a buffer. Named types
+/// rather than closures, so that a batch's future is `Send` whatever
+/// lifetimes the bodies carry (closures and function items in an iterator
+/// adapter defeat the compiler's proof).
+pub(crate) trait PollBody {
+    /// Reads into `buf`; 0 at the end.
+    fn poll_body(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>>;
+}
+
+/// An in-memory body.
+pub(crate) struct SliceBody<'a>(&'a [u8]);
+
+impl PollBody for SliceBody<'_> {
+    fn poll_body(&mut self, _cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let n = self.0.len().min(buf.len());
+        let (head, rest) = self.0.split_at(n);
         if let Some(dst) = buf.get_mut(..n) {
             dst.copy_from_slice(head);
         }
-        body = rest;
+        self.0 = rest;
         Poll::Ready(Ok(n))
-    };
-    (envelope, read)
+    }
+}
+
+/// A message with an in-memory body: the envelope declared with
+/// [`Envelope::for_body`], and the body.
+pub(crate) fn slice_message((envelope, body): (Envelope, &[u8])) -> (Envelope, SliceBody<'_>) {
+    (envelope.for_body(body), SliceBody(body))
+}
+
+/// How a backend wraps its readers for the driver. A marker type free of
+/// lifetimes, and no bound tying a reader to its wrapper: what the
+/// compiler needs to prove a batch of borrowing readers `Send`.
+pub(crate) trait Wrap {
+    /// The wrapper of a reader `R`.
+    type Body<R>;
+    /// Wraps `body`.
+    fn wrap<R>(body: R) -> Self::Body<R>;
+}
+
+/// Messages whose bodies are wrapped by `M` on the way to the driver: an
+/// iterator of its own rather than `map` with a closure (see [`PollBody`]).
+pub(crate) struct Wrapped<I, M> {
+    messages: I,
+    wrap: std::marker::PhantomData<M>,
+}
+
+impl<I, M> Wrapped<I, M> {
+    pub(crate) fn new(messages: I) -> Self {
+        Wrapped {
+            messages,
+            wrap: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<I, R, M> Iterator for Wrapped<I, M>
+where
+    I: Iterator<Item = (Envelope, R)>,
+    M: Wrap,
+{
+    type Item = (Envelope, M::Body<R>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (envelope, body) = self.messages.next()?;
+        Some((envelope, M::wrap(body)))
+    }
 }
 
 impl<T> std::fmt::Debug for Driver<T> {

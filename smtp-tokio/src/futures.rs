@@ -8,7 +8,7 @@
 //! `smol::net::TcpStream` or `async_io::Async<std::net::TcpStream>`.
 
 use crate::client::{self, Backend, Dial};
-use crate::driver::{self, gone, Dialer, Transport};
+use crate::driver::{self, gone, Dialer, PollBody, Transport, Wrap};
 use crate::{Error, Options};
 use async_std::net::{TcpStream, ToSocketAddrs};
 use futures_io::{AsyncRead, AsyncWrite};
@@ -84,14 +84,27 @@ where
         .await
     }
 
-    client::reader_methods!(AsyncRead);
+    client::reader_methods!(AsyncRead, FuturesBody, FuturesReaders);
 }
 
-/// `body` as the driver reads it.
-fn poll_reader<R: AsyncRead + Unpin>(
-    mut body: R,
-) -> impl FnMut(&mut Context<'_>, &mut [u8]) -> Poll<io::Result<usize>> {
-    move |cx, buf| Pin::new(&mut body).poll_read(cx, buf)
+/// A futures-io reader as the driver polls it.
+pub(crate) struct FuturesBody<R>(R);
+
+/// Wraps the readers of a batch as [`FuturesBody`].
+pub(crate) enum FuturesReaders {}
+
+impl Wrap for FuturesReaders {
+    type Body<R> = FuturesBody<R>;
+
+    fn wrap<R>(body: R) -> FuturesBody<R> {
+        FuturesBody(body)
+    }
+}
+
+impl<R: AsyncRead + Unpin> PollBody for FuturesBody<R> {
+    fn poll_body(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
 }
 
 /// Runs `future` for at most `duration` on an async-io timer.

@@ -6,7 +6,7 @@
 //! `Send`, so operations can run in `tokio::spawn`.
 
 use crate::client::{self, Backend, Dial};
-use crate::driver::{gone, Dialer, Transport};
+use crate::driver::{gone, Dialer, PollBody, Transport, Wrap};
 
 use ::tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use ::tokio::net::TcpStream;
@@ -45,16 +45,27 @@ impl Backend for Tokio {}
 impl Dial for Tokio {}
 
 impl Client {
-    client::reader_methods!(AsyncRead);
+    client::reader_methods!(AsyncRead, TokioBody, TokioReaders);
 }
 
-/// `body` as the driver reads it.
-fn poll_reader<R: AsyncRead + Unpin>(
-    mut body: R,
-) -> impl FnMut(&mut Context<'_>, &mut [u8]) -> Poll<io::Result<usize>> {
-    move |cx, buf| {
+/// A tokio reader as the driver polls it.
+pub(crate) struct TokioBody<R>(R);
+
+/// Wraps the readers of a batch as [`TokioBody`].
+pub(crate) enum TokioReaders {}
+
+impl Wrap for TokioReaders {
+    type Body<R> = TokioBody<R>;
+
+    fn wrap<R>(body: R) -> TokioBody<R> {
+        TokioBody(body)
+    }
+}
+
+impl<R: AsyncRead + Unpin> PollBody for TokioBody<R> {
+    fn poll_body(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         let mut buf = ReadBuf::new(buf);
-        match Pin::new(&mut body).poll_read(cx, &mut buf) {
+        match Pin::new(&mut self.0).poll_read(cx, &mut buf) {
             Poll::Ready(Ok(())) => Poll::Ready(Ok(buf.filled().len())),
             Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
             Poll::Pending => Poll::Pending,
