@@ -50,8 +50,10 @@ fn not_installed(what: &str, path: &Path) -> io::Error {
 /// server then fails to bind it), below the kernel's ephemeral range: a
 /// port from that range could be taken, before the server binds it, by an
 /// outgoing connection or by an in-process server bound to port 0, which a
-/// readiness probe would then mistake for the server. Spread by process id
-/// and taken in turn, so that concurrent tests rarely try the same port.
+/// readiness probe would then mistake for the server. Taken in turn within
+/// a process (so its tests never try the same port), from a start spread
+/// by process id and clock, so that two test processes on one machine
+/// rarely do; the probe cannot tell two servers apart.
 pub fn free_port() -> io::Result<u16> {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     // Linux's default range starts at 32768.
@@ -61,7 +63,13 @@ pub fn free_port() -> io::Result<u16> {
         .unwrap_or(32768);
     let low = 10_000u32.min(ephemeral / 2);
     let span = ephemeral.saturating_sub(low).max(1);
-    let seed = std::process::id().wrapping_mul(2_654_435_761);
+    static SEED: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let seed = *SEED.get_or_init(|| {
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        (std::process::id() ^ nanos).wrapping_mul(2_654_435_761)
+    });
     for _ in 0..span.min(1000) {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let Ok(port) = u16::try_from(low + seed.wrapping_add(n) % span) else {
