@@ -91,6 +91,13 @@
 //! pool never resends a message the server may have accepted. Opening the new
 //! connection may itself fail; that error is returned.
 //!
+//! **Batches.** [`Pool::send_all`] sends several messages over one pooled
+//! connection (one round trip each with PIPELINING), holding one slot
+//! throughout. The same rules apply to the batch as a whole: it is retried
+//! once on a new connection only when a reused one was broken before any
+//! body was read; the connection goes back to the idle list if the batch
+//! left it usable.
+//!
 //! **Credentials.** The [`Connector`]'s [`CredentialProvider`] is called
 //! before each *new* connection is opened (never for a reused one), so
 //! short-lived OAuth2 tokens (XOAUTH2, OAUTHBEARER) are refreshed without
@@ -435,9 +442,7 @@ impl Pool {
     /// the body was sent (see the module's rules). After [`Pool::close`]
     /// the error is [`smtp_proto::Error::InvalidState`].
     pub async fn send(&self, envelope: Envelope, body: &[u8]) -> Result<Delivery, Error> {
-        let envelope = envelope.for_body(body);
-        let mut body = body;
-        self.run(envelope, &mut body).await
+        first(self.run(&mut [(envelope.for_body(body), body)]).await)
     }
 
     /// Sends one message whose body is read from `body`, like
@@ -448,8 +453,29 @@ impl Pool {
     where
         R: AsyncRead + Unpin,
     {
-        let mut body = body;
-        self.run(envelope, &mut body).await
+        first(self.run(&mut [(envelope, body)]).await)
+    }
+
+    /// Sends several messages over one pooled connection, like
+    /// [`Client::send_all`](crate::Client::send_all): with PIPELINING each
+    /// message's commands ride behind the previous message's end, one round
+    /// trip per message. The batch holds one slot from start to end.
+    /// Results come in order; a refused transaction is that message's error
+    /// and the batch goes on; an error that ends the connection is the last
+    /// result (the messages after it were not sent).
+    ///
+    /// The retry rule is [`Pool::send`]'s: when a reused connection turns out
+    /// broken before any body was read, the whole batch goes once more on a
+    /// new connection.
+    pub async fn send_all<'a, I>(&self, messages: I) -> Vec<Result<Delivery, Error>>
+    where
+        I: IntoIterator<Item = (Envelope, &'a [u8])>,
+    {
+        let mut messages: Vec<(Envelope, &[u8])> = messages
+            .into_iter()
+            .map(|(envelope, body)| (envelope.for_body(body), body))
+            .collect();
+        self.run(&mut messages).await
     }
 
     /// QUITs idle connections that are past [`PoolOptions::idle_timeout`] or
@@ -492,58 +518,78 @@ impl Pool {
         }
     }
 
-    async fn run<R>(&self, envelope: Envelope, body: &mut R) -> Result<Delivery, Error>
+    /// The one sending path: a batch on one connection, retried once on a
+    /// new connection when a reused one was broken before any body was read.
+    async fn run<R>(&self, messages: &mut [(Envelope, R)]) -> Vec<Result<Delivery, Error>>
     where
         R: AsyncRead + Unpin,
     {
         let span = tracing::debug_span!(
             target: "smtp_tokio::pool",
             "smtp.pool.send",
-            recipients = envelope.recipients().len()
+            messages = messages.len(),
+            recipients = messages.iter().map(|(e, _)| e.recipients().len()).sum::<usize>()
         );
         async move {
-            let permit = self.inner.acquire().await?;
-            let mut lease = self.inner.checkout(permit).await?;
-            let mut tracked = Tracked {
-                inner: &mut *body,
-                touched: false,
+            let permit = match self.inner.acquire().await {
+                Ok(permit) => permit,
+                Err(err) => return vec![Err(err)],
             };
-            let result = lease.send(envelope.clone(), &mut tracked).await;
-            let err = match result {
-                Ok(delivery) => {
-                    lease.done(None);
-                    return Ok(delivery);
-                }
-                Err(err) => err,
+            let mut lease = match self.inner.checkout(permit).await {
+                Ok(lease) => lease,
+                Err(err) => return vec![Err(err)],
             };
-            let retry = lease.reused && !tracked.touched && is_broken(&err);
-            if !retry {
-                lease.done(Some(&err));
-                return Err(err);
+            let touched = AtomicBool::new(false);
+            let results = lease.send(messages, &touched).await;
+            let broken_before_any_body = lease.reused
+                && !touched.load(Ordering::Relaxed)
+                && matches!(results.as_slice(), [Err(err)] if is_broken(err));
+            if !broken_before_any_body {
+                lease.done(last_error(&results));
+                return results;
             }
             let id = lease.id();
             let permit = match lease.discard_keep_slot("broken before the message was sent") {
                 Some(permit) => permit,
-                None => self.inner.acquire().await?,
+                None => match self.inner.acquire().await {
+                    Ok(permit) => permit,
+                    Err(err) => return vec![Err(err)],
+                },
             };
-            tracing::debug!(
-                target: "smtp_tokio::pool",
-                connection = id,
-                error = %err,
-                "retrying on a new connection"
-            );
-            let mut lease = self.inner.open(permit).await?;
-            let mut tracked = Tracked {
-                inner: &mut *body,
-                touched: false,
+            if let Some(Err(err)) = results.first() {
+                tracing::debug!(
+                    target: "smtp_tokio::pool",
+                    connection = id,
+                    error = %err,
+                    "retrying on a new connection"
+                );
+            }
+            let mut lease = match self.inner.open(permit).await {
+                Ok(lease) => lease,
+                Err(err) => return vec![Err(err)],
             };
-            let result = lease.send(envelope, &mut tracked).await;
-            lease.done(result.as_ref().err());
-            result
+            let results = lease.send(messages, &touched).await;
+            lease.done(last_error(&results));
+            results
         }
         .instrument(span)
         .await
     }
+}
+
+/// The only result of a batch of one.
+fn first(results: Vec<Result<Delivery, Error>>) -> Result<Delivery, Error> {
+    results.into_iter().next().unwrap_or_else(|| {
+        Err(Error::Smtp(smtp_proto::Error::InvalidState {
+            call: "Pool::send",
+            reason: "a batch of one ended without a result",
+        }))
+    })
+}
+
+/// What ended a batch, if anything did: its last result's error.
+fn last_error(results: &[Result<Delivery, Error>]) -> Option<&Error> {
+    results.last().and_then(|result| result.as_ref().err())
 }
 
 impl fmt::Debug for Pool {
@@ -766,18 +812,28 @@ impl Lease {
         }
     }
 
-    async fn send<R>(&mut self, envelope: Envelope, body: &mut R) -> Result<Delivery, Error>
+    /// Sends `messages` as one batch; `touched` is set once any body is read.
+    async fn send<R>(
+        &mut self,
+        messages: &mut [(Envelope, R)],
+        touched: &AtomicBool,
+    ) -> Vec<Result<Delivery, Error>>
     where
         R: AsyncRead + Unpin,
     {
         let Some(conn) = self.conn.as_mut() else {
-            return Err(Error::Poisoned);
+            return vec![Err(Error::Poisoned)];
         };
-        let result = conn.client.send_reader(envelope, body).await;
-        if result.is_ok() {
-            conn.messages += 1;
-        }
-        result
+        let mut results = Vec::with_capacity(messages.len());
+        let bodies = TrackedMessages {
+            messages: messages.iter_mut(),
+            touched,
+        };
+        conn.client
+            .send_each(bodies, |result| results.push(result))
+            .await;
+        conn.messages += results.iter().filter(|result| result.is_ok()).count() as u64;
+        results
     }
 
     /// The operation ended: drop the connection if `err` ended the session,
@@ -858,11 +914,32 @@ async fn quit(conn: Conn, reason: &'static str) {
     );
 }
 
+/// The messages of a batch with their bodies tracked (an iterator of its own
+/// rather than `map` with a closure, which would keep the compiler from
+/// proving the send's future `Send`).
+struct TrackedMessages<'a, 'b, R> {
+    messages: std::slice::IterMut<'a, (Envelope, R)>,
+    touched: &'b AtomicBool,
+}
+
+impl<'a, 'b, R> Iterator for TrackedMessages<'a, 'b, R> {
+    type Item = (Envelope, Tracked<'b, &'a mut R>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (envelope, body) = self.messages.next()?;
+        let body = Tracked {
+            inner: body,
+            touched: self.touched,
+        };
+        Some((envelope.clone(), body))
+    }
+}
+
 /// Remembers whether the body was ever read: if not, the server never got a
 /// byte of it.
 struct Tracked<'a, R> {
-    inner: &'a mut R,
-    touched: bool,
+    inner: R,
+    touched: &'a AtomicBool,
 }
 
 impl<R: AsyncRead + Unpin> AsyncRead for Tracked<'_, R> {
@@ -872,7 +949,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for Tracked<'_, R> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        this.touched = true;
-        Pin::new(&mut *this.inner).poll_read(cx, buf)
+        this.touched.store(true, Ordering::Relaxed);
+        Pin::new(&mut this.inner).poll_read(cx, buf)
     }
 }

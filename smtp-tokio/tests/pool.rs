@@ -486,6 +486,78 @@ async fn no_retry_once_the_body_was_sent() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_all_sends_a_batch_on_one_connection_and_keeps_it() {
+    let (server, inbox) = plain_server(ok);
+    let pool = plain_pool(&server, quiet());
+    let bodies: [&[u8]; 3] = [b"one\r\n", b"two\r\n", b"three\r\n"];
+    let results = pool
+        .send_all(bodies.map(|body| (envelope("me@example.com"), body)))
+        .await;
+    assert_eq!(results.len(), 3, "{results:?}");
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(server.connections(), 1);
+    assert_eq!(
+        inbox.lock().unwrap().clone(),
+        bodies.map(|body| (0, body.to_vec())).to_vec()
+    );
+    assert_eq!((pool.status().idle, pool.status().in_use), (1, 0));
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_all_on_a_stale_reused_connection_is_retried_whole_on_a_new_one() {
+    let (server, inbox) = closes_when_idle();
+    let pool = plain_pool(&server, quiet());
+    pool.send(envelope("me@example.com"), b"one\r\n")
+        .await
+        .unwrap();
+    assert!(server.wait_finished(1, WAIT));
+    let bodies: [&[u8]; 2] = [b"two\r\n", b"three\r\n"];
+    let results = pool
+        .send_all(bodies.map(|body| (envelope("me@example.com"), body)))
+        .await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(results.len(), 2);
+    assert_eq!(server.connections(), 2);
+    assert_eq!(
+        inbox.lock().unwrap().clone(),
+        vec![
+            (0, b"one\r\n".to_vec()),
+            (1, b"two\r\n".to_vec()),
+            (1, b"three\r\n".to_vec())
+        ]
+    );
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_all_is_not_retried_once_a_body_was_sent() {
+    // Connection 0 takes one message, then hangs up after reading the
+    // batch's first body without answering.
+    let (server, inbox) = plain_server(|peer, n| {
+        if peer.index() == 0 && n == 1 {
+            return Ok(false);
+        }
+        ok(peer, n)
+    });
+    let pool = plain_pool(&server, quiet());
+    pool.send(envelope("me@example.com"), b"one\r\n")
+        .await
+        .unwrap();
+    let bodies: [&[u8]; 2] = [b"two\r\n", b"three\r\n"];
+    let results = pool
+        .send_all(bodies.map(|body| (envelope("me@example.com"), body)))
+        .await;
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert!(results[0].is_err(), "{results:?}");
+    assert!(server.wait_finished(1, WAIT));
+    assert_eq!(server.connections(), 1, "nothing may be resent");
+    assert_eq!(inbox.lock().unwrap().len(), 2);
+    assert_eq!((pool.status().idle, pool.status().in_use), (0, 0));
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refusal_keeps_the_connection() {
     let (server, _inbox) = plain_server(|peer, n| {
         if n == 0 {
@@ -682,6 +754,9 @@ fn pool_is_send_sync_and_its_futures_are_send() {
     );
     assert_eq!(pool.status().max_size, 1);
     let future = pool.send(envelope("me@example.com"), b"");
+    assert_send(&future);
+    let body = [b'x'; 4];
+    let future = pool.send_all([(envelope("me@example.com"), &body[..])]);
     assert_send(&future);
     let future = pool.close();
     assert_send(&future);
