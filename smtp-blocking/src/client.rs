@@ -411,6 +411,12 @@ impl Client {
         if let Err(err) = tcp.set_nodelay(true) {
             tracing::debug!(error = %err, "TCP_NODELAY could not be set");
         }
+        // The credential guard's loopback exemption needs the peer the
+        // socket really reached, not only the configured name.
+        match tcp.peer_addr() {
+            Ok(peer) => self.session.set_peer_addr(peer.ip()),
+            Err(err) => tracing::debug!(error = %err, "the peer address is unknown"),
+        }
         self.stream = Stream::Plain(tcp);
         self.expect_ready()?;
         tracing::debug!(tls = self.is_tls(), auth = ?self.auth_mechanism(), "ready");

@@ -57,6 +57,21 @@ pub enum Error {
         reason: String,
     },
 
+    /// A `BDAT` body did not match its declared exact size
+    /// ([`Envelope::exact_size`](crate::Envelope::exact_size)). The server
+    /// reads exactly that many octets as the message and whatever follows as
+    /// commands (RFC 3030 §2), so nothing past the declared size was written:
+    /// the session failed and the connection must be closed, the chunk left
+    /// unfinished, and the message was not delivered.
+    #[error("the message body takes {actual} octets on the wire, not the declared {declared}")]
+    BodySizeMismatch {
+        /// The size declared in `BDAT`.
+        declared: u64,
+        /// The size the body took: when it ran over, as far as the chunk that
+        /// crossed the declared size.
+        actual: u64,
+    },
+
     /// The server refused a command.
     #[error("server rejected {stage}: {reply}")]
     Rejected {

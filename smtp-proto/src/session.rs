@@ -18,6 +18,7 @@ use crate::transaction::{Delivery, Envelope, RecipientResult};
 use crate::transcript::{Direction, TranscriptLine, REDACTED};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use core::fmt;
+use core::net::IpAddr;
 use std::collections::VecDeque;
 
 /// The most transcript lines kept between two calls to
@@ -160,6 +161,8 @@ pub struct ClientSession {
     encoder: BodyEncoder,
     error: Option<Error>,
     quit_sent: bool,
+    /// The address the adapter connected to, once it said so.
+    peer: Option<IpAddr>,
 }
 
 impl fmt::Debug for ClientSession {
@@ -209,6 +212,7 @@ impl ClientSession {
             encoder: BodyEncoder::new(),
             error: None,
             quit_sent: false,
+            peer: None,
         };
         if session.config.tls == TlsPolicy::Implicit {
             session.phase = Phase::Handshake {
@@ -229,9 +233,19 @@ impl ClientSession {
     /// An error here is fatal: the session is failed, and
     /// [`pending_output`](Self::pending_output) may still hold a `QUIT` to
     /// flush before closing.
+    ///
+    /// Bytes that arrive while nothing is awaited (the session is idle, or
+    /// the caller is streaming a body whose replies are all in) are
+    /// unsolicited: a `421` is [`Error::ServiceClosing`] at once, anything
+    /// else [`Error::UnexpectedReply`], so a pool's idle check drops such a
+    /// connection without writing to it.
     pub fn handle_input(&mut self, bytes: &[u8]) -> Result<(), Error> {
         self.check_alive("handle_input")?;
+        let idle = self.expect.is_empty() && matches!(self.phase, Phase::Ready | Phase::Body);
         self.parser.extend(bytes);
+        if idle {
+            self.unsolicited()?;
+        }
         self.process()
     }
 
@@ -245,7 +259,7 @@ impl ClientSession {
                 Ok(())
             }
             _ => {
-                let stage = self.stage().unwrap_or(Stage::Noop);
+                let stage = self.stage().unwrap_or(Stage::Idle);
                 Err(self.fail(Error::ConnectionClosed { stage }))
             }
         }
@@ -285,6 +299,23 @@ impl ClientSession {
     }
 
     // ---- what the caller reports or asks for ----------------------------
+
+    /// Reports the address of the peer the connection reached. Adapters call
+    /// this once connected, before feeding the greeting: the credential
+    /// guard's loopback exemption holds only when the configured name is a
+    /// loopback name *and* the connected peer is a loopback address, so a
+    /// `localhost` pointed at a remote host (a hosts file, a `--connect`
+    /// override) never gets a password in plaintext. Without a reported
+    /// peer the exemption does not apply.
+    pub fn set_peer_addr(&mut self, peer: IpAddr) {
+        self.peer = Some(peer);
+    }
+
+    /// Whether the loopback exemption of the credential guard applies.
+    fn loopback_peer(&self) -> bool {
+        is_loopback_name(&self.config.server_name)
+            && self.peer.is_some_and(|ip| ip.to_canonical().is_loopback())
+    }
 
     /// Reports that the TLS handshake succeeded and which server name the
     /// certificate was verified for. A name other than the configured server
@@ -392,10 +423,37 @@ impl ClientSession {
 
     /// Appends a chunk of the message, dot-stuffed and with line endings
     /// made CRLF. Call after [`Event::SendBody`]; flush the output as it grows.
+    ///
+    /// With `BDAT` the server reads exactly the declared number of octets
+    /// and takes whatever follows as commands (RFC 3030 §2), so a chunk that
+    /// would carry the body past its declared size is refused whole: none of
+    /// it is queued, the session fails with [`Error::BodySizeMismatch`], and
+    /// the connection must be closed (nothing more is written, not even QUIT:
+    /// the server is inside the chunk).
     pub fn write_body(&mut self, chunk: &[u8]) -> Result<(), Error> {
         self.check_body("write_body")?;
+        let start = self.out.len();
         self.encoder.encode(chunk, &mut self.out);
+        if let Some(declared) = self.declared_chunk() {
+            let produced = self.encoder.produced();
+            if produced > declared {
+                self.out.truncate(start);
+                return Err(self.fail(Error::BodySizeMismatch {
+                    declared,
+                    actual: produced,
+                }));
+            }
+        }
         Ok(())
+    }
+
+    /// The exact size of the `BDAT` chunk being written, if one is open.
+    fn declared_chunk(&self) -> Option<u64> {
+        let txn = self.txns.back()?;
+        match txn.framing {
+            Framing::Data => None,
+            Framing::Chunked | Framing::Binary => txn.exact,
+        }
     }
 
     /// Ends the message and waits for the server's verdict: for DATA, CRLF if
@@ -408,28 +466,24 @@ impl ClientSession {
             let note = format!("<message body, {} bytes>", self.encoder.consumed());
             self.record(Direction::Client, note.as_bytes());
         }
+        let start = self.out.len();
         let total = self.encoder.finish(&mut self.out);
-        let declared = self.txns.back_mut().and_then(|t| {
-            t.body_done = true;
-            match t.framing {
-                Framing::Data => None,
-                Framing::Chunked | Framing::Binary => t.exact,
-            }
-        });
-        match declared {
+        match self.declared_chunk() {
             None => self.record(Direction::Client, b"."),
             Some(declared) if declared != total => {
-                // The server counts octets: nothing after this can be in step.
-                self.quit_sent = true;
-                let err = Error::invalid(
-                    InputField::Envelope,
-                    format!(
-                        "the body took {total} octets on the wire, not the declared {declared}"
-                    ),
-                );
-                return Err(self.fail(err));
+                // The server counts octets: the line break finish added must
+                // not cross the declared size either, and nothing after this
+                // can be in step.
+                self.out.truncate(start);
+                return Err(self.fail(Error::BodySizeMismatch {
+                    declared,
+                    actual: total,
+                }));
             }
             Some(_) => {}
+        }
+        if let Some(txn) = self.txns.back_mut() {
+            txn.body_done = true;
         }
         self.expect.push_back(Expect::DataEnd);
         self.phase = Phase::Busy;
@@ -595,11 +649,33 @@ impl ClientSession {
         }
         let limit = self.config.reply_limits.max_buffered();
         if self.parser.buffered() > limit {
-            let stage = self.stage().unwrap_or(Stage::Noop);
+            let stage = self.stage().unwrap_or(Stage::Idle);
             let source = ReplyError::Unsolicited { limit };
             return Err(self.fail(Error::MalformedReply { stage, source }));
         }
         Ok(())
+    }
+
+    /// A reply that arrived while nothing was awaited fails the session at
+    /// once: `421` is the server closing (RFC 5321 §3.8: an idle timeout, a
+    /// shutdown); anything else puts the dialogue out of step, and the next
+    /// command's reply could not be told apart from it. (Bytes buffered
+    /// while replies were awaited wait for the next command, as they always
+    /// did: only what arrives while idle is judged here.)
+    fn unsolicited(&mut self) -> Result<(), Error> {
+        let stage = self.stage().unwrap_or(Stage::Idle);
+        let reply = match self.parser.next_reply(self.caps.enhanced_status_codes()) {
+            Ok(Some(reply)) => reply,
+            Ok(None) => return Ok(()),
+            Err(source) => return Err(self.fail(Error::MalformedReply { stage, source })),
+        };
+        self.record_reply(&reply);
+        let err = if reply.code() == ReplyCode::SERVICE_UNAVAILABLE {
+            Error::ServiceClosing { stage, reply }
+        } else {
+            Error::UnexpectedReply { stage, reply }
+        };
+        Err(self.fail(err))
     }
 
     fn on_reply(&mut self, expect: Expect, reply: Reply) -> Result<(), Error> {
@@ -623,9 +699,12 @@ impl ClientSession {
                         Capabilities::default()
                     };
                     self.after_hello()
-                } else if expect == Expect::Ehlo && (code == 500 || code == 502) {
+                } else if expect == Expect::Ehlo && matches!(code, 500 | 501 | 502 | 504) {
                     // RFC 5321 §3.2: a server that does not know EHLO gets HELO,
-                    // and then there are no extensions.
+                    // and then there are no extensions. 500/502 (unknown
+                    // command), 501 (its argument refused) and 504 (not
+                    // implemented) all mean "not EHLO here", as curl, Go and
+                    // smtplib read them; 4yz, 550 and 554 stay refusals.
                     self.send_hello(Expect::Helo);
                     Ok(())
                 } else {
@@ -693,12 +772,10 @@ impl ClientSession {
             self.become_ready();
             return Ok(());
         };
-        // Mirrors Go's smtp.PlainAuth: TLS, or a loopback name, or the caller's
-        // explicit consent; otherwise nothing of AUTH is written.
-        if !(self.tls
-            || is_loopback_name(&self.config.server_name)
-            || self.config.allow_insecure_auth)
-        {
+        // TLS, or a loopback name whose connected peer is loopback too (a name
+        // alone proves nothing: `localhost` may be connected anywhere), or the
+        // caller's explicit consent; otherwise nothing of AUTH is written.
+        if !(self.tls || self.loopback_peer() || self.config.allow_insecure_auth) {
             return Err(Error::InsecureAuth);
         }
         let offered = self
@@ -707,14 +784,8 @@ impl ClientSession {
             .then(|| self.caps.auth_mechanisms());
         let mechanism = select_mechanism(offered, credentials, self.config.mechanism.as_ref())?;
         let mut exchange = AuthExchange::new(mechanism, credentials)?;
-        let mut line = Vec::with_capacity(64);
-        line.extend_from_slice(b"AUTH ");
-        line.extend_from_slice(exchange.mechanism().as_str().as_bytes());
-        let redacted_len = line.len();
-        if let Some(initial) = exchange.initial_response() {
-            line.push(b' ');
-            line.extend_from_slice(&initial);
-        }
+        let mut line = exchange.command();
+        let redacted_len = b"AUTH ".len() + exchange.mechanism().as_str().len();
         self.out.put_slice(&line);
         self.out.put_slice(b"\r\n");
         if line.len() > redacted_len {
@@ -832,13 +903,12 @@ impl ClientSession {
                 None
             }
             Expect::DataEnd => {
-                // RFC 5321 §4.1.1.4: the reply to the final dot ends the
-                // transaction either way; no RSET is needed.
+                let refused = !reply.is_positive();
                 // Nothing deliverable: the body was cut to the terminator, or
                 // a pipelined BDAT went out before MAIL and RCPT were answered.
-                Some(if !txn.deliverable() {
+                let result = if !txn.deliverable() {
                     Err(txn.undeliverable_reason())
-                } else if reply.is_positive() {
+                } else if !refused {
                     Ok(Delivery::new(core::mem::take(&mut txn.recipients), reply))
                 } else {
                     Err(Error::MessageRejected {
@@ -846,7 +916,23 @@ impl ClientSession {
                         reply,
                         recipients: core::mem::take(&mut txn.recipients),
                     })
-                })
+                };
+                // RFC 5321 §4.1.1.4: the reply to the final dot ends the
+                // transaction either way. A refused BDAT does not (RFC 3030
+                // §2: the transaction is failed, and servers such as Postfix
+                // keep its envelope): RSET it, unless the next message's
+                // commands already went out behind it, where a RSET would
+                // land inside that message.
+                match result {
+                    Err(failure)
+                        if refused && txn.framing != Framing::Data && self.txns.is_empty() =>
+                    {
+                        txn.failure = Some(failure);
+                        self.abort_transaction(&mut txn);
+                        None
+                    }
+                    result => Some(result),
+                }
             }
             Expect::Rset => {
                 if !reply.is_positive() {
@@ -909,6 +995,13 @@ impl ClientSession {
     fn fail(&mut self, err: Error) -> Error {
         if self.phase == Phase::Failed {
             return self.stored_error();
+        }
+        // Inside a message the server reads every byte as content (and
+        // inside a BDAT chunk, counts it): a QUIT written now would end up in
+        // the message, or complete a chunk and deliver it truncated. The
+        // connection is closed instead.
+        if self.phase == Phase::Body {
+            self.quit_sent = true;
         }
         self.phase = Phase::Failed;
         self.expect.clear();

@@ -36,6 +36,9 @@ pub enum Stage {
     Noop,
     /// `QUIT`.
     Quit,
+    /// Between commands, nothing awaited: what an unsolicited `421` or a
+    /// close is reported at.
+    Idle,
 }
 
 impl Stage {
@@ -69,6 +72,7 @@ impl Stage {
             Stage::Rset => "RSET",
             Stage::Noop => "NOOP",
             Stage::Quit => "QUIT",
+            Stage::Idle => "idle",
         }
     }
 }
@@ -86,7 +90,7 @@ pub struct Timeouts {
     by_stage: [Duration; STAGES.len()],
 }
 
-const STAGES: [Stage; 13] = [
+const STAGES: [Stage; 14] = [
     Stage::TlsHandshake,
     Stage::Greeting,
     Stage::Ehlo,
@@ -100,6 +104,7 @@ const STAGES: [Stage; 13] = [
     Stage::Rset,
     Stage::Noop,
     Stage::Quit,
+    Stage::Idle,
 ];
 
 fn index(stage: Stage) -> usize {

@@ -17,6 +17,7 @@ fn scenario(config: Config) -> Scenario {
         config: config.transcript(true),
         recipients: 2,
         messages: 1,
+        peer: Some([127, 0, 0, 1].into()),
     }
 }
 

@@ -150,12 +150,22 @@ fn guard_refuses_under_opportunistic_tls_when_starttls_is_missing() {
 
 #[test]
 fn guard_allows_loopback_names_without_tls() {
-    for name in ["localhost", "127.0.0.1", "127.0.0.53", "::1", "[::1]"] {
+    for (name, peer) in [
+        ("localhost", "127.0.0.1"),
+        ("localhost", "::1"),
+        ("127.0.0.1", "127.0.0.1"),
+        ("127.0.0.53", "127.0.0.53"),
+        ("::1", "::1"),
+        ("[::1]", "::1"),
+        // An IPv4 loopback peer seen through a dual-stack socket.
+        ("localhost", "::ffff:127.0.0.1"),
+    ] {
         run(
             Config::new(name)
                 .tls(TlsPolicy::Disabled)
                 .credentials(password()),
             vec![
+                Peer(peer),
                 S("220 localhost ESMTP"),
                 C("EHLO localhost"),
                 S("250-localhost\n250 AUTH PLAIN"),
@@ -593,7 +603,12 @@ fn invalid_configuration_is_refused_before_anything_is_written() {
 
 /// A plaintext-to-loopback prelude: greeting and EHLO with the given capabilities.
 fn local(ehlo: &'static str) -> Vec<Step> {
-    vec![S("220 localhost ESMTP"), C("EHLO localhost"), S(ehlo)]
+    vec![
+        Peer("127.0.0.1"),
+        S("220 localhost ESMTP"),
+        C("EHLO localhost"),
+        S(ehlo),
+    ]
 }
 
 fn local_config(credentials: Credentials) -> Config {
@@ -1198,15 +1213,37 @@ fn every_recipient_refused_means_no_data_and_rset() {
             S("450 later"),
             C("RSET"),
             S("250 reset"),
-            Done(
-                |r| matches!(r, Err(Error::RecipientsRejected { recipients }) if recipients.len() == 2),
-            ),
+            // One transient refusal and one permanent: not transient as a whole.
+            Done(|r| {
+                matches!(r, Err(e @ Error::RecipientsRejected { recipients })
+                    if recipients.len() == 2
+                        && !recipients[0].accepted()
+                        && !recipients[1].accepted()
+                        && !e.is_transient())
+            }),
             E(Event::Ready),
         ],
     );
-    // One transient refusal and one permanent: not transient as a whole.
-    let err = Error::RecipientsRejected { recipients: vec![] };
-    assert!(!err.is_transient());
+    // Every refusal transient: transient as a whole, and still no DATA.
+    run_on(
+        &mut session,
+        vec![
+            Mail(envelope(&["a@example.org", "b@example.org"])),
+            C("MAIL FROM:<me@example.com>"),
+            S("250 ok"),
+            C("RCPT TO:<a@example.org>"),
+            S("451 later"),
+            C("RCPT TO:<b@example.org>"),
+            S("450 later"),
+            C("RSET"),
+            S("250 reset"),
+            Done(|r| {
+                matches!(r, Err(e @ Error::RecipientsRejected { recipients })
+                    if recipients.len() == 2 && e.is_transient())
+            }),
+            E(Event::Ready),
+        ],
+    );
 }
 
 #[test]
@@ -1364,60 +1401,146 @@ fn noop_health_check() {
 
 #[test]
 fn service_closing_at_every_stage_is_transient_and_final() {
-    let stages: Vec<(Stage, Vec<Step>)> = vec![
-        (Stage::Ehlo, vec![]),
+    fn mail_data() -> Vec<Step> {
+        vec![
+            Mail(envelope(&["a@example.org"])),
+            C("MAIL FROM:<me@example.com>"),
+            S("250 ok"),
+            C("RCPT TO:<a@example.org>"),
+            S("250 ok"),
+            C("DATA"),
+        ]
+    }
+    let plain = || ClientSession::new(Config::new("localhost").tls(TlsPolicy::Disabled)).unwrap();
+    let starttls = || ClientSession::new(Config::new(HOST)).unwrap();
+    let auth = || {
+        let mut s = ClientSession::new(local_config(password())).unwrap();
+        s.set_peer_addr([127, 0, 0, 1].into());
+        s
+    };
+    type Case = (Stage, fn() -> ClientSession, Vec<Step>);
+    let cases: Vec<Case> = vec![
+        (Stage::Greeting, plain, vec![]),
+        (
+            Stage::Ehlo,
+            plain,
+            vec![S("220 localhost"), C("EHLO localhost")],
+        ),
+        (
+            Stage::StartTls,
+            starttls,
+            vec![
+                S("220 smtp.example.com"),
+                C("EHLO localhost"),
+                S("250-smtp.example.com\n250 STARTTLS"),
+                C("STARTTLS"),
+            ],
+        ),
+        (
+            Stage::Auth,
+            auth,
+            with(
+                local("250-localhost\n250 AUTH LOGIN"),
+                vec![C("AUTH LOGIN")],
+            ),
+        ),
+        (
+            Stage::Auth,
+            auth,
+            with(
+                local("250-localhost\n250 AUTH LOGIN"),
+                vec![
+                    C("AUTH LOGIN"),
+                    S("334 VXNlcm5hbWU6"),
+                    c(&b64("me@example.com")),
+                ],
+            ),
+        ),
         (
             Stage::Mail,
+            plain,
             vec![
+                S("220 localhost"),
+                C("EHLO localhost"),
+                S("250 localhost"),
+                E(Event::Ready),
                 Mail(envelope(&["a@example.org"])),
                 C("MAIL FROM:<me@example.com>"),
             ],
         ),
         (
             Stage::Rcpt,
+            plain,
             vec![
+                S("220 localhost"),
+                C("EHLO localhost"),
+                S("250 localhost"),
+                E(Event::Ready),
                 Mail(envelope(&["a@example.org"])),
                 C("MAIL FROM:<me@example.com>"),
                 S("250 ok"),
                 C("RCPT TO:<a@example.org>"),
             ],
+        ),
+        (Stage::Data, plain, mail_data()),
+        (
+            Stage::Body,
+            plain,
+            with(mail_data(), vec![S("354 go"), E(Event::SendBody)]),
         ),
         (
             Stage::DataEnd,
+            plain,
+            with(
+                mail_data(),
+                vec![S("354 go"), E(Event::SendBody), Body(b"x"), c("x\n.")],
+            ),
+        ),
+        (
+            Stage::Rset,
+            plain,
             vec![
                 Mail(envelope(&["a@example.org"])),
                 C("MAIL FROM:<me@example.com>"),
-                S("250 ok"),
-                C("RCPT TO:<a@example.org>"),
-                S("250 ok"),
-                C("DATA"),
-                S("354 go"),
-                E(Event::SendBody),
-                Body(b"x"),
-                c("x\n."),
+                S("550 no"),
+                C("RSET"),
             ],
         ),
+        (Stage::Noop, plain, vec![Noop, C("NOOP")]),
+        (Stage::Idle, plain, vec![]),
     ];
-    for (stage, mut steps) in stages {
-        let mut session = if stage == Stage::Ehlo {
-            let mut s =
-                ClientSession::new(Config::new("localhost").tls(TlsPolicy::Disabled)).unwrap();
-            run_on(&mut s, vec![S("220 localhost"), C("EHLO localhost")]);
-            s
-        } else {
-            ready_local("250 localhost")
-        };
+    for (stage, session, mut steps) in cases {
+        let mut session = session();
+        // Every case past EHLO starts from a ready plaintext session.
+        let needs_ready = matches!(stage, Stage::Rset | Stage::Noop | Stage::Idle)
+            || matches!(stage, Stage::Data | Stage::Body | Stage::DataEnd);
+        if needs_ready {
+            run_on(
+                &mut session,
+                vec![
+                    S("220 localhost"),
+                    C("EHLO localhost"),
+                    S("250 localhost"),
+                    E(Event::Ready),
+                ],
+            );
+        }
         steps.push(S("421 4.4.2 closing, idle too long"));
         steps.push(Fails(|e| matches!(e, Error::ServiceClosing { .. })));
         run_on(&mut session, steps);
         let err = session.error().cloned().unwrap();
         assert!(
             matches!(&err, Error::ServiceClosing { stage: s, .. } if *s == stage),
-            "{err:?}"
+            "{stage:?}: {err:?}"
         );
         assert!(err.is_transient());
         assert!(session.pending_output().is_empty(), "no QUIT after 421");
-        assert!(session.is_closed());
+        assert!(session.is_closed() && !session.is_ready());
+        assert_eq!(
+            session.poll_event(),
+            None,
+            "{stage:?}: no event invites more"
+        );
     }
 }
 
@@ -1711,6 +1834,10 @@ fn bdat_with_every_recipient_refused_reports_them() {
             Body(b"x\r\n"),
             c("x"),
             S("250 ok\n550 no such user\n554 5.5.1 no valid recipients"),
+            // RFC 3030: a refused BDAT leaves the transaction failed, not
+            // ended; Postfix keeps its envelope until RSET.
+            C("RSET"),
+            S("250 2.0.0 Ok"),
             Done(
                 |r| matches!(r, Err(Error::RecipientsRejected { recipients }) if recipients.len() == 1),
             ),
@@ -1732,14 +1859,14 @@ fn bdat_body_of_the_wrong_length_fails_without_more_output() {
             Fails(|e| {
                 matches!(
                     e,
-                    Error::InvalidInput {
-                        field: InputField::Envelope,
-                        ..
+                    Error::BodySizeMismatch {
+                        declared: 10,
+                        actual: 7
                     }
                 )
             }),
             // The body went out; no QUIT after it, since the server is still counting.
-            c("short"),
+            CRaw(b"short".to_vec()),
         ],
     );
     assert!(session.is_closed());
@@ -1869,6 +1996,8 @@ fn bdat_messages_overlap_too() {
             c("2"),
             S("250 ok\n250 ok\n250 one\n250 ok\n550 no\n554 no valid recipients"),
             Done(|r| r.as_ref().is_ok_and(|d| d.reply().message() == b"one")),
+            C("RSET"),
+            S("250 ok"),
             Done(|r| matches!(r, Err(Error::RecipientsRejected { .. }))),
             E(Event::Ready),
         ],
@@ -1899,4 +2028,650 @@ fn without_pipelining_the_next_message_waits() {
         Err(Error::InvalidState { .. })
     ));
     assert!(session.pending_output().is_empty());
+}
+
+// ---- defects an independent review found -----------------------------------------
+
+/// A ready session to a pipelining, chunking loopback server.
+fn chunking_local() -> ClientSession {
+    ready_local("250-localhost\n250-PIPELINING\n250 CHUNKING")
+}
+
+#[test]
+fn bdat_body_past_its_declared_size_is_never_written() {
+    // The body would smuggle commands behind a 7-octet chunk (RFC 3030 §2:
+    // the server reads exactly 7 octets as the message).
+    let smuggler: &[u8] = b"hello\r\nRSET\r\nMAIL FROM:<evil@x>\r\nRCPT TO:<victim@y>\r\nDATA\r\n";
+    let mut session = chunking_local();
+    run_on(
+        &mut session,
+        vec![
+            Mail(envelope(&["a@example.org"]).exact_size(7)),
+            C("MAIL FROM:<me@example.com>\nRCPT TO:<a@example.org>\nBDAT 7 LAST"),
+            E(Event::SendBody),
+            Write(smuggler.to_vec()),
+            Fails(|e| {
+                matches!(
+                    e,
+                    Error::BodySizeMismatch {
+                        declared: 7,
+                        actual: 59
+                    }
+                )
+            }),
+        ],
+    );
+    assert!(session.is_closed());
+    assert_eq!(
+        session.write_body(b"x"),
+        Err(session.error().cloned().unwrap())
+    );
+}
+
+#[test]
+fn bdat_chunk_that_crosses_the_size_is_refused_whole() {
+    let mut session = chunking_local();
+    run_on(
+        &mut session,
+        vec![
+            Mail(envelope(&["a@example.org"]).exact_size(9)),
+            C("MAIL FROM:<me@example.com>\nRCPT TO:<a@example.org>\nBDAT 9 LAST"),
+            E(Event::SendBody),
+            // Within the size: written as it comes.
+            Write(b"hello\r\n".to_vec()),
+            CRaw(b"hello\r\n".to_vec()),
+            // 7 + 3 > 9: none of it goes, not even the two octets that fit.
+            Write(b"abc".to_vec()),
+            Fails(|e| {
+                matches!(
+                    e,
+                    Error::BodySizeMismatch {
+                        declared: 9,
+                        actual: 10
+                    }
+                )
+            }),
+        ],
+    );
+}
+
+#[test]
+fn bdat_line_break_added_at_the_end_must_fit_too() {
+    // "hello" takes 5 octets; the CRLF the encoder adds at the end makes 7.
+    // Neither the CRLF nor a lone LF after a trailing CR crosses the size.
+    for (body, declared, written) in [
+        (&b"hello"[..], 5, &b"hello"[..]),
+        (&b"hello\r"[..], 6, &b"hello\r"[..]),
+    ] {
+        let mut session = chunking_local();
+        run_on(
+            &mut session,
+            vec![
+                Mail(envelope(&["a@example.org"]).exact_size(declared)),
+                C(if declared == 5 {
+                    "MAIL FROM:<me@example.com>\nRCPT TO:<a@example.org>\nBDAT 5 LAST"
+                } else {
+                    "MAIL FROM:<me@example.com>\nRCPT TO:<a@example.org>\nBDAT 6 LAST"
+                }),
+                E(Event::SendBody),
+                Write(body.to_vec()),
+                CRaw(written.to_vec()),
+                Finish,
+                Fails(|e| matches!(e, Error::BodySizeMismatch { actual: 7, .. })),
+            ],
+        );
+        assert!(session.is_closed());
+    }
+}
+
+#[test]
+fn binary_bdat_body_past_its_size_is_never_written() {
+    let mut session = ready_local("250-localhost\n250-PIPELINING\n250-CHUNKING\n250 BINARYMIME");
+    run_on(
+        &mut session,
+        vec![
+            Mail(
+                envelope(&["a@example.org"])
+                    .body(BodyType::BinaryMime)
+                    .exact_size(4),
+            ),
+            C("MAIL FROM:<me@example.com> BODY=BINARYMIME\nRCPT TO:<a@example.org>\nBDAT 4 LAST"),
+            E(Event::SendBody),
+            Write(b"\x00\x01".to_vec()),
+            CRaw(b"\x00\x01".to_vec()),
+            Write(b"\x02\x03QUIT\r\n".to_vec()),
+            Fails(|e| {
+                matches!(
+                    e,
+                    Error::BodySizeMismatch {
+                        declared: 4,
+                        actual: 10
+                    }
+                )
+            }),
+        ],
+    );
+}
+
+#[test]
+fn failure_inside_an_open_chunk_writes_nothing() {
+    // A `354` to a pipelined MAIL while the chunk is open: QUIT would be the
+    // chunk's last six octets, and the server would deliver a truncated message.
+    let mut session = chunking_local();
+    run_on(
+        &mut session,
+        vec![
+            Mail(envelope(&["a@example.org"]).exact_size(10)),
+            C("MAIL FROM:<me@example.com>\nRCPT TO:<a@example.org>\nBDAT 10 LAST"),
+            E(Event::SendBody),
+            Write(b"abcd".to_vec()),
+            CRaw(b"abcd".to_vec()),
+            S("354 what"),
+            Fails(|e| {
+                matches!(
+                    e,
+                    Error::UnexpectedReply {
+                        stage: Stage::Mail,
+                        ..
+                    }
+                )
+            }),
+        ],
+    );
+    assert!(session.is_closed());
+    session.quit().unwrap();
+    assert!(session.pending_output().is_empty(), "no QUIT, ever");
+}
+
+#[test]
+fn failure_inside_a_data_body_writes_nothing() {
+    // A reply while the caller streams a DATA body: QUIT would be message text.
+    let mut session = ready_local("250 localhost");
+    run_on(
+        &mut session,
+        vec![
+            Mail(envelope(&["a@example.org"])),
+            C("MAIL FROM:<me@example.com>"),
+            S("250 ok"),
+            C("RCPT TO:<a@example.org>"),
+            S("250 ok"),
+            C("DATA"),
+            S("354 go"),
+            E(Event::SendBody),
+            Write(b"line one\n".to_vec()),
+            CRaw(b"line one\r\n".to_vec()),
+            S("554 5.3.4 message too big for system"),
+            Fails(|e| {
+                matches!(
+                    e,
+                    Error::UnexpectedReply {
+                        stage: Stage::Body,
+                        ..
+                    }
+                )
+            }),
+        ],
+    );
+    assert!(session.is_closed());
+}
+
+#[test]
+fn guard_checks_the_connected_peer_not_only_the_name() {
+    let steps = |peer: Option<&'static str>| {
+        let mut steps = Vec::new();
+        if let Some(peer) = peer {
+            steps.push(Peer(peer));
+        }
+        steps.extend([
+            S("220 mail.example.net ESMTP"),
+            C("EHLO localhost"),
+            S("250-mail.example.net\n250 AUTH PLAIN LOGIN"),
+            Fails(|e| matches!(e, Error::InsecureAuth)),
+            C("QUIT"),
+        ]);
+        steps
+    };
+    // `localhost` (or a loopback literal) connected to a remote address, or
+    // to an address the adapter never reported: no exemption.
+    for name in ["localhost", "127.0.0.1", "[::1]"] {
+        for peer in [
+            Some("192.0.2.7"),
+            Some("2001:db8::7"),
+            Some("::ffff:192.0.2.7"),
+            None,
+        ] {
+            let config = Config::new(name)
+                .tls(TlsPolicy::Disabled)
+                .credentials(password());
+            run(config, steps(peer));
+        }
+    }
+    // A remote name is never exempt, whatever the peer.
+    run(
+        Config::new(HOST)
+            .tls(TlsPolicy::Disabled)
+            .credentials(token()),
+        steps(Some("127.0.0.1")),
+    );
+}
+
+/// A token whose XOAUTH2 initial response is far over the AUTH line limit.
+fn long_token() -> String {
+    "t".repeat(12_000)
+}
+
+#[test]
+fn initial_response_over_the_line_limit_waits_for_the_empty_challenge() {
+    let token = long_token();
+    let response = b64(&format!(
+        "user=me@example.com\x01auth=Bearer {token}\x01\x01"
+    ));
+    assert!("AUTH XOAUTH2 ".len() + response.len() + 2 > 12_288);
+    let session = run(
+        local_config(Credentials::token("me@example.com", token.clone())),
+        with(
+            local("250-localhost\n250 AUTH XOAUTH2"),
+            vec![
+                // RFC 4954 §4: the response does not go on the AUTH line.
+                C("AUTH XOAUTH2"),
+                S("334 "),
+                c(&response),
+                S("235 2.7.0 ok"),
+                E(Event::Ready),
+            ],
+        ),
+    );
+    assert_eq!(session.auth_mechanism(), Some(&Mechanism::XOAuth2));
+}
+
+#[test]
+fn long_initial_response_then_error_challenge() {
+    let token = long_token();
+    let response = b64(&format!(
+        "user=me@example.com\x01auth=Bearer {token}\x01\x01"
+    ));
+    let json = r#"{"status":"401","schemes":"bearer"}"#;
+    run(
+        local_config(Credentials::token("me@example.com", token)),
+        with(
+            local("250-localhost\n250 AUTH XOAUTH2"),
+            vec![
+                C("AUTH XOAUTH2"),
+                S("334 "),
+                c(&response),
+                s(&format!("334 {}", b64(json))),
+                C(""),
+                S("535 5.7.8 bad token"),
+                Fails(
+                    |e| matches!(e, Error::AuthFailed { detail: Some(d), .. } if d.contains("401")),
+                ),
+                C("QUIT"),
+            ],
+        ),
+    );
+}
+
+#[test]
+fn long_initial_responses_for_plain_and_oauthbearer() {
+    let long = long_token();
+    let plain = b64(&format!("\0me@example.com\0{long}"));
+    run(
+        local_config(Credentials::password("me@example.com", long.clone())),
+        with(
+            local("250-localhost\n250 AUTH PLAIN"),
+            vec![
+                C("AUTH PLAIN"),
+                S("334"),
+                c(&plain),
+                S("235 ok"),
+                E(Event::Ready),
+            ],
+        ),
+    );
+    let mut session = local_session(
+        local_config(Credentials::token("me@example.com", long.clone()))
+            .mechanism(Mechanism::OAuthBearer),
+        "250-localhost\n250 AUTH OAUTHBEARER",
+    );
+    assert_eq!(&session.take_output()[..], b"AUTH OAUTHBEARER\r\n");
+    session.handle_input(b"334 \r\n").unwrap();
+    let sent = session.take_output();
+    assert!(sent.len() > 12_288 && sent.ends_with(b"\r\n"));
+    let decoded = base64_decode(&sent[..sent.len() - 2]);
+    assert!(decoded.starts_with(b"n,a=me@example.com,\x01"));
+    assert!(decoded.ends_with(format!("auth=Bearer {long}\x01\x01").as_bytes()));
+    session.handle_input(b"235 ok\r\n").unwrap();
+    assert_eq!(session.poll_event(), Some(Event::Ready));
+}
+
+/// A session to a loopback peer that has read the greeting and this EHLO
+/// reply; what it wrote after EHLO is left to read.
+fn local_session(config: Config, ehlo: &str) -> ClientSession {
+    let mut session = ClientSession::new(config).unwrap();
+    session.set_peer_addr([127, 0, 0, 1].into());
+    session.handle_input(b"220 localhost ESMTP\r\n").unwrap();
+    assert_eq!(&session.take_output()[..], b"EHLO localhost\r\n");
+    session.handle_input(&crlf(ehlo)).unwrap();
+    session
+}
+
+fn base64_decode(text: &[u8]) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .unwrap()
+}
+
+#[test]
+fn initial_response_exactly_at_the_line_limit_goes_on_the_line() {
+    // "AUTH PLAIN " (11) + response + CRLF (2) up to 12,288: inline. One
+    // octet more of password makes the base64 grow past it: deferred.
+    let fits = |password: &str| {
+        let response = b64(&format!("\0me\0{password}"));
+        11 + response.len() + 2 <= 12_288
+    };
+    let mut len = 9_000;
+    while fits(&"p".repeat(len + 1)) {
+        len += 1;
+    }
+    let at_limit = "p".repeat(len);
+    let response = b64(&format!("\0me\0{at_limit}"));
+    // base64 grows 4 octets at a time: the longest line that fits ends
+    // within 3 octets of the limit.
+    assert!(11 + response.len() + 2 <= 12_288 && 11 + response.len() + 2 > 12_284);
+    run(
+        local_config(Credentials::password("me", at_limit)),
+        with(
+            local("250-localhost\n250 AUTH PLAIN"),
+            vec![
+                c(&format!("AUTH PLAIN {response}")),
+                S("235 ok"),
+                E(Event::Ready),
+            ],
+        ),
+    );
+    run(
+        local_config(Credentials::password("me", "p".repeat(len + 1))),
+        with(
+            local("250-localhost\n250 AUTH PLAIN"),
+            vec![
+                C("AUTH PLAIN"),
+                S("334 "),
+                c(&b64(&format!("\0me\0{}", "p".repeat(len + 1)))),
+                S("235 ok"),
+                E(Event::Ready),
+            ],
+        ),
+    );
+}
+
+#[test]
+fn deferred_initial_response_is_not_sent_to_a_challenge_with_data() {
+    let token = long_token();
+    let mut session = run(
+        local_config(Credentials::token("me@example.com", token.clone())).transcript(true),
+        with(
+            local("250-localhost\n250 AUTH XOAUTH2"),
+            vec![
+                C("AUTH XOAUTH2"),
+                s(&format!("334 {}", b64("Username:"))),
+                Fails(|e| matches!(e, Error::AuthCancelled { .. })),
+                C("*\nQUIT"),
+            ],
+        ),
+    );
+    let text: Vec<String> = session
+        .take_transcript()
+        .iter()
+        .map(|l| l.to_string())
+        .collect();
+    assert!(text.iter().all(|l| !l.contains(&token)), "{text:?}");
+}
+
+#[test]
+fn unsolicited_421_while_idle_fails_at_once() {
+    let mut session = ready_local("250 localhost");
+    run_on(
+        &mut session,
+        vec![
+            S("421 4.4.2 localhost Error: timeout exceeded"),
+            Fails(|e| {
+                matches!(
+                    e,
+                    Error::ServiceClosing {
+                        stage: Stage::Idle,
+                        ..
+                    }
+                )
+            }),
+        ],
+    );
+    assert!(!session.is_ready() && session.is_closed());
+    assert!(!session.can_send_mail());
+    assert!(session.send_mail(envelope(&["a@example.org"])).is_err());
+    assert!(session.noop().is_err());
+    assert!(
+        session.pending_output().is_empty(),
+        "nothing written to a closing server"
+    );
+}
+
+#[test]
+fn unsolicited_421_split_across_reads_while_idle() {
+    let mut session = ready_local("250 localhost");
+    session.handle_input(b"421 4.4.2 idle ").unwrap();
+    assert!(session.is_ready(), "not a whole reply yet");
+    let err = session.handle_input(b"timeout\r\n").unwrap_err();
+    assert!(matches!(
+        err,
+        Error::ServiceClosing {
+            stage: Stage::Idle,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn unsolicited_421_after_auth_and_after_a_transaction() {
+    // After AUTH.
+    run(
+        local_config(password()),
+        with(
+            local("250-localhost\n250 AUTH PLAIN"),
+            vec![
+                c(&format!(
+                    "AUTH PLAIN {}",
+                    b64("\0me@example.com\0s3cret-pw")
+                )),
+                S("235 ok"),
+                E(Event::Ready),
+                S("421 4.4.2 bye"),
+                Fails(|e| {
+                    matches!(
+                        e,
+                        Error::ServiceClosing {
+                            stage: Stage::Idle,
+                            ..
+                        }
+                    )
+                }),
+            ],
+        ),
+    );
+    // Between transactions.
+    let mut session = ready_local("250 localhost");
+    run_on(
+        &mut session,
+        vec![
+            Mail(envelope(&["a@example.org"])),
+            C("MAIL FROM:<me@example.com>"),
+            S("250 ok"),
+            C("RCPT TO:<a@example.org>"),
+            S("250 ok"),
+            C("DATA"),
+            S("354 go"),
+            E(Event::SendBody),
+            Body(b"x"),
+            c("x\n."),
+            S("250 queued"),
+            Done(|r| r.is_ok()),
+            E(Event::Ready),
+            S("421 4.4.2 idle timeout"),
+            Fails(|e| {
+                matches!(
+                    e,
+                    Error::ServiceClosing {
+                        stage: Stage::Idle,
+                        ..
+                    }
+                )
+            }),
+        ],
+    );
+}
+
+#[test]
+fn any_other_reply_while_idle_is_out_of_step() {
+    let mut session = ready_local("250 localhost");
+    run_on(
+        &mut session,
+        vec![
+            S("250 surprise"),
+            Fails(|e| {
+                matches!(
+                    e,
+                    Error::UnexpectedReply {
+                        stage: Stage::Idle,
+                        ..
+                    }
+                )
+            }),
+            C("QUIT"),
+        ],
+    );
+}
+
+#[test]
+fn eof_while_idle_fails() {
+    let mut session = ready_local("250 localhost");
+    run_on(
+        &mut session,
+        vec![
+            Eof,
+            Fails(|e| matches!(e, Error::ConnectionClosed { stage: Stage::Idle })),
+        ],
+    );
+    assert!(session.is_closed() && !session.is_ready());
+}
+
+#[test]
+fn both_secrets_choose_from_the_offer() {
+    let both =
+        || Credentials::password_and_token("me@example.com", "s3cret-pw", "ya29.token-value");
+    let xoauth2 = b64("user=me@example.com\x01auth=Bearer ya29.token-value\x01\x01");
+    let plain = b64("\0me@example.com\0s3cret-pw");
+    type Case = (&'static str, Mechanism);
+    let cases: Vec<Case> = vec![
+        ("250-localhost\n250 AUTH XOAUTH2", Mechanism::XOAuth2),
+        (
+            "250-localhost\n250 AUTH OAUTHBEARER",
+            Mechanism::OAuthBearer,
+        ),
+        ("250-localhost\n250 AUTH XOAUTH2 PLAIN", Mechanism::Plain),
+        ("250-localhost\n250 AUTH LOGIN XOAUTH2", Mechanism::Login),
+        (
+            "250-localhost\n250 AUTH OAUTHBEARER XOAUTH2",
+            Mechanism::XOAuth2,
+        ),
+        // No AUTH advertised: the legacy guess is PLAIN with the password.
+        ("250 localhost", Mechanism::Plain),
+    ];
+    for (ehlo, mechanism) in cases {
+        let mut session = local_session(local_config(both()), ehlo);
+        let line = session.take_output();
+        let line = String::from_utf8_lossy(&line);
+        assert!(
+            line.starts_with(&format!("AUTH {}", mechanism.as_str())),
+            "{ehlo}: {line}"
+        );
+        match mechanism {
+            Mechanism::XOAuth2 => assert_eq!(line, format!("AUTH XOAUTH2 {xoauth2}\r\n")),
+            Mechanism::Plain => assert_eq!(line, format!("AUTH PLAIN {plain}\r\n")),
+            _ => {}
+        }
+        session.handle_input(b"235 ok\r\n").unwrap();
+        assert_eq!(session.auth_mechanism(), Some(&mechanism));
+    }
+    // An explicit mechanism of either kind fits.
+    for mechanism in [Mechanism::Login, Mechanism::XOAuth2] {
+        let mut session = local_session(
+            local_config(both()).mechanism(mechanism.clone()),
+            "250-localhost\n250 AUTH PLAIN LOGIN XOAUTH2",
+        );
+        let line = session.take_output();
+        assert!(line.starts_with(format!("AUTH {}", mechanism.as_str()).as_bytes()));
+    }
+    let shown = format!("{:?}", both());
+    assert!(
+        !shown.contains("s3cret") && !shown.contains("ya29"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn ehlo_fallback_to_helo_on_every_not_supported_code() {
+    for code in ["500", "501", "502", "504"] {
+        run(
+            Config::new("localhost").tls(TlsPolicy::Disabled),
+            vec![
+                S("220 localhost"),
+                C("EHLO localhost"),
+                s(&format!("{code} 5.5.1 EHLO not understood")),
+                C("HELO localhost"),
+                S("250 localhost"),
+                E(Event::Ready),
+            ],
+        );
+    }
+    for code in ["450", "550", "554"] {
+        run(
+            Config::new("localhost").tls(TlsPolicy::Disabled),
+            vec![
+                S("220 localhost"),
+                C("EHLO localhost"),
+                s(&format!("{code} go away")),
+                Fails(|e| {
+                    matches!(
+                        e,
+                        Error::Rejected {
+                            stage: Stage::Ehlo,
+                            ..
+                        }
+                    )
+                }),
+                C("QUIT"),
+            ],
+        );
+    }
+    // A HELO that is refused too is a refusal, not another fallback.
+    run(
+        Config::new("localhost").tls(TlsPolicy::Disabled),
+        vec![
+            S("220 localhost"),
+            C("EHLO localhost"),
+            S("502 no"),
+            C("HELO localhost"),
+            S("502 no"),
+            Fails(|e| {
+                matches!(
+                    e,
+                    Error::Rejected {
+                        stage: Stage::Ehlo,
+                        ..
+                    }
+                )
+            }),
+            C("QUIT"),
+        ],
+    );
 }

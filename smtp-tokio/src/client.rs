@@ -61,7 +61,7 @@ impl<B: Dial> Client<B> {
     ) -> Result<Client<B>, Error> {
         let span = tracing::debug_span!("smtp.connect", host, port, server = config.server_name());
         async move {
-            let (session, transcript) = driver::new_session(config, &options)?;
+            let (mut session, transcript) = driver::new_session(config, &options)?;
             let host = smtp_blocking::strip_brackets(host);
             let started = Instant::now();
             let resolved = B::timeout(options.connect_timeout, B::resolve(host, port))
@@ -72,8 +72,9 @@ impl<B: Dial> Client<B> {
                 port,
                 source,
             })?;
-            let transport =
+            let (transport, peer) =
                 connect_any(host, port, &addrs, options.connect_timeout, started).await?;
+            session.set_peer_addr(peer.ip());
             Client::start(transport, session, transcript, options).await
         }
         .instrument(span)
@@ -89,9 +90,9 @@ impl<B: Dial> Client<B> {
     ) -> Result<Client<B>, Error> {
         let span = tracing::debug_span!("smtp.connect", %addr, server = config.server_name());
         async move {
-            let (session, transcript) = driver::new_session(config, &options)?;
+            let (mut session, transcript) = driver::new_session(config, &options)?;
             let host = addr.ip().to_string();
-            let transport = connect_any(
+            let (transport, peer) = connect_any(
                 &host,
                 addr.port(),
                 &[addr],
@@ -99,6 +100,7 @@ impl<B: Dial> Client<B> {
                 Instant::now(),
             )
             .await?;
+            session.set_peer_addr(peer.ip());
             Client::start(transport, session, transcript, options).await
         }
         .instrument(span)
@@ -259,14 +261,14 @@ fn timed_out() -> io::Error {
 }
 
 /// Tries each address in turn until one connects, all within `timeout`
-/// counted from `started`.
+/// counted from `started`; returns the connection and the address it reached.
 async fn connect_any<B: Dial>(
     host: &str,
     port: u16,
     addrs: &[SocketAddr],
     timeout: Duration,
     started: Instant,
-) -> Result<B, Error> {
+) -> Result<(B, SocketAddr), Error> {
     let mut last = None;
     for &address in addrs {
         let remaining = timeout.saturating_sub(started.elapsed());
@@ -274,7 +276,7 @@ async fn connect_any<B: Dial>(
             .await
             .unwrap_or_else(|| Err(timed_out()));
         match result {
-            Ok(transport) => return Ok(transport),
+            Ok(transport) => return Ok((transport, address)),
             Err(source) => {
                 tracing::debug!(%address, error = %source, "connect failed");
                 let timed_out = source.kind() == io::ErrorKind::TimedOut;

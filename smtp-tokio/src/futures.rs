@@ -67,14 +67,43 @@ where
     /// The whole connection is run with the stream as it is: with
     /// [`TlsPolicy::Implicit`](smtp_proto::TlsPolicy::Implicit) or STARTTLS
     /// this client performs the TLS handshake over it.
+    ///
+    /// The client cannot know where such a stream leads, so the credential
+    /// guard's loopback exemption does not apply: credentials need TLS (or
+    /// [`Config::allow_insecure_auth`](smtp_proto::Config::allow_insecure_auth)).
+    /// Use [`Client::with_stream_to`] to say which peer the stream reached.
     pub async fn with_stream(
         stream: S,
         config: Config,
         options: Options,
     ) -> Result<Client<S>, Error> {
+        Client::with_stream_from(stream, None, config, options).await
+    }
+
+    /// [`Client::with_stream`] for a stream connected to `peer` (its
+    /// `peer_addr()`): a loopback server name then counts as loopback for the
+    /// credential guard when `peer` is a loopback address too.
+    pub async fn with_stream_to(
+        stream: S,
+        peer: SocketAddr,
+        config: Config,
+        options: Options,
+    ) -> Result<Client<S>, Error> {
+        Client::with_stream_from(stream, Some(peer), config, options).await
+    }
+
+    async fn with_stream_from(
+        stream: S,
+        peer: Option<SocketAddr>,
+        config: Config,
+        options: Options,
+    ) -> Result<Client<S>, Error> {
         let span = tracing::debug_span!("smtp.connect", server = config.server_name());
         async move {
-            let (session, transcript) = driver::new_session(config, &options)?;
+            let (mut session, transcript) = driver::new_session(config, &options)?;
+            if let Some(peer) = peer {
+                session.set_peer_addr(peer.ip());
+            }
             let transport = FuturesIo {
                 stream: Stream::Plain(stream),
             };

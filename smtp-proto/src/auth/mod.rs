@@ -136,6 +136,17 @@ pub enum Credentials {
         /// The bearer token.
         token: Secret,
     },
+    /// A user name with both a password and an OAuth 2.0 access token: the
+    /// mechanism is chosen from what the server offers (PLAIN, else LOGIN
+    /// with the password; else XOAUTH2, else OAUTHBEARER with the token).
+    PasswordAndToken {
+        /// The authentication identity.
+        username: String,
+        /// The password.
+        password: Secret,
+        /// The bearer token.
+        token: Secret,
+    },
 }
 
 impl Credentials {
@@ -155,18 +166,51 @@ impl Credentials {
         }
     }
 
-    /// The user name, which is not secret but is still never logged by the session.
-    pub fn username(&self) -> &str {
-        match self {
-            Credentials::Password { username, .. } | Credentials::Token { username, .. } => {
-                username
-            }
+    /// A user name with both a password and a token; see
+    /// [`Credentials::PasswordAndToken`].
+    pub fn password_and_token(
+        username: impl Into<String>,
+        password: impl Into<Secret>,
+        token: impl Into<Secret>,
+    ) -> Credentials {
+        Credentials::PasswordAndToken {
+            username: username.into(),
+            password: password.into(),
+            token: token.into(),
         }
     }
 
-    /// Whether these credentials are a bearer token.
+    /// The user name, which is not secret but is still never logged by the session.
+    pub fn username(&self) -> &str {
+        match self {
+            Credentials::Password { username, .. }
+            | Credentials::Token { username, .. }
+            | Credentials::PasswordAndToken { username, .. } => username,
+        }
+    }
+
+    /// Whether these credentials are a bearer token alone.
     pub fn is_token(&self) -> bool {
         matches!(self, Credentials::Token { .. })
+    }
+
+    /// The password, when there is one.
+    fn password_secret(&self) -> Option<&Secret> {
+        match self {
+            Credentials::Password { password, .. }
+            | Credentials::PasswordAndToken { password, .. } => Some(password),
+            Credentials::Token { .. } => None,
+        }
+    }
+
+    /// The bearer token, when there is one.
+    fn token_secret(&self) -> Option<&Secret> {
+        match self {
+            Credentials::Token { token, .. } | Credentials::PasswordAndToken { token, .. } => {
+                Some(token)
+            }
+            Credentials::Password { .. } => None,
+        }
     }
 
     /// Refuses what no mechanism can send, without echoing a secret: an empty
@@ -187,16 +231,15 @@ impl Credentials {
                 "the user name contains a control character",
             ));
         }
-        match self {
-            Credentials::Password { password, .. } if password.expose().is_empty() => {
-                Err(Error::invalid(InputField::Secret, "the password is empty"))
-            }
-            Credentials::Token { token, .. } if token.expose().is_empty() => {
-                Err(Error::invalid(InputField::Secret, "the token is empty"))
-            }
-            Credentials::Token { token, .. }
-                if token.expose().bytes().any(|b| is_control(b) || b == b' ') =>
-            {
+        if self
+            .password_secret()
+            .is_some_and(|p| p.expose().is_empty())
+        {
+            return Err(Error::invalid(InputField::Secret, "the password is empty"));
+        }
+        match self.token_secret().map(Secret::expose) {
+            Some("") => Err(Error::invalid(InputField::Secret, "the token is empty")),
+            Some(token) if token.bytes().any(|b| is_control(b) || b == b' ') => {
                 Err(Error::invalid(
                     InputField::Secret,
                     "the token contains a control character or a space",
@@ -218,6 +261,12 @@ impl fmt::Debug for Credentials {
             Credentials::Token { username, .. } => f
                 .debug_struct("Token")
                 .field("username", username)
+                .field("token", &"<redacted>")
+                .finish(),
+            Credentials::PasswordAndToken { username, .. } => f
+                .debug_struct("PasswordAndToken")
+                .field("username", username)
+                .field("password", &"<redacted>")
                 .field("token", &"<redacted>")
                 .finish(),
         }
@@ -242,6 +291,8 @@ impl fmt::Debug for Credentials {
 ///   else [`Error::AuthUnavailable`], also when no `AUTH` was advertised: the
 ///   legacy servers that take `AUTH` unannounced predate OAuth 2.0, and
 ///   guessing would send a bearer token to a server that never asked for one.
+/// - Both a password and a token: `PLAIN`, `LOGIN`, `XOAUTH2`, `OAUTHBEARER`,
+///   the first one offered; with no `AUTH` advertised, `PLAIN`.
 ///
 /// The order of `offered` does not matter, and unknown names in it (say
 /// `XPLAIN`, `LOGIN-MD5`, `CRAM-MD5`) are never picked.
@@ -264,13 +315,21 @@ pub fn select_mechanism(
             Some(_) => Err(unavailable()),
         };
     }
-    let (preferred, legacy): (&[Mechanism], Option<Mechanism>) = if credentials.is_token() {
-        (&[Mechanism::XOAuth2, Mechanism::OAuthBearer], None)
-    } else {
-        (
+    let (preferred, legacy): (&[Mechanism], Option<Mechanism>) = match credentials {
+        Credentials::Token { .. } => (&[Mechanism::XOAuth2, Mechanism::OAuthBearer], None),
+        Credentials::Password { .. } => (
             &[Mechanism::Plain, Mechanism::Login],
             Some(Mechanism::Plain),
-        )
+        ),
+        Credentials::PasswordAndToken { .. } => (
+            &[
+                Mechanism::Plain,
+                Mechanism::Login,
+                Mechanism::XOAuth2,
+                Mechanism::OAuthBearer,
+            ],
+            Some(Mechanism::Plain),
+        ),
     };
     match offered {
         None => legacy.ok_or_else(unavailable),
@@ -284,12 +343,12 @@ pub fn select_mechanism(
 
 /// Refuses a mechanism that does not fit the credential kind.
 fn check_fit(mechanism: &Mechanism, credentials: &Credentials) -> Result<(), Error> {
-    match (mechanism.uses_token(), credentials.is_token()) {
-        (true, false) => Err(Error::invalid(
+    match (mechanism.uses_token(), credentials) {
+        (true, Credentials::Password { .. }) => Err(Error::invalid(
             InputField::Secret,
             format!("{mechanism} needs a token, not a password"),
         )),
-        (false, true) => Err(Error::invalid(
+        (false, Credentials::Token { .. }) => Err(Error::invalid(
             InputField::Secret,
             format!("{mechanism} needs a password, not a token"),
         )),
@@ -297,17 +356,25 @@ fn check_fit(mechanism: &Mechanism, credentials: &Credentials) -> Result<(), Err
     }
 }
 
+/// The longest `AUTH` command line a client may send, CRLF included: RFC
+/// 4954 §4 raises SMTP's line limit to 12,288 octets for `AUTH`, and an
+/// initial response that would make the line longer MUST NOT be sent with it.
+pub const AUTH_LINE_LIMIT: usize = 12_288;
+
 /// One AUTH exchange in progress.
 ///
-/// The session writes `AUTH <mechanism.as_str()>[ <initial_response>]\r\n`,
-/// then for every `334` reply calls [`respond`](AuthExchange::respond) with
-/// the reply's text and writes the returned line plus CRLF; on `Err` it writes
-/// `*\r\n` (RFC 4954 §4 cancel) and reports the error. Its `Debug` output
-/// never shows the password or token.
+/// The session writes [`command`](AuthExchange::command) plus CRLF, then for
+/// every `334` reply calls [`respond`](AuthExchange::respond) with the reply's
+/// text and writes the returned line plus CRLF; on `Err` it writes `*\r\n`
+/// (RFC 4954 §4 cancel) and reports the error. Its `Debug` output never shows
+/// the password or token.
 #[derive(Debug)]
 pub(crate) struct AuthExchange {
     mechanism: Mechanism,
     initial_taken: bool,
+    /// An initial response too long for the `AUTH` line, kept for the
+    /// server's empty challenge (RFC 4422 §5.1).
+    deferred: Option<Secret>,
     state: State,
 }
 
@@ -344,17 +411,18 @@ impl AuthExchange {
         check_fit(&mechanism, credentials)?;
         credentials.check()?;
         let username = credentials.username();
-        let state = match (&mechanism, credentials) {
-            (Mechanism::Plain, Credentials::Password { password, .. }) => {
+        let (password, token) = (credentials.password_secret(), credentials.token_secret());
+        let state = match (&mechanism, password, token) {
+            (Mechanism::Plain, Some(password), _) => {
                 State::Plain(plain::Plain::new(username, password)?)
             }
-            (Mechanism::Login, Credentials::Password { password, .. }) => {
+            (Mechanism::Login, Some(password), _) => {
                 State::Login(login::Login::new(username, password))
             }
-            (Mechanism::XOAuth2, Credentials::Token { token, .. }) => {
+            (Mechanism::XOAuth2, _, Some(token)) => {
                 State::XOAuth2(xoauth2::XOAuth2::new(username, token))
             }
-            (Mechanism::OAuthBearer, Credentials::Token { token, .. }) => {
+            (Mechanism::OAuthBearer, _, Some(token)) => {
                 State::OAuthBearer(oauthbearer::OAuthBearer::new(username, token))
             }
             // Other(_) and misfits were refused above; kept total without a panic.
@@ -367,8 +435,32 @@ impl AuthExchange {
         Ok(AuthExchange {
             mechanism,
             initial_taken: false,
+            deferred: None,
             state,
         })
+    }
+
+    /// The `AUTH` command line, without CRLF: `AUTH <mechanism>` and the
+    /// initial response when the line fits [`AUTH_LINE_LIMIT`]; otherwise
+    /// the mechanism alone, and the initial response answers the server's
+    /// empty `334` instead (RFC 4954 §4). Call once.
+    pub(crate) fn command(&mut self) -> Vec<u8> {
+        let name = self.mechanism.as_str().as_bytes();
+        let mut line = Vec::with_capacity(64);
+        line.extend_from_slice(b"AUTH ");
+        line.extend_from_slice(name);
+        if let Some(initial) = self.initial_response() {
+            // "AUTH " + name + " " + response + CRLF
+            if line.len() + 1 + initial.len() + 2 <= AUTH_LINE_LIMIT {
+                line.push(b' ');
+                line.extend_from_slice(&initial);
+            } else {
+                // base64 is ASCII, so this never fails; an empty deferral
+                // would only cancel at the challenge.
+                self.deferred = String::from_utf8(initial).ok().map(Secret::new);
+            }
+        }
+        line
     }
 
     /// The mechanism being run.
@@ -397,6 +489,18 @@ impl AuthExchange {
     /// result is the base64 response without CRLF; `Err` is always
     /// [`Error::AuthCancelled`] and means: write `*`.
     pub(crate) fn respond(&mut self, challenge: &[u8]) -> Result<Vec<u8>, Error> {
+        if let Some(initial) = self.deferred.take() {
+            // RFC 4422 §5.1: without an initial response the server's first
+            // challenge is empty, and the initial response answers it.
+            if !challenge.trim_ascii().is_empty() {
+                return Err(cancel(
+                    self.mechanism.clone(),
+                    prompt_text(challenge),
+                    "a challenge with data where an empty one asks for the initial response",
+                ));
+            }
+            return Ok(initial.expose().as_bytes().to_vec());
+        }
         match &mut self.state {
             State::Plain(plain) => plain.respond(challenge),
             State::Login(login) => login.respond(challenge),

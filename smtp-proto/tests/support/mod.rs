@@ -25,6 +25,12 @@ pub enum Step {
     Done(fn(&Result<smtp_proto::Delivery, Error>) -> bool),
     /// The caller reports a finished TLS handshake for this name.
     Tls(&'static str),
+    /// The adapter reports the connected peer's address.
+    Peer(&'static str),
+    /// The caller streams this piece of the body (no end yet).
+    Write(Vec<u8>),
+    /// The caller ends the body.
+    Finish,
     /// The caller starts a transaction.
     Mail(Envelope),
     /// The caller streams this body and ends it.
@@ -107,6 +113,12 @@ pub fn run_on(session: &mut ClientSession, steps: Vec<Step>) {
                 assert_unsent_is_empty(session, i);
                 session.tls_established(name)
             }
+            Peer(ip) => {
+                session.set_peer_addr(ip.parse().expect("an IP address"));
+                Ok(())
+            }
+            Write(chunk) => session.write_body(&chunk),
+            Finish => session.finish_body(),
             Mail(envelope) => session.send_mail(envelope),
             Body(body) => session
                 .write_body(body)

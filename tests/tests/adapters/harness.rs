@@ -470,7 +470,8 @@ impl Adapter for Smol {
                 .await
                 .map_err(AdapterError::connect)?;
             tcp.set_nodelay(true).map_err(AdapterError::connect)?;
-            smtp_tokio::futures::Client::with_stream(tcp, config, options)
+            let peer = tcp.peer_addr().map_err(AdapterError::connect)?;
+            smtp_tokio::futures::Client::with_stream_to(tcp, peer, config, options)
                 .await
                 .map_err(from_tokio)
         })?;
