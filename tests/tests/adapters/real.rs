@@ -322,7 +322,10 @@ fn addresses(to: &[&str]) -> Envelope {
 /// A refused recipient between two accepted ones, BDAT pipelined behind the
 /// RCPTs: per-recipient results, and the message for the accepted two
 /// only. Then every recipient refused (Postfix still reads the chunk and
-/// refuses it), and the connection goes on.
+/// refuses it): the client resets the failed transaction with RSET (RFC
+/// 3030: a refused BDAT fails the transaction without ending it, as DATA's
+/// final reply would), and the next message in the same session is
+/// delivered.
 pub fn real_postfix_refused_recipient(adapter: &dyn Adapter) {
     let server = postfix(PostfixOptions {
         refused_recipients: vec!["nobody@example.org".to_owned()],
@@ -366,6 +369,8 @@ pub fn real_postfix_refused_recipient(adapter: &dyn Adapter) {
     assert_eq!(count(&counts, "rcpt"), Some("3/5"), "{counts:?}");
     assert_eq!(count(&counts, "bdat"), Some("2/3"), "{counts:?}");
     assert_eq!(count(&counts, "data"), None, "{counts:?}");
+    // One RSET, after the refused chunk; none after the delivered ones.
+    assert_eq!(count(&counts, "rset"), Some("1"), "{counts:?}");
 }
 
 /// A limit Postfix announces (`SIZE 65536`): a larger body is refused by the
