@@ -121,6 +121,16 @@ impl<B: Backend> Client<B> {
         Ok(Client { driver })
     }
 
+    /// Checks an idle connection without waiting and without writing: what
+    /// the server sent meanwhile is fed to the session, and a `421` (an idle
+    /// timeout, a shutdown), any other reply or a close fails it and gives
+    /// the connection up. A pool does this before reusing a connection; with
+    /// CHUNKING a message's body goes out before any reply, so a connection
+    /// the server already closed must be found out before, not by writing.
+    pub fn check_idle(&mut self) -> Result<(), Error> {
+        self.driver.check_idle()
+    }
+
     /// Sends one message: the envelope (its SIZE and BODY parameters filled
     /// in from `body` by [`Envelope::for_body`]), then the body, dot-stuffed
     /// and with CRLF line endings.

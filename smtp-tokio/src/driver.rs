@@ -17,7 +17,7 @@ use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 use tracing::Instrument;
 
@@ -58,6 +58,11 @@ pub trait Transport: Send + Sized {
     /// waiting: `Ok(None)` when nothing is there, `Ok(Some(0))` at end of
     /// stream.
     fn read_now(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>>;
+
+    /// Reads what has already arrived on the connection, plaintext or TLS
+    /// (decrypted), without waiting: `Ok(None)` when nothing is there,
+    /// `Ok(Some(0))` at end of stream.
+    fn read_ready(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>>;
 
     /// Performs the TLS handshake over the plaintext socket.
     fn upgrade(
@@ -122,6 +127,28 @@ impl<S, T> Stream<S, T> {
             Stream::Tls(_) | Stream::Gone => Err(io::Error::other("TLS is already active")),
         }
     }
+}
+
+/// Polls a read once with a waker that does nothing: what has already
+/// arrived, without waiting (`Ok(None)` when the read would wait).
+pub(crate) fn poll_once(
+    mut poll: impl FnMut(&mut Context<'_>) -> Poll<io::Result<usize>>,
+) -> io::Result<Option<usize>> {
+    let waker = Waker::from(Arc::new(NoopWaker));
+    let mut cx = Context::from_waker(&waker);
+    match poll(&mut cx) {
+        Poll::Ready(Ok(n)) => Ok(Some(n)),
+        Poll::Ready(Err(err)) if err.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        Poll::Ready(Err(err)) => Err(err),
+        Poll::Pending => Ok(None),
+    }
+}
+
+/// A waker for polling once without waiting.
+struct NoopWaker;
+
+impl Wake for NoopWaker {
+    fn wake(self: Arc<Self>) {}
 }
 
 /// The error of I/O on a [`Stream::Gone`].
@@ -207,6 +234,38 @@ impl<T: Transport> Driver<T> {
 
     pub(crate) fn is_poisoned(&self) -> bool {
         self.poisoned
+    }
+
+    /// Feeds the session what the server sent while the connection was idle,
+    /// without waiting and without writing anything: a `421`, any other
+    /// reply or a close fails the session (the core's rule for unsolicited
+    /// input), and the connection is given up. A pool calls this before it
+    /// reuses a connection, so a server that timed the connection out never
+    /// gets a command, or a `BDAT` body, written to it.
+    pub(crate) fn check_idle(&mut self) -> Result<(), Error> {
+        if !self.is_usable() {
+            return Err(Error::Poisoned);
+        }
+        let result = loop {
+            let fed = match self.transport.read_ready(&mut self.buf[..]) {
+                Err(err) => break Err(Error::Io(err)),
+                Ok(None) => break Ok(()),
+                Ok(Some(0)) => self.session.handle_eof(),
+                Ok(Some(n)) => match self.buf.get(..n) {
+                    Some(bytes) => self.session.handle_input(bytes),
+                    None => break Err(Error::Io(io::ErrorKind::InvalidData.into())),
+                },
+            };
+            if let Err(err) = fed {
+                break Err(Error::Smtp(err));
+            }
+        };
+        self.drain_transcript();
+        if result.is_err() {
+            self.poisoned = true;
+            self.give_up();
+        }
+        result
     }
 
     /// Sends one message whose body `read` produces: a batch of one.

@@ -8,7 +8,7 @@
 //! `smol::net::TcpStream` or `async_io::Async<std::net::TcpStream>`.
 
 use crate::client::{self, Backend, Dial};
-use crate::driver::{self, gone, Dialer, PollBody, Transport, Wrap};
+use crate::driver::{self, gone, poll_once, Dialer, PollBody, Transport, Wrap};
 use crate::{Error, Options};
 use async_std::net::{TcpStream, ToSocketAddrs};
 use futures_io::{AsyncRead, AsyncWrite};
@@ -24,7 +24,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tracing::Instrument;
 
@@ -148,13 +148,6 @@ where
     })
 }
 
-/// A waker for polling once without waiting.
-struct NoopWaker;
-
-impl Wake for NoopWaker {
-    fn wake(self: Arc<Self>) {}
-}
-
 /// The stream the I/O goes through: plaintext or TLS.
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 
@@ -209,14 +202,12 @@ where
         };
         // One poll with a waker that does nothing. async-io's streams (and so
         // async-std's and smol's) try the read system call before waiting.
-        let waker = Waker::from(Arc::new(NoopWaker));
-        let mut cx = Context::from_waker(&waker);
-        match Pin::new(stream).poll_read(&mut cx, buf) {
-            Poll::Ready(Ok(n)) => Ok(Some(n)),
-            Poll::Ready(Err(err)) if err.kind() == io::ErrorKind::WouldBlock => Ok(None),
-            Poll::Ready(Err(err)) => Err(err),
-            Poll::Pending => Ok(None),
-        }
+        poll_once(|cx| Pin::new(&mut *stream).poll_read(cx, buf))
+    }
+
+    fn read_ready(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        let io = self.io()?;
+        poll_once(|cx| Pin::new(&mut *io).poll_read(cx, buf))
     }
 
     async fn upgrade(

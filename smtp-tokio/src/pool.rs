@@ -60,6 +60,12 @@
 //! swept whenever a connection is taken, and by [`Pool::prune`]; there is no
 //! background timer.
 //!
+//! **Idle check.** Before any reuse, what the server sent while the
+//! connection idled is read without waiting and without writing
+//! ([`Client::check_idle`]): a `421` on its idle timeout, or a close, fails
+//! the session and the connection is discarded, so nothing (with CHUNKING,
+//! not even a whole `BDAT` body) is written to a server that has gone.
+//!
 //! **Health check.** A connection idle for [`PoolOptions::health_check_after`]
 //! or longer gets a NOOP (within [`PoolOptions::health_check_timeout`])
 //! before it is used. A failed check discards that connection and the send
@@ -703,6 +709,21 @@ impl Inner {
                 };
                 continue;
             }
+            // Whatever the server said while the connection idled (a 421 on
+            // its idle timeout, a close), read without writing anything.
+            if let Err(reason) = lease.check_idle() {
+                tracing::debug!(
+                    target: "smtp_tokio::pool",
+                    connection = lease.id(),
+                    error = %reason,
+                    "closed while idle"
+                );
+                permit = match lease.discard_keep_slot("closed while idle") {
+                    Some(permit) => permit,
+                    None => self.acquire().await?,
+                };
+                continue;
+            }
             if idle_for >= self.options.health_check_after {
                 if let Err(reason) = lease.health_check(self.options.health_check_timeout).await {
                     tracing::debug!(
@@ -797,6 +818,13 @@ impl Lease {
         self.conn
             .as_ref()
             .is_some_and(|conn| conn.client.is_usable())
+    }
+
+    fn check_idle(&mut self) -> Result<(), Error> {
+        match self.conn.as_mut() {
+            Some(conn) => conn.client.check_idle(),
+            None => Err(Error::Poisoned),
+        }
     }
 
     async fn health_check(&mut self, timeout: Duration) -> Result<(), Error> {

@@ -6,7 +6,7 @@
 //! `Send`, so operations can run in `tokio::spawn`.
 
 use crate::client::{self, Backend, Dial};
-use crate::driver::{gone, Dialer, PollBody, Transport, Wrap};
+use crate::driver::{gone, poll_once, Dialer, PollBody, Transport, Wrap};
 
 use ::tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use ::tokio::net::TcpStream;
@@ -131,6 +131,22 @@ impl Transport for Tokio {
                 Err(err) => return Err(err),
             }
         }
+    }
+
+    fn read_ready(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        let tls = match &mut self.stream {
+            Stream::Plain(_) => return self.read_now(buf),
+            Stream::Tls(tls) => tls,
+            Stream::Gone => return Err(gone()),
+        };
+        // rustls reads the socket and decrypts inside one poll; tokio's
+        // reactor has seen the socket's readiness while the connection idled.
+        poll_once(|cx| {
+            let mut read = ReadBuf::new(buf);
+            Pin::new(&mut **tls)
+                .poll_read(cx, &mut read)
+                .map_ok(|()| read.filled().len())
+        })
     }
 
     async fn upgrade(

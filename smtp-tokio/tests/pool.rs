@@ -10,7 +10,7 @@ use smtp_tokio::smtp_proto::Error as SmtpError;
 use smtp_tokio::{Address, Config, Credentials, Envelope, Error, Options, Timeouts, TlsPolicy};
 use std::collections::BTreeSet;
 use std::io;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -320,41 +320,60 @@ async fn a_failing_provider_opens_no_connection() {
 /// moment later while the client is idle (as servers do on their idle
 /// timeout), or else in answer to the next command (which is recorded).
 /// Later connections behave.
-fn closes_after_first(unsolicited: bool) -> (ScriptedServer, Inbox) {
-    plain_server(move |peer, _n| {
+fn closes_after_first(unsolicited: bool) -> (ScriptedServer, Inbox, Arc<AtomicBool>) {
+    let said = Arc::new(AtomicBool::new(false));
+    let said_421 = Arc::clone(&said);
+    let (server, inbox) = plain_server(move |peer, _n| {
         peer.reply("250 2.0.0 queued")?;
         if peer.index() != 0 {
             return Ok(true);
         }
         if unsolicited {
             peer.stall(Duration::from_millis(100));
-        } else {
-            peer.line()?;
+            peer.reply("421 4.4.2 mail.test closing connection")?;
+            said_421.store(true, Ordering::SeqCst);
+            // Still listening, so anything the client writes now is recorded.
+            while peer.line().is_ok() {}
+            return Ok(false);
         }
+        peer.line()?;
         peer.reply("421 4.4.2 mail.test closing connection")?;
         Ok(false)
-    })
+    });
+    (server, inbox, said)
 }
 
-fn closes_when_idle() -> (ScriptedServer, Inbox) {
-    closes_after_first(true)
+/// Waits until the server has sent its unsolicited 421.
+async fn wait_for(flag: &AtomicBool) {
+    for _ in 0..1000 {
+        if flag.load(Ordering::SeqCst) {
+            // The bytes are written; give the client's reactor a moment.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the server never sent its 421");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idle_421_fails_mail_and_the_send_is_retried_once_on_a_new_connection() {
-    let (server, inbox) = closes_when_idle();
-    // No health check: the stale connection is found out by MAIL.
+async fn idle_421_is_read_before_reuse_and_the_send_goes_on_a_new_connection() {
+    let (server, inbox, said_421) = closes_after_first(true);
+    // No health check: the idle check reads the 421 before anything is written.
     let pool = plain_pool(&server, quiet());
     pool.send(envelope("me@example.com"), b"one\r\n")
         .await
         .unwrap();
-    assert!(server.wait_finished(1, WAIT));
+    wait_for(&said_421).await;
     assert_eq!(pool.status().idle, 1);
 
     pool.send(envelope("me@example.com"), b"two\r\n")
         .await
         .unwrap();
     assert_eq!(server.connections(), 2);
+    // The 421 was read while the connection idled: nothing was written to
+    // it (the server kept reading until the client closed).
+    assert_eq!(count(&server, 0, "MAIL FROM"), 1);
     assert_eq!(count(&server, 1, "MAIL FROM"), 1);
     let inbox = inbox.lock().unwrap().clone();
     assert_eq!(
@@ -367,7 +386,7 @@ async fn idle_421_fails_mail_and_the_send_is_retried_once_on_a_new_connection() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_421_reply_to_mail_on_a_reused_connection_is_retried_once() {
-    let (server, inbox) = closes_after_first(false);
+    let (server, inbox, _) = closes_after_first(false);
     let pool = plain_pool(&server, quiet());
     pool.send(envelope("me@example.com"), b"one\r\n")
         .await
@@ -390,7 +409,7 @@ async fn a_421_reply_to_mail_on_a_reused_connection_is_retried_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_421_is_caught_by_the_health_check() {
-    let (server, inbox) = closes_after_first(false);
+    let (server, inbox, _) = closes_after_first(false);
     let pool = plain_pool(&server, quiet().health_check_after(Duration::ZERO));
     pool.send(envelope("me@example.com"), b"one\r\n")
         .await
@@ -506,12 +525,12 @@ async fn send_all_sends_a_batch_on_one_connection_and_keeps_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_all_on_a_stale_reused_connection_is_retried_whole_on_a_new_one() {
-    let (server, inbox) = closes_when_idle();
+    // A 421 in answer to MAIL: stale in a way no idle check can see.
+    let (server, inbox, _) = closes_after_first(false);
     let pool = plain_pool(&server, quiet());
     pool.send(envelope("me@example.com"), b"one\r\n")
         .await
         .unwrap();
-    assert!(server.wait_finished(1, WAIT));
     let bodies: [&[u8]; 2] = [b"two\r\n", b"three\r\n"];
     let results = pool
         .send_all(bodies.map(|body| (envelope("me@example.com"), body)))
@@ -724,12 +743,11 @@ async fn long_idle_connections_get_a_noop_before_reuse() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_reader_streams_and_follows_the_same_rules() {
-    let (server, inbox) = closes_when_idle();
+    let (server, inbox, _) = closes_after_first(false);
     let pool = plain_pool(&server, quiet());
     pool.send_reader(envelope("me@example.com"), &b"one\r\n"[..])
         .await
         .unwrap();
-    assert!(server.wait_finished(1, WAIT));
     // The reused connection is dead; the reader was not touched, so the
     // retry sends it whole.
     pool.send_reader(envelope("me@example.com"), &b"two\r\n"[..])
