@@ -149,3 +149,342 @@ where
         self.report(result.map_err(Error::Smtp));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The batch machine driven as an adapter drives it, against a server
+    //! that answers one reply at a time and only when the session waits for
+    //! one: no sockets, so every decision is checked in microseconds.
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use smtp_proto::{Address, Config, Stage, TlsPolicy};
+
+    /// What a run produced.
+    #[derive(Debug, Default)]
+    struct Run {
+        results: Vec<Result<u16, String>>,
+        /// Everything the client wrote.
+        wire: String,
+        /// What the client had written each time a reply was read.
+        at_reply: Vec<String>,
+    }
+
+    fn envelope(to: &str) -> Envelope {
+        Envelope::new(
+            Some(Address::new("me@example.com").unwrap()),
+            [Address::new(to).unwrap()],
+        )
+        .unwrap()
+    }
+
+    fn session(ehlo: &str) -> ClientSession {
+        let mut session =
+            ClientSession::new(Config::new("localhost").tls(TlsPolicy::Disabled)).unwrap();
+        session.handle_input(b"220 localhost\r\n").unwrap();
+        let _ = session.take_output();
+        session.handle_input(ehlo.as_bytes()).unwrap();
+        assert_eq!(session.poll_event(), Some(Event::Ready));
+        session
+    }
+
+    /// Runs `messages` (recipient, body) as one batch; `replies` are the
+    /// server's, one per line, fed one at a time whenever the session waits.
+    fn run(ehlo: &str, messages: &[(&str, &'static [u8])], replies: &[&str]) -> Run {
+        let mut session = session(ehlo);
+        let mut out = Run::default();
+        let mut results = Vec::new();
+        let mut replies = replies.iter();
+        let messages = messages.iter().map(|&(to, body)| {
+            let env = envelope(to);
+            (
+                if body.len() > 1000 {
+                    env.size(body.len() as u64)
+                } else {
+                    env.for_body(body)
+                },
+                body,
+            )
+        });
+        let mut batch = Batch::new(messages, |r: Result<Delivery, Error>| {
+            results.push(r.map(|d| d.reply().code().get()).map_err(|e| e.to_string()))
+        });
+        let take = |session: &mut ClientSession, out: &mut Run| {
+            out.wire
+                .push_str(&String::from_utf8_lossy(&session.take_output()));
+        };
+        let failure = loop {
+            let action = match batch.next(&mut session) {
+                Ok(action) => action,
+                Err(err) => break Some(Error::Smtp(err)),
+            };
+            take(&mut session, &mut out);
+            match action {
+                Action::Done => break None,
+                Action::Body(body) => {
+                    if let Err(err) = session
+                        .write_body(body)
+                        .and_then(|()| session.finish_body())
+                    {
+                        break Some(Error::Smtp(err));
+                    }
+                }
+                Action::Event => {
+                    let event = loop {
+                        take(&mut session, &mut out);
+                        if let Some(event) = session.poll_event() {
+                            break Ok(event);
+                        }
+                        assert!(session.wants_input(), "stuck: {out:?}");
+                        out.at_reply.push(out.wire.clone());
+                        let fed = match replies.next() {
+                            Some(reply) => session.handle_input(format!("{reply}\r\n").as_bytes()),
+                            None => session.handle_eof(),
+                        };
+                        if let Err(err) = fed {
+                            break Err(err);
+                        }
+                    };
+                    match event {
+                        Ok(event) => {
+                            if let Err(event) = batch.event(event) {
+                                panic!("event out of place: {event:?}");
+                            }
+                        }
+                        Err(err) => break Some(Error::Smtp(err)),
+                    }
+                }
+            }
+        };
+        if let Some(err) = failure {
+            batch.fail(&mut session, err);
+        }
+        take(&mut session, &mut out);
+        assert_eq!(replies.next(), None, "replies left unread: {out:?}");
+        out.results = results;
+        out
+    }
+
+    const PIPELINING: &str = "250-localhost\r\n250 PIPELINING\r\n";
+    const CHUNKING: &str = "250-localhost\r\n250-PIPELINING\r\n250 CHUNKING\r\n";
+
+    #[test]
+    fn each_message_rides_behind_the_previous_end_of_data() {
+        let out = run(
+            PIPELINING,
+            &[
+                ("a@x.org", b"one"),
+                ("b@x.org", b"two"),
+                ("c@x.org", b"three"),
+            ],
+            &[
+                "250 ok",
+                "250 ok",
+                "354 go",
+                "250 first", //
+                "250 ok",
+                "250 ok",
+                "354 go",
+                "250 second", //
+                "250 ok",
+                "250 ok",
+                "354 go",
+                "250 third",
+            ],
+        );
+        assert_eq!(out.results, [Ok(250), Ok(250), Ok(250)]);
+        // When the first message's final reply is read, the second's
+        // commands are already written behind its end of data.
+        let before_first_final = &out.at_reply[3];
+        assert!(
+            before_first_final.ends_with(
+                "one\r\n.\r\nMAIL FROM:<me@example.com>\r\nRCPT TO:<b@x.org>\r\nDATA\r\n"
+            ),
+            "{before_first_final:?}"
+        );
+        assert_eq!(out.wire.matches("MAIL FROM").count(), 3);
+    }
+
+    #[test]
+    fn without_pipelining_each_message_waits_for_the_previous_reply() {
+        let out = run(
+            "250 localhost\r\n",
+            &[("a@x.org", b"one"), ("b@x.org", b"two")],
+            &[
+                "250 ok",
+                "250 ok",
+                "354 go",
+                "250 first", //
+                "250 ok",
+                "250 ok",
+                "354 go",
+                "250 second",
+            ],
+        );
+        assert_eq!(out.results, [Ok(250), Ok(250)]);
+        assert!(
+            out.at_reply[3].ends_with("one\r\n.\r\n"),
+            "{:?}",
+            out.at_reply[3]
+        );
+    }
+
+    #[test]
+    fn bdat_messages_overlap_and_results_stay_in_order() {
+        let out = run(
+            CHUNKING,
+            &[
+                ("a@x.org", b"one"),
+                ("b@x.org", b"two"),
+                ("c@x.org", b"three"),
+            ],
+            &[
+                "250 ok",
+                "250 ok",
+                "250 first", //
+                "250 ok",
+                "550 no such user",
+                "554 no valid recipients", //
+                "250 ok",
+                "250 ok",
+                "250 third",
+            ],
+        );
+        assert_eq!(out.results.len(), 3, "{:?}", out.results);
+        // The third message rode behind the refused second one: a RSET
+        // would have landed after its commands, so none was written.
+        assert_eq!(out.wire.matches("RSET").count(), 0, "{}", out.wire);
+        assert_eq!(out.results[0], Ok(250));
+        assert!(out.results[1]
+            .as_ref()
+            .is_err_and(|e| e.contains("every recipient")));
+        assert_eq!(out.results[2], Ok(250));
+        assert_eq!(out.wire.matches("BDAT").count(), 3);
+    }
+
+    #[test]
+    fn a_message_refused_before_writing_is_reported_in_its_place() {
+        // SIZE 100: the 2,000-octet second message is refused by the
+        // session, after the first one's result and before the third's.
+        static BIG: [u8; 2000] = [b'x'; 2000];
+        let out = run(
+            "250-localhost\r\n250-PIPELINING\r\n250 SIZE 100\r\n",
+            &[
+                ("a@x.org", b"one"),
+                ("b@x.org", &BIG),
+                ("c@x.org", b"three"),
+            ],
+            &[
+                "250 ok",
+                "250 ok",
+                "354 go",
+                "250 first", //
+                "250 ok",
+                "250 ok",
+                "354 go",
+                "250 third",
+            ],
+        );
+        assert_eq!(out.results.len(), 3, "{:?}", out.results);
+        assert_eq!(out.results[0], Ok(250));
+        assert!(
+            out.results[1]
+                .as_ref()
+                .is_err_and(|e| e.contains("exceeds")),
+            "{:?}",
+            out.results
+        );
+        assert_eq!(out.results[2], Ok(250));
+        assert_eq!(out.wire.matches("MAIL FROM").count(), 2);
+    }
+
+    #[test]
+    fn a_refused_first_message_does_not_stop_the_batch() {
+        let out = run(
+            PIPELINING,
+            &[("a@x.org", b"one"), ("b@x.org", b"two")],
+            &[
+                "550 sender refused",
+                "503 no mail",
+                "503 no mail",
+                "250 reset", //
+                "250 ok",
+                "250 ok",
+                "354 go",
+                "250 second",
+            ],
+        );
+        assert_eq!(out.results.len(), 2, "{:?}", out.results);
+        assert!(out.results[0].is_err());
+        assert_eq!(out.results[1], Ok(250));
+    }
+
+    #[test]
+    fn the_connection_ending_mid_batch_ends_it_with_one_error() {
+        let out = run(
+            PIPELINING,
+            &[
+                ("a@x.org", b"one"),
+                ("b@x.org", b"two"),
+                ("c@x.org", b"three"),
+            ],
+            &[
+                "250 ok",
+                "250 ok",
+                "354 go",
+                "250 first",
+                "421 4.3.2 shutting down",
+            ],
+        );
+        // The first delivered; the second met the 421; the third never started.
+        assert_eq!(out.results.len(), 2, "{:?}", out.results);
+        assert_eq!(out.results[0], Ok(250));
+        let err = out.results[1].as_ref().unwrap_err();
+        assert!(
+            err.contains("closing") && err.contains(Stage::Mail.as_str()),
+            "{err}"
+        );
+        assert_eq!(out.wire.matches("MAIL FROM").count(), 2);
+    }
+
+    #[test]
+    fn an_empty_batch_is_done_at_once() {
+        let out = run(PIPELINING, &[], &[]);
+        assert!(out.results.is_empty());
+        assert_eq!(out.wire, "");
+    }
+
+    #[test]
+    fn a_failure_after_completed_messages_keeps_their_results() {
+        // The second message's final reply is lost to a close: the first
+        // result (already queued as an event) is reported before the error.
+        let out = run(
+            PIPELINING,
+            &[("a@x.org", b"one"), ("b@x.org", b"two")],
+            &[
+                "250 ok",
+                "250 ok",
+                "354 go",
+                "250 first",
+                "250 ok",
+                "250 ok",
+                "354 go",
+            ],
+        );
+        assert_eq!(out.results.len(), 2, "{:?}", out.results);
+        assert_eq!(out.results[0], Ok(250));
+        assert!(out.results[1].as_ref().is_err_and(|e| e.contains("closed")));
+    }
+
+    #[test]
+    fn events_out_of_place_are_handed_back() {
+        let mut batch = Batch::new(
+            std::iter::empty::<(Envelope, &[u8])>(),
+            |_: Result<Delivery, Error>| {},
+        );
+        assert_eq!(batch.event(Event::SendBody), Err(Event::SendBody));
+        assert_eq!(batch.event(Event::Closed), Err(Event::Closed));
+        assert_eq!(batch.event(Event::StartTls), Err(Event::StartTls));
+        assert_eq!(batch.event(Event::Ready), Ok(()));
+    }
+}
