@@ -46,11 +46,13 @@ pub enum TlsMode {
 /// `--auth`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AuthMode {
-    /// PLAIN if advertised, else LOGIN; with a token XOAUTH2, else OAUTHBEARER.
+    /// With `SMTP_PASSWORD`, PLAIN if advertised, else LOGIN; with
+    /// `SMTP_OAUTH_TOKEN`, XOAUTH2, else OAUTHBEARER; with both, the first
+    /// advertised of PLAIN, LOGIN, XOAUTH2, OAUTHBEARER.
     Auto,
-    /// AUTH PLAIN.
+    /// AUTH PLAIN (needs `SMTP_PASSWORD`).
     Plain,
-    /// AUTH LOGIN.
+    /// AUTH LOGIN (needs `SMTP_PASSWORD`).
     Login,
     /// AUTH XOAUTH2 (needs `SMTP_OAUTH_TOKEN`).
     Xoauth2,

@@ -6,12 +6,12 @@ use crate::report::{classify, Failure, Kind};
 use smtp_blocking::smtp_proto::{BodyType, EhloName};
 use smtp_blocking::tls::{client_config, TlsRoots};
 use smtp_blocking::{Address, Credentials, Envelope, Mechanism, Options, Timeouts, TlsPolicy};
-use std::fs::File;
+use std::fs::{File, Metadata};
 use std::io::{self, Read};
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// The environment variable holding the password for `--user`.
 pub const PASSWORD_ENV: &str = "SMTP_PASSWORD";
@@ -21,17 +21,14 @@ pub const TOKEN_ENV: &str = "SMTP_OAUTH_TOKEN";
 /// Where the message comes from.
 #[derive(Debug, Clone)]
 pub enum Data {
-    /// A file, reopened and streamed for every transaction.
+    /// A regular file, reopened and streamed for every transaction.
     File {
         /// The path.
         path: PathBuf,
-        /// Its length, declared as `SIZE=`.
-        size: u64,
-        /// 8BITMIME when it holds any non-ASCII byte.
-        body: BodyType,
-        /// Its length on the wire with CRLF line endings, which lets the
-        /// session use `BDAT` when the server offers CHUNKING.
-        wire: u64,
+        /// What the pass at plan time found. Every transaction checks the
+        /// file against its [`Stamp`] first and measures it again when it
+        /// changed (see `run`).
+        measure: Measure,
     },
     /// Standard input, streamed (one transaction only).
     Stdin,
@@ -42,6 +39,80 @@ pub enum Data {
     /// In memory: stdin read once for several transactions, a small file
     /// sent several times, or the demo.
     Memory(Arc<Vec<u8>>),
+}
+
+/// What one pass over a regular file found, and which version of the file
+/// it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Measure {
+    /// Its length, declared as `SIZE=`.
+    pub size: u64,
+    /// 8BITMIME when it holds any non-ASCII byte.
+    pub body: BodyType,
+    /// Its length on the wire with CRLF line endings, which lets the
+    /// session use `BDAT` when the server offers CHUNKING.
+    pub wire: u64,
+    /// The file the counts are of.
+    pub stamp: Stamp,
+}
+
+/// Tells versions of a file apart without reading it: what `stat` says.
+///
+/// The length and modification time are what changes when a file is
+/// written; on Unix the inode also tells a file replaced by a rename, and
+/// the status-change time, which no program can set back (`touch -d`,
+/// `cp -p`, `rsync -t` all set back the modification time), tells a
+/// rewrite that kept the length and restored the time. A change within one
+/// tick of the file system's clock that keeps the length is not seen: the
+/// core's BDAT size check is the last guard then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    len: u64,
+    modified: Option<SystemTime>,
+    #[cfg(unix)]
+    inode: (u64, u64),
+    #[cfg(unix)]
+    changed: (i64, i64),
+}
+
+impl Stamp {
+    /// The stamp of the file `metadata` describes.
+    pub fn of(metadata: &Metadata) -> Stamp {
+        #[cfg(unix)]
+        use std::os::unix::fs::MetadataExt;
+        Stamp {
+            len: metadata.len(),
+            modified: metadata.modified().ok(),
+            #[cfg(unix)]
+            inode: (metadata.dev(), metadata.ino()),
+            #[cfg(unix)]
+            changed: (metadata.ctime(), metadata.ctime_nsec()),
+        }
+    }
+}
+
+/// Why a regular file could not be measured.
+#[derive(Debug)]
+pub enum MeasureError {
+    /// Opening, reading or `stat` failed.
+    Read(io::Error),
+    /// It changed during the pass, so the counts are of no one version.
+    Changed,
+}
+
+impl std::fmt::Display for MeasureError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MeasureError::Read(err) => err.fmt(f),
+            MeasureError::Changed => f.write_str("the file changed while it was being measured"),
+        }
+    }
+}
+
+impl From<io::Error> for MeasureError {
+    fn from(err: io::Error) -> MeasureError {
+        MeasureError::Read(err)
+    }
 }
 
 /// A checked run: what to connect to, how, and what to send.
@@ -165,17 +236,7 @@ pub fn plan(args: &SendArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Pla
             None
         }
         Some(user) => {
-            let wants_token = matches!(args.auth, Some(AuthMode::Xoauth2 | AuthMode::Oauthbearer));
-            let credentials = match (env(PASSWORD_ENV), env(TOKEN_ENV)) {
-                (_, Some(token)) if wants_token => Credentials::token(user.clone(), token),
-                (Some(password), _) => Credentials::password(user.clone(), password),
-                (None, Some(token)) => Credentials::token(user.clone(), token),
-                (None, None) => {
-                    return Err(Failure::usage(format!(
-                        "--user needs the secret in the environment: {PASSWORD_ENV} (or {TOKEN_ENV} for a bearer token)"
-                    )))
-                }
-            };
+            let credentials = credentials(user, args.auth, env(PASSWORD_ENV), env(TOKEN_ENV))?;
             credentials.check().map_err(|err| invalid("--user", err))?;
             Some(credentials)
         }
@@ -264,6 +325,49 @@ fn invalid(flag: &str, err: smtp_blocking::smtp_proto::Error) -> Failure {
     failure
 }
 
+/// The secret for `--auth`: the password for PLAIN and LOGIN, the token
+/// for XOAUTH2 and OAUTHBEARER; with the mechanism left to the session,
+/// whichever is set, or both, so that a server offering only the token's
+/// mechanisms (or only the password's) is still served.
+fn credentials(
+    user: &str,
+    auth: Option<AuthMode>,
+    password: Option<String>,
+    token: Option<String>,
+) -> Result<Credentials, Failure> {
+    let user = user.to_owned();
+    let missing = |mode: AuthMode, secret: &str, var: &str| {
+        let name = match mode {
+            AuthMode::Auto => "auto",
+            AuthMode::Plain => "plain",
+            AuthMode::Login => "login",
+            AuthMode::Xoauth2 => "xoauth2",
+            AuthMode::Oauthbearer => "oauthbearer",
+        };
+        Failure::usage(format!(
+            "--auth {name} needs the {secret} in the environment: {var}"
+        ))
+    };
+    match (auth, password, token) {
+        (_, None, None) => Err(Failure::usage(format!(
+            "--user needs the secret in the environment: {PASSWORD_ENV} (or {TOKEN_ENV} for a bearer token)"
+        ))),
+        (Some(mode @ (AuthMode::Plain | AuthMode::Login)), password, _) => password
+            .map(|password| Credentials::password(user, password))
+            .ok_or_else(|| missing(mode, "password", PASSWORD_ENV)),
+        (Some(mode @ (AuthMode::Xoauth2 | AuthMode::Oauthbearer)), _, token) => token
+            .map(|token| Credentials::token(user, token))
+            .ok_or_else(|| missing(mode, "token", TOKEN_ENV)),
+        (None | Some(AuthMode::Auto), Some(password), Some(token)) => {
+            Ok(Credentials::password_and_token(user, password, token))
+        }
+        (None | Some(AuthMode::Auto), Some(password), None) => {
+            Ok(Credentials::password(user, password))
+        }
+        (None | Some(AuthMode::Auto), None, Some(token)) => Ok(Credentials::token(user, token)),
+    }
+}
+
 /// `--connect ADDR:PORT`: an IP address and port, or a name resolved now
 /// (its first address).
 fn parse_connect(value: &str) -> Result<SocketAddr, Failure> {
@@ -291,10 +395,10 @@ fn parse_connect(value: &str) -> Result<SocketAddr, Failure> {
 /// The largest message kept in memory when it is sent several times.
 const KEEP_IN_MEMORY: usize = 1 << 20;
 
-/// Checks a regular file once: its size (declared as `SIZE=`) and whether
-/// it is 8-bit, in one streaming pass; the message itself is streamed again
-/// per transaction. Anything else (a FIFO) can be read only once: streamed
-/// for one transaction, buffered for several.
+/// Checks a regular file once: its size (declared as `SIZE=`), whether it
+/// is 8-bit, and its length on the wire, in one streaming pass; the message
+/// itself is streamed again per transaction. Anything else (a FIFO) can be
+/// read only once: streamed for one transaction, buffered for several.
 fn file_data(path: PathBuf, repeat: u32) -> Result<Data, Failure> {
     let unreadable = |err: io::Error| Failure::usage(format!("--data {}: {err}", path.display()));
     let mut file = File::open(&path).map_err(unreadable)?;
@@ -307,50 +411,152 @@ fn file_data(path: PathBuf, repeat: u32) -> Result<Data, Failure> {
         file.read_to_end(&mut buf).map_err(unreadable)?;
         return Ok(Data::Memory(Arc::new(buf)));
     }
+    // A small message sent several times is kept in memory rather than
+    // reopened and read for every transaction.
+    let mut kept = (repeat > 1).then(Vec::new);
+    let measure = measure_file(&mut file, &mut kept).map_err(|err| match err {
+        MeasureError::Read(err) => unreadable(err),
+        // Reading worked; what was read is no one version of the message.
+        MeasureError::Changed => Failure::new(
+            Kind::Io,
+            format!("--data {}: {}", path.display(), MeasureError::Changed),
+        ),
+    })?;
+    if let Some(buf) = kept {
+        return Ok(Data::Memory(Arc::new(buf)));
+    }
+    Ok(Data::File { path, measure })
+}
+
+/// Measures the regular file at `path` again (see [`Data::File`]).
+pub fn measure(path: &Path) -> Result<Measure, MeasureError> {
+    let mut file = File::open(path)?;
+    measure_file(&mut file, &mut None)
+}
+
+/// The one measuring pass over an open regular file. `kept` collects the
+/// bytes as long as they fit in [`KEEP_IN_MEMORY`] and becomes `None`
+/// past it.
+fn measure_file(file: &mut File, kept: &mut Option<Vec<u8>>) -> Result<Measure, MeasureError> {
+    let stamp = Stamp::of(&file.metadata()?);
     let mut chunk = vec![0; 64 * 1024];
     let mut size = 0u64;
     let mut ascii = true;
     let mut wire = smtp_blocking::smtp_proto::data::NormalizedLen::default();
-    // A small message sent several times is kept in memory rather than
-    // reopened and read for every transaction.
-    let mut kept = (repeat > 1).then(Vec::new);
     loop {
         let n = match file.read(&mut chunk) {
             Ok(0) => break,
             Ok(n) => n,
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) => return Err(unreadable(err)),
+            Err(err) => return Err(err.into()),
         };
         size += n as u64;
         ascii &= chunk[..n].is_ascii();
         wire.update(&chunk[..n]);
         if let Some(buf) = kept.as_mut() {
             if buf.len() + n > KEEP_IN_MEMORY {
-                kept = None;
+                *kept = None;
             } else {
                 buf.extend_from_slice(&chunk[..n]);
             }
         }
+    }
+    // The counts must be of the version the stamp names, or a later check
+    // against the stamp would vouch for counts of another one.
+    if size != stamp.len || Stamp::of(&file.metadata()?) != stamp {
+        return Err(MeasureError::Changed);
     }
     let body = if ascii {
         BodyType::SevenBit
     } else {
         BodyType::EightBitMime
     };
-    if let Some(buf) = kept {
-        return Ok(Data::Memory(Arc::new(buf)));
-    }
-    Ok(Data::File {
-        path,
+    Ok(Measure {
         size,
         body,
         wire: wire.total(),
+        stamp,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_follow_the_mechanism() {
+        let pw = || Some("pw".to_owned());
+        let tok = || Some("tok".to_owned());
+        let both = Credentials::password_and_token("u", "pw", "tok");
+        let c = |auth, password, token| credentials("u", auth, password, token);
+        for auto in [None, Some(AuthMode::Auto)] {
+            assert_eq!(c(auto, pw(), tok()).unwrap(), both);
+            assert_eq!(
+                c(auto, pw(), None).unwrap(),
+                Credentials::password("u", "pw")
+            );
+            assert_eq!(
+                c(auto, None, tok()).unwrap(),
+                Credentials::token("u", "tok")
+            );
+        }
+        let usage = |result: Result<Credentials, Failure>, mentions: &str| {
+            let failure = result.unwrap_err();
+            assert_eq!(failure.kind, Kind::Usage);
+            assert!(failure.message.contains(mentions), "{}", failure.message);
+        };
+        for mode in [AuthMode::Plain, AuthMode::Login] {
+            assert_eq!(
+                c(Some(mode), pw(), tok()).unwrap(),
+                Credentials::password("u", "pw")
+            );
+            usage(
+                c(Some(mode), None, tok()),
+                "needs the password in the environment: SMTP_PASSWORD",
+            );
+        }
+        for mode in [AuthMode::Xoauth2, AuthMode::Oauthbearer] {
+            assert_eq!(
+                c(Some(mode), pw(), tok()).unwrap(),
+                Credentials::token("u", "tok")
+            );
+            usage(
+                c(Some(mode), pw(), None),
+                "needs the token in the environment: SMTP_OAUTH_TOKEN",
+            );
+        }
+        for auth in [
+            None,
+            Some(AuthMode::Auto),
+            Some(AuthMode::Login),
+            Some(AuthMode::Xoauth2),
+        ] {
+            usage(
+                c(auth, None, None),
+                "--user needs the secret in the environment: SMTP_PASSWORD",
+            );
+        }
+    }
+
+    #[test]
+    fn a_regular_file_is_measured_in_one_pass() {
+        let path = std::env::temp_dir().join(format!("smtp-cli-plan-{}", std::process::id()));
+        std::fs::write(&path, b"Subject: x\n\nline\r\n\xe9t\xe9\rlast").unwrap();
+        let m = measure(&path).unwrap();
+        assert_eq!(m.size, 26);
+        assert_eq!(m.body, BodyType::EightBitMime);
+        // Two bare LFs, one bare CR and the missing final CRLF: 3 + 2 more.
+        assert_eq!(m.wire, 31);
+        assert_eq!(m.stamp, Stamp::of(&std::fs::metadata(&path).unwrap()));
+        // Kept in memory only when sent several times and small.
+        assert!(matches!(file_data(path.clone(), 2).unwrap(), Data::Memory(b) if b.len() == 26));
+        match file_data(path.clone(), 1).unwrap() {
+            Data::File { measure, .. } => assert_eq!(measure, m),
+            other => panic!("{other:?}"),
+        }
+        std::fs::remove_file(&path).unwrap();
+        assert!(matches!(measure(&path), Err(MeasureError::Read(_))));
+    }
 
     #[test]
     fn server_forms() {

@@ -130,6 +130,9 @@ pub fn classify(err: &smtp_blocking::Error) -> Failure {
                 | P::UnexpectedReply { .. }
                 | P::InvalidState { .. } => Kind::Protocol,
                 P::ConnectionClosed { .. } => Kind::Io,
+                // The body read did not match what was measured of it: the
+                // message changed under the sender, no protocol fault.
+                P::BodySizeMismatch { .. } => Kind::Io,
                 _ => Kind::Protocol,
             };
             (kind, code)
@@ -472,6 +475,13 @@ mod tests {
             (Kind::AuthUnavailable, None)
         );
         assert_eq!(kind(P::InsecureAuth), (Kind::InsecureAuth, None));
+        assert_eq!(
+            kind(P::BodySizeMismatch {
+                declared: 10,
+                actual: 11
+            }),
+            (Kind::Io, None)
+        );
         assert_eq!(
             kind(P::TlsRequired { reply: None }),
             (Kind::TlsRequired, None)

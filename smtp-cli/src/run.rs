@@ -1,12 +1,13 @@
 //! Running a [`Plan`]: C sessions on std threads sharing N transactions.
 
-use crate::plan::{Data, Plan};
+use crate::plan::{self, Data, Measure, MeasureError, Plan, Stamp};
 use crate::report::{classify, Failure, Kind, Report, TransactionReport};
 use smtp_blocking::{Client, Config, Delivery, Error, TranscriptHook};
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::thread;
 use std::time::Instant;
 
@@ -30,16 +31,23 @@ struct SessionOutcome {
 pub fn run(plan: &Plan, hook: Option<TranscriptHook>) -> Report {
     let started = Instant::now();
     let stop = AtomicBool::new(false);
+    // One measurement for all sessions: a changed file is measured again
+    // once, not once per session.
+    let latest = match &plan.data {
+        Data::File { measure, .. } => Some(Mutex::new(*measure)),
+        _ => None,
+    };
+    let latest = latest.as_ref();
     let connections = plan.connections.clamp(1, plan.repeat.max(1));
     let share = |i: u32| plan.repeat / connections + u32::from(i < plan.repeat % connections);
     let outcomes: Vec<SessionOutcome> = if connections == 1 {
-        vec![session(plan, plan.repeat, hook, &stop)]
+        vec![session(plan, latest, plan.repeat, hook, &stop)]
     } else {
         thread::scope(|scope| {
             let handles: Vec<_> = (0..connections)
                 .map(|i| {
                     let (hook, stop) = (hook.clone(), &stop);
-                    scope.spawn(move || session(plan, share(i), hook, stop))
+                    scope.spawn(move || session(plan, latest, share(i), hook, stop))
                 })
                 .collect();
             handles
@@ -90,9 +98,11 @@ pub fn run(plan: &Plan, hook: Option<TranscriptHook>) -> Report {
     }
 }
 
-/// One session: connect, `count` transactions, QUIT.
+/// One session: connect, `count` transactions, QUIT. `latest` is the
+/// `--data` file's latest measurement, for a [`Data::File`].
 fn session(
     plan: &Plan,
+    latest: Option<&Mutex<Measure>>,
     count: u32,
     hook: Option<TranscriptHook>,
     stop: &AtomicBool,
@@ -138,7 +148,7 @@ fn session(
     // rides behind the previous one. A message already in flight when one
     // fails is still sent and reported; none is started after.
     let messages = (0..count).map_while(|_| (!stop.load(Ordering::SeqCst)).then_some(()));
-    transactions(&mut client, plan, messages, &mut |result| {
+    transactions(&mut client, plan, latest, messages, &mut |result| {
         outcome
             .transactions
             .push(TransactionReport::from_result(&result));
@@ -158,23 +168,39 @@ fn session(
 fn transactions(
     client: &mut Client,
     plan: &Plan,
+    latest: Option<&Mutex<Measure>>,
     messages: impl Iterator<Item = ()>,
     on_result: &mut dyn FnMut(Result<Delivery, Error>),
 ) {
     let envelope = &plan.envelope;
     match &plan.data {
-        Data::File {
-            path,
-            size,
-            body,
-            wire,
-        } => {
-            let envelope = envelope.clone().size(*size).body(*body).exact_size(*wire);
-            // Reopened per transaction: streamed, never held in memory.
-            client.send_each(
-                messages.map(|()| (envelope.clone(), Reopen::new(path))),
-                on_result,
-            )
+        Data::File { path, measure } => {
+            let fallback = Mutex::new(*measure);
+            let latest = latest.unwrap_or(&fallback);
+            // A transaction whose file cannot be measured is not started:
+            // the batch ends there, the transactions in flight finish, and
+            // its failure is reported after them, with the connection still
+            // in step for QUIT.
+            let mut unmeasured = None;
+            let messages = messages.map_while(|()| match current(path, latest) {
+                Ok(measure) => {
+                    let envelope = envelope
+                        .clone()
+                        .size(measure.size)
+                        .body(measure.body)
+                        .exact_size(measure.wire);
+                    // Reopened per transaction: streamed, never held in memory.
+                    Some((envelope, Reopen::new(path, measure)))
+                }
+                Err(err) => {
+                    unmeasured = Some(err);
+                    None
+                }
+            });
+            client.send_each(messages, &mut *on_result);
+            if let Some(err) = unmeasured {
+                on_result(Err(Error::BodyRead(err)));
+            }
         }
         Data::Memory(body) => {
             let envelope = envelope.clone().for_body(body);
@@ -196,30 +222,250 @@ fn transactions(
     }
 }
 
+/// The measurement of the file as it is now: `latest` if the file still
+/// has its stamp, else a new one (which becomes `latest`).
+fn current(path: &Path, latest: &Mutex<Measure>) -> io::Result<Measure> {
+    // Held while measuring, so that sessions wanting the same new
+    // measurement wait for it rather than each read the file.
+    let mut latest = latest.lock().unwrap_or_else(PoisonError::into_inner);
+    let stamp = std::fs::metadata(path)
+        .map(|metadata| Stamp::of(&metadata))
+        .map_err(|err| with_path(path, err))?;
+    if stamp != latest.stamp {
+        *latest = plan::measure(path).map_err(|err| match err {
+            MeasureError::Read(err) => with_path(path, err),
+            MeasureError::Changed => io::Error::other(format!(
+                "--data {}: {}",
+                path.display(),
+                MeasureError::Changed
+            )),
+        })?;
+    }
+    Ok(*latest)
+}
+
+fn with_path(path: &Path, err: io::Error) -> io::Error {
+    io::Error::new(err.kind(), format!("--data {}: {err}", path.display()))
+}
+
 /// A file opened when its first byte is wanted, so a batch holds one file
-/// open at a time.
+/// open at a time, and read as the version `measure` describes: exactly
+/// `measure.size` bytes, or an error.
+///
+/// The envelope already declared the measured size (with BDAT, the exact
+/// number of octets the server will read as the message), so bytes past
+/// it, or too few, would make a wrong message or desynchronise the
+/// session. Before handing out its last bytes it makes sure the file ends
+/// there and has kept its stamp: a longer file then never completes the
+/// message.
 struct Reopen<'a> {
     path: &'a Path,
+    measure: Measure,
     file: Option<File>,
+    /// Bytes still to hand out.
+    remaining: u64,
+    /// The end was checked; only `Ok(0)` from now on.
+    ended: bool,
 }
 
 impl<'a> Reopen<'a> {
-    fn new(path: &'a Path) -> Reopen<'a> {
-        Reopen { path, file: None }
+    fn new(path: &'a Path, measure: Measure) -> Reopen<'a> {
+        Reopen {
+            path,
+            measure,
+            file: None,
+            remaining: measure.size,
+            ended: false,
+        }
+    }
+
+    fn changed(&self, how: &str) -> io::Error {
+        io::Error::other(format!(
+            "the --data file changed while it was being sent: {} {how}",
+            self.path.display()
+        ))
+    }
+
+    fn open(&mut self) -> io::Result<&mut File> {
+        let file = match self.file.take() {
+            Some(file) => file,
+            None => {
+                let file = File::open(self.path).map_err(|err| with_path(self.path, err))?;
+                if Stamp::of(&file.metadata()?) != self.measure.stamp {
+                    return Err(self.changed("is not the version measured"));
+                }
+                file
+            }
+        };
+        Ok(self.file.insert(file))
+    }
+
+    /// Called once all the measured bytes were read: the file must end
+    /// there and still be the version measured.
+    fn check_end(&mut self) -> io::Result<()> {
+        let size = self.measure.size;
+        let stamp = self.measure.stamp;
+        let file = self.open()?;
+        let mut probe = [0u8; 1];
+        let more = loop {
+            match file.read(&mut probe) {
+                Ok(n) => break n > 0,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
+            }
+        };
+        if more {
+            return Err(self.changed(&format!("is longer than the {size} bytes measured")));
+        }
+        if Stamp::of(&file.metadata()?) != stamp {
+            return Err(self.changed("was modified"));
+        }
+        self.ended = true;
+        Ok(())
     }
 }
 
 impl Read for Reopen<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.file.is_none() {
-            let file = File::open(self.path).map_err(|err| {
-                io::Error::new(err.kind(), format!("{}: {err}", self.path.display()))
-            })?;
-            self.file = Some(file);
+        if self.ended {
+            return Ok(0);
         }
-        match self.file.as_mut() {
-            Some(file) => file.read(buf),
-            None => Ok(0),
+        if self.remaining == 0 {
+            self.check_end()?;
+            return Ok(0);
         }
+        let want = usize::try_from(self.remaining).map_or(buf.len(), |r| r.min(buf.len()));
+        let n = self.open()?.read(&mut buf[..want])?;
+        if n == 0 && want > 0 {
+            let read = self.measure.size - self.remaining;
+            let size = self.measure.size;
+            return Err(self.changed(&format!("ended after {read} of the {size} bytes measured")));
+        }
+        self.remaining -= n as u64;
+        if self.remaining == 0 {
+            // Before these last bytes go: a file that grew must not end
+            // the message as if it were complete.
+            self.check_end()?;
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs::{FileTimes, OpenOptions};
+    use std::io::{Seek, SeekFrom, Write};
+    use std::path::PathBuf;
+    use std::time::{Duration, SystemTime};
+
+    /// A temporary file, removed when dropped.
+    struct Temp(PathBuf);
+
+    impl Drop for Temp {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    /// A file of `len` bytes, its contents and its measurement.
+    fn file(name: &str, len: usize) -> (Temp, Vec<u8>, Measure) {
+        let path =
+            std::env::temp_dir().join(format!("smtp-cli-reopen-{}-{name}", std::process::id()));
+        let contents: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+        std::fs::write(&path, &contents).unwrap();
+        let measure = plan::measure(&path).unwrap();
+        (Temp(path), contents, measure)
+    }
+
+    /// Reads 64 bytes at a time: what was handed out, and how it ended.
+    /// `between` runs after the first read, once the file is open.
+    fn read_all(reader: &mut Reopen<'_>, between: impl FnOnce()) -> (Vec<u8>, io::Result<()>) {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64];
+        let mut between = Some(between);
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) => return (got, Ok(())),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(err) => return (got, Err(err)),
+            }
+            if let Some(between) = between.take() {
+                between();
+            }
+        }
+    }
+
+    fn changed(result: io::Result<()>, how: &str) {
+        let message = result.unwrap_err().to_string();
+        assert!(
+            message.starts_with("the --data file changed while it was being sent: ")
+                && message.contains(how),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn reopen_hands_out_exactly_the_measured_bytes() {
+        let (Temp(path), contents, measure) = &file("same", 1000);
+        let mut reader = Reopen::new(path, *measure);
+        let (got, end) = read_all(&mut reader, || {});
+        end.unwrap();
+        assert_eq!(got, *contents);
+        assert_eq!(reader.read(&mut [0u8; 8]).unwrap(), 0);
+        // An empty file too.
+        let (Temp(path), _, measure) = &file("empty", 0);
+        let (got, end) = read_all(&mut Reopen::new(path, *measure), || {});
+        end.unwrap();
+        assert!(got.is_empty());
+    }
+
+    #[test]
+    fn reopen_refuses_a_file_that_grew_and_withholds_its_last_bytes() {
+        // Grown while being read: the measured bytes but the last read's
+        // go out, and nothing of what was appended.
+        let (Temp(path), contents, measure) = &file("longer", 1000);
+        let (got, end) = read_all(&mut Reopen::new(path, *measure), || {
+            let mut f = OpenOptions::new().append(true).open(path).unwrap();
+            f.write_all(b"APPENDED").unwrap();
+        });
+        changed(end, "is longer than the 1000 bytes measured");
+        assert_eq!(got, contents[..960]);
+
+        // Grown before it was opened: nothing goes out.
+        let (Temp(path), _, measure) = &file("longer-before", 1000);
+        let mut f = OpenOptions::new().append(true).open(path).unwrap();
+        f.write_all(b"APPENDED").unwrap();
+        let (got, end) = read_all(&mut Reopen::new(path, *measure), || {});
+        changed(end, "is not the version measured");
+        assert!(got.is_empty());
+    }
+
+    #[test]
+    fn reopen_refuses_a_file_that_shrank() {
+        let (Temp(path), contents, measure) = &file("shorter", 1000);
+        let (got, end) = read_all(&mut Reopen::new(path, *measure), || {
+            let f = OpenOptions::new().write(true).open(path).unwrap();
+            f.set_len(500).unwrap();
+        });
+        changed(end, "ended after 500 of the 1000 bytes measured");
+        assert_eq!(got, contents[..500]);
+    }
+
+    #[test]
+    fn reopen_refuses_a_file_rewritten_in_place() {
+        // The same length, other bytes: its stamp tells (the modification
+        // time is set far off, so the file system clock's tick cannot hide
+        // it).
+        let (Temp(path), contents, measure) = &file("rewritten", 1000);
+        let (got, end) = read_all(&mut Reopen::new(path, *measure), || {
+            let mut f = OpenOptions::new().write(true).open(path).unwrap();
+            f.seek(SeekFrom::Start(10)).unwrap();
+            f.write_all(b"X").unwrap();
+            let later = SystemTime::now() + Duration::from_secs(3600);
+            f.set_times(FileTimes::new().set_modified(later)).unwrap();
+        });
+        changed(end, "was modified");
+        assert_eq!(got, contents[..960]);
     }
 }

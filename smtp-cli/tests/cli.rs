@@ -514,6 +514,95 @@ fn oauth_token_uses_xoauth2() {
     assert_eq!(store.messages().len(), 1);
 }
 
+/// `AUTH XOAUTH2` with the token `tok-1` for `me@example.com`: base64 of
+/// `user=me@example.com^Aauth=Bearer tok-1^A^A`.
+const XOAUTH2_TOK_1: &str = "AUTH XOAUTH2 dXNlcj1tZUBleGFtcGxlLmNvbQFhdXRoPUJlYXJlciB0b2stMQEB\r\n";
+/// `AUTH PLAIN` with the password `pw-1`: base64 of `^@me@example.com^@pw-1`.
+const PLAIN_PW_1: &str = "AUTH PLAIN AG1lQGV4YW1wbGUuY29tAHB3LTE=\r\n";
+
+/// A run with both secrets in the environment against a server offering
+/// `auth`, plaintext on loopback; `mode` is `--auth`, if any.
+fn both_secrets(auth: &str, mode: Option<&str>) -> (Out, String, usize) {
+    let (server, bodies) = start(Script {
+        ehlo: vec!["PIPELINING".into(), auth.into()],
+        ..Script::default()
+    });
+    let data = temp_file(BODY);
+    let mut args = plain_args(&server, &data);
+    args.extend(["--user".into(), "me@example.com".into()]);
+    if let Some(mode) = mode {
+        args.extend(["--auth".into(), mode.into()]);
+    }
+    let env = [("SMTP_PASSWORD", "pw-1"), ("SMTP_OAUTH_TOKEN", "tok-1")];
+    let out = run(&strs(&args), &env, None);
+    let delivered = bodies.lock().unwrap().len();
+    (out, sent(&server), delivered)
+}
+
+#[test]
+fn password_and_token_use_the_token_when_only_xoauth2_is_offered() {
+    for mode in [Some("auto"), None] {
+        let (out, wire, delivered) = both_secrets("AUTH XOAUTH2", mode);
+        assert_eq!(out.status, 0, "{mode:?}: {} {}", out.stdout, out.stderr);
+        let json = out.json();
+        assert_eq!(json["ok"], true, "{json}");
+        assert_eq!(json["auth_mechanism"], "XOAUTH2");
+        assert_eq!(json["messages_sent"], 1);
+        assert_eq!(json["error"], Value::Null);
+        assert!(wire.contains(XOAUTH2_TOK_1), "{mode:?}: {wire}");
+        assert_eq!(wire.matches("AUTH ").count(), 1, "{wire}");
+        assert_eq!(delivered, 1);
+    }
+}
+
+#[test]
+fn password_and_token_prefer_plain_when_it_is_offered() {
+    for mode in [Some("auto"), None] {
+        let (out, wire, delivered) = both_secrets("AUTH PLAIN XOAUTH2", mode);
+        assert_eq!(out.status, 0, "{mode:?}: {} {}", out.stdout, out.stderr);
+        let json = out.json();
+        assert_eq!(json["ok"], true, "{json}");
+        assert_eq!(json["auth_mechanism"], "PLAIN");
+        assert!(wire.contains(PLAIN_PW_1), "{mode:?}: {wire}");
+        assert!(!wire.contains("XOAUTH2"), "{wire}");
+        assert_eq!(delivered, 1);
+    }
+    // An explicit mechanism takes its own secret of the two.
+    let (out, wire, _) = both_secrets("AUTH PLAIN XOAUTH2", Some("xoauth2"));
+    assert_eq!(out.status, 0, "{}", out.stdout);
+    assert_eq!(out.json()["auth_mechanism"], "XOAUTH2");
+    assert!(wire.contains(XOAUTH2_TOK_1), "{wire}");
+    let (out, wire, _) = both_secrets("AUTH PLAIN XOAUTH2", Some("plain"));
+    assert_eq!(out.status, 0, "{}", out.stdout);
+    assert_eq!(out.json()["auth_mechanism"], "PLAIN");
+    assert!(wire.contains(PLAIN_PW_1), "{wire}");
+}
+
+#[test]
+fn a_mechanism_without_its_secret_is_a_usage_error_and_nothing_connects() {
+    let (server, _) = start(Script::default());
+    let data = temp_file(BODY);
+    for (mode, env, wanted) in [
+        ("plain", ("SMTP_OAUTH_TOKEN", "tok"), "SMTP_PASSWORD"),
+        ("login", ("SMTP_OAUTH_TOKEN", "tok"), "SMTP_PASSWORD"),
+        ("xoauth2", ("SMTP_PASSWORD", "pw"), "SMTP_OAUTH_TOKEN"),
+        ("oauthbearer", ("SMTP_PASSWORD", "pw"), "SMTP_OAUTH_TOKEN"),
+    ] {
+        let mut args = plain_args(&server, &data);
+        args.extend(["--user", "me", "--auth", mode].map(String::from));
+        let out = run(&strs(&args), &[env], None);
+        assert_eq!(out.status, 2, "{mode}: {}", out.stdout);
+        assert_eq!(out.error(), ("usage".into(), None), "{mode}");
+        let message = out.json()["error"]["message"].as_str().unwrap().to_owned();
+        assert!(
+            message.contains(&format!("--auth {mode} needs")) && message.contains(wanted),
+            "{message}"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(server.connections(), 0);
+}
+
 // ---- every error kind and exit path ----------------------------------------
 
 #[test]
@@ -1002,6 +1091,288 @@ fn human_error_names_kind_and_code() {
         "{}",
         out.stderr
     );
+}
+
+// ---- a --data file that changes between transactions -----------------------
+
+/// What the chunking server does to the `--data` file between transactions.
+#[derive(Clone, Copy, Debug)]
+enum Change {
+    /// Appends to it.
+    Append,
+    /// Rewrites it in place, same length: two bytes become `0xE9` and a bare
+    /// LF, so its body type and its wire length change but not its size.
+    Rewrite,
+    /// Deletes it.
+    Delete,
+}
+
+/// What the chunking server saw.
+#[derive(Debug, Default)]
+struct Chunked {
+    /// Per message: its MAIL line, its BDAT size, and the bytes read for it.
+    messages: Vec<(String, u64, Vec<u8>)>,
+    /// How many messages had arrived when the file was changed.
+    changed_after: Option<usize>,
+    /// Lines that were no command: what a BDAT size out of step with the
+    /// bytes sent would produce.
+    stray: Vec<String>,
+    /// QUIT arrived: the client stayed in step to the end.
+    quit: bool,
+}
+
+/// The first message's body is plain ASCII lines of 78 characters, over
+/// 1 MiB so that `--repeat` streams it rather than keep it in memory.
+fn big_message() -> Vec<u8> {
+    let mut body = b"Subject: big\r\n\r\n".to_vec();
+    let mut i = 0;
+    while body.len() <= (1 << 20) + 4096 {
+        body.extend_from_slice(format!("line {i:06} {}\r\n", "x".repeat(66)).as_bytes());
+        i += 1;
+    }
+    body
+}
+
+fn change_file(change: Change, path: &Path) {
+    match change {
+        Change::Append => {
+            let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+            f.write_all(b"appended line\r\n".repeat(1000).as_slice())
+                .unwrap();
+        }
+        Change::Rewrite => {
+            let mut bytes = std::fs::read(path).unwrap();
+            bytes[100] = 0xE9;
+            bytes[200] = b'\n';
+            let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+            (&f).write_all(&bytes).unwrap();
+            // Far off, so the file system clock's tick cannot hide the write.
+            let later = std::time::SystemTime::now() + Duration::from_secs(3600);
+            f.set_times(std::fs::FileTimes::new().set_modified(later))
+                .unwrap();
+        }
+        Change::Delete => std::fs::remove_file(path).unwrap(),
+    }
+}
+
+/// A server offering PIPELINING and CHUNKING that changes `path` at a
+/// point no transaction is using the file: it holds its replies from the
+/// first MAIL on, reads the first two messages (the client pipelines the
+/// second behind the first before it needs a reply), changes the file,
+/// then replies, so the third transaction starts after the change. Should
+/// a client wait for the first message's replies instead, the server
+/// changes the file after a second of silence and replies then.
+fn start_chunking(path: PathBuf, change: Change) -> (ScriptedServer, Arc<Mutex<Chunked>>) {
+    let log: Arc<Mutex<Chunked>> = Arc::default();
+    let sink = log.clone();
+    let server =
+        ScriptedServer::start_fn(move |peer| serve_chunking(peer, &path, change, &sink)).unwrap();
+    (server, log)
+}
+
+fn serve_chunking(
+    peer: &mut Peer,
+    path: &Path,
+    change: Change,
+    log: &Mutex<Chunked>,
+) -> io::Result<()> {
+    const PATIENCE: Duration = Duration::from_secs(30);
+    peer.reply("220 mail.test ESMTP")?;
+    let mut held = String::new();
+    let mut holding = false;
+    let mut changed = false;
+    let mut mail = String::new();
+    let change_now = |peer: &mut Peer, held: &mut String| -> io::Result<()> {
+        change_file(change, path);
+        let mut log = log.lock().unwrap();
+        log.changed_after = Some(log.messages.len());
+        peer.set_read_timeout(Some(PATIENCE))?;
+        peer.send(std::mem::take(held).as_bytes())
+    };
+    loop {
+        let line = match peer.line() {
+            Ok(line) => line,
+            Err(e)
+                if holding
+                    && matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+            {
+                (holding, changed) = (false, true);
+                change_now(peer, &mut held)?;
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let text = String::from_utf8_lossy(&line).into_owned();
+        let upper = text.to_ascii_uppercase();
+        let reply = match upper.split(' ').next().unwrap_or("") {
+            "EHLO" => "250-mail.test\r\n250-PIPELINING\r\n250-CHUNKING\r\n250-8BITMIME\r\n250 SIZE 100000000",
+            "MAIL" => {
+                holding |= !changed;
+                peer.set_read_timeout(Some(PATIENCE))?;
+                mail = text;
+                "250 2.1.0 ok"
+            }
+            "RCPT" => "250 2.1.5 ok",
+            "BDAT" if upper.ends_with(" LAST") => {
+                let size: u64 = upper[5..upper.len() - 5].parse().unwrap();
+                let body = peer.read_exact_bytes(usize::try_from(size).unwrap())?;
+                log.lock().unwrap().messages.push((mail.clone(), size, body));
+                "250 2.0.0 queued"
+            }
+            "QUIT" => {
+                log.lock().unwrap().quit = true;
+                held.push_str("221 2.0.0 bye\r\n");
+                peer.send(held.as_bytes())?;
+                return Ok(());
+            }
+            _ => {
+                log.lock().unwrap().stray.push(text);
+                "500 5.5.2 what"
+            }
+        };
+        held.push_str(reply);
+        held.push_str("\r\n");
+        if !holding {
+            peer.send(std::mem::take(&mut held).as_bytes())?;
+            continue;
+        }
+        let received = log.lock().unwrap().messages.len();
+        match received {
+            // Waiting for the second message: not for ever.
+            1 if upper.starts_with("BDAT") => {
+                peer.set_read_timeout(Some(Duration::from_secs(1)))?
+            }
+            2 => {
+                (holding, changed) = (false, true);
+                change_now(peer, &mut held)?;
+            }
+            _ => {}
+        }
+    }
+}
+
+fn has_param(mail: &str, param: &str) -> bool {
+    mail.split(' ').skip(2).any(|p| p == param)
+}
+
+/// `--repeat 3` of a streamed `--data` file that `change` alters between
+/// transactions: the output, what the server saw, and the two versions of
+/// the message as they go on the wire.
+fn changing_file(change: Change) -> (Out, Chunked, [Vec<u8>; 2], ScriptedServer) {
+    let first = big_message();
+    assert!(first.len() > 1 << 20);
+    let data = temp_file(&first);
+    let second = match change {
+        Change::Append => [first.clone(), b"appended line\r\n".repeat(1000)].concat(),
+        Change::Rewrite => {
+            let mut second = first.clone();
+            second[100] = 0xE9;
+            second.splice(200..201, *b"\r\n");
+            second
+        }
+        Change::Delete => Vec::new(),
+    };
+    let (server, log) = start_chunking(data.clone(), change);
+    let mut args = plain_args(&server, &data);
+    args.extend(["--repeat".into(), "3".into()]);
+    let out = run(&strs(&args), &[], None);
+    assert!(
+        server.wait_finished(1, WAIT),
+        "{} {}",
+        out.stdout,
+        out.stderr
+    );
+    assert_eq!(server.errors(), [None], "{}", out.stdout);
+    let log = std::mem::take(&mut *log.lock().unwrap());
+    assert!(log.stray.is_empty(), "out of step: {:?}", log.stray);
+    assert!(log.quit, "no QUIT: {}", out.stdout);
+    let raw = server.transcript(0).unwrap().plain;
+    assert!(raw.ends_with(b"\r\nQUIT\r\n"), "bytes after QUIT");
+    for (mail, size, body) in &log.messages {
+        // read_exact_bytes took exactly the declared size; what followed
+        // it parsed as commands (no stray lines), so no BDAT size differed
+        // from the bytes sent for it.
+        assert_eq!(*size, body.len() as u64, "{mail}");
+    }
+    let _ = std::fs::remove_file(&data);
+    (out, log, [first, second], server)
+}
+
+#[test]
+fn a_data_file_appended_to_between_transactions_is_measured_again() {
+    let (out, log, [first, second], _server) = changing_file(Change::Append);
+    assert_eq!(out.status, 0, "{} {}", out.stdout, out.stderr);
+    let json = out.json();
+    assert_eq!(json["ok"], true);
+    assert_eq!(json["messages_sent"], 3);
+    let before = log.changed_after.unwrap();
+    assert!((1..=2).contains(&before), "{before}");
+    assert_eq!(log.messages.len(), 3);
+    for (i, (mail, size, body)) in log.messages.iter().enumerate() {
+        // Byte for byte one version: the one measured before it started.
+        let (version, what) = if i < before {
+            (&first, "the first version")
+        } else {
+            (&second, "the appended version")
+        };
+        assert!(body == version, "message {i} is not {what}");
+        assert_eq!(*size, version.len() as u64, "message {i}");
+        assert!(
+            has_param(mail, &format!("SIZE={}", version.len())),
+            "message {i}: {mail}"
+        );
+    }
+}
+
+#[test]
+fn a_data_file_rewritten_between_transactions_is_measured_again() {
+    let (out, log, [first, second], _server) = changing_file(Change::Rewrite);
+    assert_eq!(out.status, 0, "{} {}", out.stdout, out.stderr);
+    assert_eq!(out.json()["messages_sent"], 3);
+    let before = log.changed_after.unwrap();
+    assert!((1..=2).contains(&before), "{before}");
+    assert_eq!(log.messages.len(), 3);
+    for (i, (mail, size, body)) in log.messages.iter().enumerate() {
+        // Same size on disk; the bare LF takes one more octet on the wire,
+        // and the 0xE9 makes it 8BITMIME.
+        assert!(has_param(mail, &format!("SIZE={}", first.len())), "{mail}");
+        if i < before {
+            assert!(body == &first, "message {i} is not the first version");
+            assert!(!mail.contains("BODY="), "{mail}");
+        } else {
+            assert!(body == &second, "message {i} is not the rewritten version");
+            assert_eq!(*size, first.len() as u64 + 1);
+            assert!(has_param(mail, "BODY=8BITMIME"), "{mail}");
+        }
+    }
+}
+
+#[test]
+fn a_data_file_deleted_between_transactions_fails_that_transaction_cleanly() {
+    let (out, log, _, server) = changing_file(Change::Delete);
+    assert_eq!(out.status, 1, "{}", out.stdout);
+    let (kind, code) = out.error();
+    assert_eq!((kind.as_str(), code), ("io", None));
+    let json = out.json();
+    let message = json["error"]["message"].as_str().unwrap();
+    assert!(message.contains("--data "), "{message}");
+    let before = log.changed_after.unwrap();
+    assert!((1..=2).contains(&before), "{before}");
+    // The transactions before the change went; the next one was reported
+    // failed without a command of its own, and the session ended with QUIT.
+    assert_eq!(log.messages.len(), before);
+    assert_eq!(json["messages_sent"], before);
+    let transactions = json["transactions"].as_array().unwrap();
+    assert_eq!(transactions.len(), before + 1);
+    assert_eq!(
+        transactions[before],
+        serde_json::json!({"recipients": [], "data_code": null})
+    );
+    assert_eq!(sent(&server).matches("MAIL FROM:").count(), before);
 }
 
 // ---- the demo ----------------------------------------------------------------
