@@ -195,4 +195,34 @@ mod tests {
         }
         assert!(Address::new(format!("{}@b", "a".repeat(300))).is_err());
     }
+
+    #[test]
+    fn length_limit_is_inclusive() {
+        // 252 + "@b" = 254 octets: the longest path RFC 5321 §4.5.3.1.3 allows.
+        let longest = format!("{}@b", "a".repeat(MAX_ADDRESS_LEN - 2));
+        assert_eq!(longest.len(), MAX_ADDRESS_LEN);
+        assert!(Address::new(&longest).is_ok());
+        assert!(Address::new(format!("a{longest}")).is_err());
+    }
+
+    #[test]
+    fn escaped_quotes_stay_inside_a_quoted_local_part() {
+        // The `\"` does not close the quoted string; the `@` inside it does
+        // not split the address.
+        let quoted = r#""a\"@b"@example.org"#;
+        assert!(Address::new(quoted).is_ok(), "{quoted}");
+        assert_eq!(split_mailbox(quoted), Some((r#""a\"@b""#, "example.org")));
+        // An escaped backslash does not escape the closing quote.
+        assert_eq!(
+            split_mailbox(r#""a\\"@example.org"#),
+            Some((r#""a\\""#, "example.org"))
+        );
+    }
+
+    #[test]
+    fn display_and_debug_show_the_address() {
+        let address = Address::new("user@example.com").unwrap();
+        assert_eq!(address.to_string(), "user@example.com");
+        assert_eq!(format!("{address:?}"), r#"Address("user@example.com")"#);
+    }
 }

@@ -628,6 +628,105 @@ pub(super) mod tests {
         }
     }
 
+    #[test]
+    fn debug_never_shows_a_secret_but_shows_what_is_not_secret() {
+        assert_eq!(
+            format!("{:?}", Secret::new("hunter2")),
+            "Secret(<redacted>)"
+        );
+        assert_eq!(format!("{:?}", Mechanism::XOAuth2), "XOAUTH2");
+        assert_eq!(format!("{:?}", Mechanism::parse("x-custom")), "X-CUSTOM");
+        for credentials in [
+            password(),
+            token(),
+            Credentials::password_and_token("me@example.com", "hunter2", "ya29.token"),
+        ] {
+            let shown = format!("{credentials:?}");
+            assert!(shown.contains(credentials.username()), "{shown}");
+            assert!(shown.contains("<redacted>"), "{shown}");
+            let secrets = [credentials.password_secret(), credentials.token_secret()];
+            for secret in secrets.into_iter().flatten() {
+                assert!(!shown.contains(secret.expose()), "{shown}");
+            }
+        }
+    }
+
+    #[test]
+    fn is_token_means_a_token_alone() {
+        assert!(token().is_token());
+        assert!(!password().is_token());
+        assert!(!Credentials::password_and_token("me", "pw", "tok").is_token());
+    }
+
+    #[test]
+    fn both_secrets_pick_from_the_offer() {
+        let both = Credentials::password_and_token("me", "pw", "tok");
+        for (offer, want) in [
+            ("XOAUTH2", Mechanism::XOAuth2),
+            ("OAUTHBEARER XOAUTH2", Mechanism::XOAuth2),
+            ("OAUTHBEARER", Mechanism::OAuthBearer),
+            ("XOAUTH2 LOGIN", Mechanism::Login),
+            ("LOGIN PLAIN XOAUTH2", Mechanism::Plain),
+        ] {
+            let offered = mechs(offer);
+            assert_eq!(
+                select_mechanism(Some(&offered), &both, None),
+                Ok(want),
+                "{offer}"
+            );
+        }
+        assert_eq!(select_mechanism(None, &both, None), Ok(Mechanism::Plain));
+        assert!(matches!(
+            select_mechanism(Some(&mechs("CRAM-MD5")), &both, None),
+            Err(Error::AuthUnavailable { .. })
+        ));
+        // Either kind of explicit mechanism fits, with its own secret.
+        for explicit in [
+            Mechanism::Plain,
+            Mechanism::Login,
+            Mechanism::XOAuth2,
+            Mechanism::OAuthBearer,
+        ] {
+            assert_eq!(
+                select_mechanism(None, &both, Some(&explicit)),
+                Ok(explicit.clone())
+            );
+            let mut exchange = AuthExchange::new(explicit.clone(), &both).unwrap();
+            let line = exchange.command();
+            let text = String::from_utf8(line).unwrap();
+            if let Some(initial) = text.split(' ').nth(2) {
+                let decoded = String::from_utf8(decode(initial.as_bytes())).unwrap();
+                let secret = if explicit.uses_token() {
+                    "auth=Bearer tok"
+                } else {
+                    "\0pw"
+                };
+                assert!(decoded.contains(secret), "{explicit}: {decoded:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn both_secrets_are_each_checked() {
+        for (password, token) in [("", "tok"), ("pw", ""), ("pw", "to k")] {
+            let both = Credentials::password_and_token("me", password, token);
+            assert!(
+                matches!(
+                    both.check(),
+                    Err(Error::InvalidInput {
+                        field: InputField::Secret,
+                        ..
+                    })
+                ),
+                "{password:?} {token:?}"
+            );
+        }
+        assert_eq!(
+            Credentials::password_and_token("me", "pw", "tok").check(),
+            Ok(())
+        );
+    }
+
     fn mechs(names: &str) -> Vec<Mechanism> {
         names.split_whitespace().map(Mechanism::parse).collect()
     }
