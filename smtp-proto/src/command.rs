@@ -241,6 +241,42 @@ mod tests {
     }
 
     #[test]
+    fn parameters_keep_their_parts_and_write_them() {
+        let with_value = Parameter::new("MT-PRIORITY", Some("3")).unwrap();
+        assert_eq!(with_value.keyword(), "MT-PRIORITY");
+        assert_eq!(with_value.value(), Some("3"));
+        let bare = Parameter::new("SMTPUTF8", None).unwrap();
+        assert_eq!(bare.value(), None);
+        let mut out = BytesMut::new();
+        with_value.write(&mut out);
+        bare.write(&mut out);
+        assert_eq!(&out[..], b" MT-PRIORITY=3 SMTPUTF8");
+        assert_eq!(format!("{with_value:?}"), "Parameter(MT-PRIORITY=3)");
+        assert_eq!(format!("{bare:?}"), "Parameter(SMTPUTF8)");
+    }
+
+    #[test]
+    fn ehlo_names_show_as_given() {
+        let name = EhloName::new("mail.example.com").unwrap();
+        assert_eq!(name.to_string(), "mail.example.com");
+        assert_eq!(format!("{name:?}"), r#"EhloName("mail.example.com")"#);
+    }
+
+    #[test]
+    fn xtext_sources_are_1_to_100_octets() {
+        assert!(check_xtext_source("", "ENVID").is_err());
+        assert!(check_xtext_source("x", "ENVID").is_ok());
+        assert!(check_xtext_source(&"x".repeat(100), "ENVID").is_ok());
+        let err = check_xtext_source(&"x".repeat(101), "ENVID").unwrap_err();
+        assert!(err.to_string().contains("ENVID must be 1 to 100"), "{err}");
+        let err = check_xtext_source("a\x7fb", "ORCPT").unwrap_err();
+        assert!(
+            err.to_string().contains("ORCPT contains a control"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn xtext_encoding() {
         assert_eq!(xtext("a+b=c d"), "a+2Bb+3Dc+20d");
         assert_eq!(xtext("rfc822;x@y"), "rfc822;x@y");

@@ -175,6 +175,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn accessors_report_what_was_set() {
+        let config = Config::new("mail.example.com");
+        assert_eq!(config.server_name(), "mail.example.com");
+        assert_eq!(config.tls_policy(), TlsPolicy::Required);
+        assert!(!config.insecure_auth_allowed());
+        for policy in [
+            TlsPolicy::Implicit,
+            TlsPolicy::Opportunistic,
+            TlsPolicy::Disabled,
+        ] {
+            assert_eq!(config.clone().tls(policy).tls_policy(), policy);
+        }
+        assert!(config.allow_insecure_auth(true).insecure_auth_allowed());
+    }
+
+    #[test]
     fn loopback_names() {
         for yes in [
             "localhost",

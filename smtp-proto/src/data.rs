@@ -725,6 +725,18 @@ mod framing_tests {
     }
 
     #[test]
+    fn encoders_report_their_framing() {
+        assert_eq!(BodyEncoder::new().framing(), Framing::Data);
+        for framing in [Framing::Data, Framing::Chunked, Framing::Binary] {
+            let mut encoder = BodyEncoder::with_framing(framing);
+            assert_eq!(encoder.framing(), framing);
+            // finish() resets the encoder with the same framing.
+            encoder.finish(&mut BytesMut::new());
+            assert_eq!(encoder.framing(), framing);
+        }
+    }
+
+    #[test]
     fn chunked_bodies_are_normalized_but_not_stuffed() {
         let (out, total) = encode_with(Framing::Chunked, b".a\n.\r\nb", 3);
         assert_eq!(out, b".a\r\n.\r\nb\r\n");
