@@ -5,6 +5,10 @@ Real EHLO replies (Exchange Online, Gmail, Postfix, Exim, Sendmail, aiosmtpd,
 nodemailer smtp-server), replies with enhanced codes, whole sessions and
 garbage. Run from the fuzz/ directory; the files are committed, so this only
 needs running when a seed is added.
+
+The api corpus is not written here: its seeds are encoded calls, defined once
+in Rust (smtp_proto::testing::api_seeds) and written by
+`SMTP_PROTO_WRITE_SEEDS=1 cargo test -p smtp-proto --test fuzz_corpus`.
 """
 import base64
 import os

@@ -6,10 +6,14 @@
 use std::fs;
 use std::path::PathBuf;
 
-fn replay(target: &str, check: fn(&[u8])) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+fn corpus(target: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../fuzz/corpus")
-        .join(target);
+        .join(target)
+}
+
+fn replay(target: &str, check: fn(&[u8])) {
+    let dir = corpus(target);
     let mut count = 0;
     for entry in fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
         let path = entry.unwrap().path();
@@ -39,6 +43,115 @@ fn capabilities_corpus() {
 #[test]
 fn data_corpus() {
     replay("data", smtp_proto::testing::data);
+}
+
+#[test]
+fn api_corpus() {
+    replay("api", smtp_proto::testing::api);
+}
+
+/// The `api` seeds are the encoding of `testing::api_seeds`, so a change to
+/// either shows here rather than as seeds that quietly test something else.
+/// `SMTP_PROTO_WRITE_SEEDS=1` rewrites them.
+#[test]
+fn api_seeds_are_current() {
+    use smtp_proto::testing::{api_seeds, encode_api};
+    let dir = corpus("api");
+    let write = std::env::var_os("SMTP_PROTO_WRITE_SEEDS").is_some();
+    for (name, selector, ops) in api_seeds() {
+        let path = dir.join(format!("seed-{name}"));
+        let data = encode_api(selector, &ops);
+        if write {
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(&path, &data).unwrap();
+        }
+        let stored = fs::read(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (write the seeds with SMTP_PROTO_WRITE_SEEDS=1)",
+                path.display()
+            )
+        });
+        assert!(
+            stored == data,
+            "{} is stale: rewrite the seeds with SMTP_PROTO_WRITE_SEEDS=1",
+            path.display()
+        );
+    }
+}
+
+fn run_api_seed(name: &str) -> smtp_proto::testing::ApiRun {
+    use smtp_proto::testing::{check_api, decode_api, Scenario};
+    let data = fs::read(corpus("api").join(format!("seed-{name}"))).unwrap();
+    let (selector, ops) = decode_api(&data).unwrap();
+    check_api(&Scenario::from_selector(selector), &ops)
+}
+
+/// The body that would run past `BDAT 7` into commands is refused whole:
+/// nothing of it reaches the wire, so nothing follows the BDAT line.
+#[test]
+fn bdat_smuggle_seed_is_refused_whole() {
+    let run = run_api_seed("bdat-smuggle");
+    assert!(run.wire.ends_with(b"BDAT 7 LAST\r\n"), "{run:?}");
+    assert!(
+        matches!(
+            run.error,
+            Some(smtp_proto::Error::BodySizeMismatch { declared: 7, .. })
+        ),
+        "{run:?}"
+    );
+}
+
+/// A 354 to the MAIL of a pipelined BDAT fails the session while its chunk
+/// is open, 6 octets short: nothing is written, since a QUIT would be those
+/// 6 octets and complete the message.
+#[test]
+fn bdat_354_to_mail_seed_writes_no_quit() {
+    let run = run_api_seed("bdat-354-to-mail");
+    assert!(run.wire.ends_with(b"BDAT 10 LAST\r\nabcd"), "{run:?}");
+    assert!(
+        matches!(run.error, Some(smtp_proto::Error::UnexpectedReply { .. })),
+        "{run:?}"
+    );
+}
+
+/// The other seeds reach what they are for: deliveries, and the credential
+/// guard and the TLS name check refusing.
+#[test]
+fn api_seeds_reach_their_ends() {
+    use smtp_proto::Error;
+    for (name, messages) in [
+        ("data-delivery", 1),
+        ("bdat-two-messages", 2),
+        ("binarymime", 1),
+        ("auth-loopback", 1),
+        ("starttls", 1),
+    ] {
+        let run = run_api_seed(name);
+        assert_eq!(run.error, None, "{name}: {run:?}");
+        assert_eq!(run.messages.len(), messages, "{name}: {run:?}");
+    }
+    for name in ["bdat-finish-past-size", "bdat-finish-short"] {
+        let run = run_api_seed(name);
+        assert!(
+            matches!(run.error, Some(Error::BodySizeMismatch { .. })),
+            "{name}: {run:?}"
+        );
+    }
+    let run = run_api_seed("data-refused");
+    assert!(run.wire.ends_with(b"DATA\r\nRSET\r\nQUIT\r\n"), "{run:?}");
+    assert!(
+        run.calls
+            .iter()
+            .any(|(call, result)| *call == "write_body" && result.is_err()),
+        "{run:?}"
+    );
+    let run = run_api_seed("auth-remote-peer");
+    assert_eq!(run.error, Some(Error::InsecureAuth), "{run:?}");
+    let run = run_api_seed("starttls-wrong-name");
+    assert!(
+        matches!(run.error, Some(Error::TlsNameMismatch { .. })),
+        "{run:?}"
+    );
 }
 
 /// The Exchange Online seed really completes a session when TLS splits it,

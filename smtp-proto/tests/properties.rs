@@ -8,7 +8,10 @@ mod support;
 
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
-use smtp_proto::testing::{check_split_invariance, drive, Run, Scenario, SECRET};
+use smtp_proto::testing::{
+    api, check_split_invariance, decode_api, drive, encode_api, Mail, Op, Run, Scenario, CHUNKS,
+    EHLO_REPLIES, REPLIES, SECRET,
+};
 use smtp_proto::{Config, Credentials, Error, TlsPolicy};
 use support::crlf;
 
@@ -183,4 +186,147 @@ fn the_second_message_rides_behind_the_first() {
         .filter(|e| e.starts_with("TransactionComplete(Ok"))
         .count();
     assert_eq!(done, 2, "{run:?}");
+}
+
+/// One call of an adversarial caller. Canned replies and chunks are weighted
+/// up, the replies a transaction goes on with most: they reach bodies and
+/// AUTH in a few calls, where random bytes mostly fail the session at once.
+fn op() -> impl Strategy<Value = Op> {
+    let replies = u8::try_from(REPLIES.len()).unwrap();
+    prop_oneof![
+        6 => prop::sample::select(COMMON_REPLIES.to_vec()).prop_map(Op::Reply),
+        3 => (0..replies).prop_map(Op::Reply),
+        1 => proptest::collection::vec(any::<u8>(), 0..32).prop_map(Op::Input),
+        1 => Just(Op::Eof),
+        4 => mail().prop_map(Op::SendMail),
+        6 => body(),
+        3 => Just(Op::FinishBody),
+        1 => Just(Op::Noop),
+        1 => Just(Op::Quit),
+        1 => Just(Op::Abort),
+        1 => any::<u8>().prop_map(Op::Tls),
+        1 => any::<u8>().prop_map(Op::Peer),
+        2 => any::<u8>().prop_map(Op::Advance),
+        2 => Just(Op::Take),
+        2 => Just(Op::Poll),
+    ]
+}
+
+/// Indices in `REPLIES`: 250, 354, 334 (empty, Username:, Password:), 235,
+/// the STARTTLS 220, 221.
+const COMMON_REPLIES: [u8; 8] = [7, 7, 8, 9, 10, 11, 12, 13];
+
+/// A `write_body`: line-break halves and dots, or a canned chunk.
+fn body() -> impl Strategy<Value = Op> {
+    let chunks = u8::try_from(CHUNKS.len()).unwrap();
+    prop_oneof![
+        proptest::collection::vec(prop::sample::select(b"ab.\r\n\xff".to_vec()), 0..24)
+            .prop_map(Op::WriteBody),
+        (0..chunks).prop_map(Op::WriteChunk),
+    ]
+}
+
+/// Exact sizes mostly small, so bodies run past them, meet them, or fall
+/// short of them.
+fn mail() -> impl Strategy<Value = Mail> {
+    let exact = prop_oneof![
+        2 => Just(None),
+        6 => (0u64..32).prop_map(Some),
+        1 => (256u64..300).prop_map(Some),
+        1 => Just(Some(u64::MAX)),
+    ];
+    (
+        1u8..=4,
+        exact,
+        prop::bool::weighted(0.2),
+        prop::bool::weighted(0.1),
+        prop::bool::weighted(0.3),
+    )
+        .prop_map(|(recipients, exact, binary, eight_bit, for_body)| Mail {
+            recipients,
+            exact,
+            binary,
+            eight_bit,
+            for_body,
+        })
+}
+
+/// A selector and calls. The selector leans to plaintext without
+/// credentials, and most calls start with a greeting and an EHLO reply
+/// (after the handshake, under implicit TLS), often followed by a message
+/// and some of its body: the rest then meets a session with a body open.
+fn caller() -> impl Strategy<Value = ([u8; 4], Vec<Op>)> {
+    let selector = (
+        prop_oneof![Just(1u8), Just(2u8), any::<u8>()],
+        any::<u8>(),
+        prop_oneof![2 => Just(0u8), 1 => any::<u8>()],
+        any::<u8>(),
+    )
+        .prop_map(|(policy, name, credentials, flags)| [policy, name, credentials, flags]);
+    let (ok, message) = (Op::Reply(7), Op::WriteChunk(7));
+    let whole = Mail {
+        for_body: true,
+        ..Mail::new()
+    };
+    let opening = prop_oneof![
+        3 => (mail(), proptest::collection::vec(body(), 0..3)).prop_map(|(mail, body)| {
+            let mut ops = vec![Op::SendMail(mail)];
+            ops.extend(body);
+            ops
+        }),
+        // A whole message: BDAT where CHUNKING is offered, else DATA...
+        1 => Just(vec![Op::SendMail(whole), message.clone(), Op::FinishBody]),
+        // ... and DATA answered, in one pipelined batch or command by command:
+        // 354, or refused with its recipients accepted, so that no body may
+        // follow what the caller then writes.
+        2 => prop::sample::select(vec![8, 8, 15, 16]).prop_map(move |data| vec![
+            Op::SendMail(Mail::new()),
+            ok.clone(),
+            ok.clone(),
+            Op::Reply(data),
+            message.clone(),
+            Op::FinishBody,
+        ]),
+        2 => Just(Vec::new()),
+    ];
+    let start = (
+        prop::bool::weighted(0.9),
+        prop::sample::select(EHLO_REPLIES.to_vec()),
+        opening,
+    );
+    (selector, start, proptest::collection::vec(op(), 0..40)).prop_map(
+        |(selector, (greeted, ehlo, opening), rest)| {
+            let mut ops = Vec::new();
+            if greeted {
+                if selector[0] % 4 == 3 {
+                    ops.push(Op::Tls(0));
+                }
+                ops.extend([Op::Reply(0), Op::Reply(ehlo)]);
+                ops.extend(opening);
+            }
+            ops.extend(rest);
+            (selector, ops)
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 4096,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct("tests/proptest-regressions/properties.txt"))),
+        ..ProptestConfig::default()
+    })]
+
+    /// (e) An adversarial caller — any call at any moment among arbitrary
+    /// server replies — never gets a byte written past a declared BDAT
+    /// size, anything but its message inside an open chunk or body, a
+    /// credential in plaintext to a remote peer, or more than a final QUIT
+    /// after an error (`testing::check_api`). Run through the fuzz
+    /// encoding, which must round-trip, so a failing case is a fuzz seed.
+    #[test]
+    fn adversarial_callers_keep_the_wire_sound((selector, ops) in caller()) {
+        let input = encode_api(selector, &ops);
+        prop_assert_eq!(decode_api(&input), Some((selector, ops)));
+        api(&input);
+    }
 }
