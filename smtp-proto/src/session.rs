@@ -163,6 +163,12 @@ pub struct ClientSession {
     quit_sent: bool,
     /// The address the adapter connected to, once it said so.
     peer: Option<IpAddr>,
+    /// The last octet of a `BDAT` chunk whose body reached its declared size,
+    /// held back until [`finish_body`](Self::finish_body) confirms that
+    /// nothing more belongs to it: a chunk the server can read to its end is
+    /// a message it may deliver, so it must not be complete on the wire while
+    /// the session might still refuse it.
+    held: Option<u8>,
 }
 
 impl fmt::Debug for ClientSession {
@@ -213,6 +219,7 @@ impl ClientSession {
             error: None,
             quit_sent: false,
             peer: None,
+            held: None,
         };
         if session.config.tls == TlsPolicy::Implicit {
             session.phase = Phase::Handshake {
@@ -443,6 +450,13 @@ impl ClientSession {
                     actual: produced,
                 }));
             }
+            // The chunk is full: its last octet waits for finish_body, which
+            // may still find a line break to add and refuse the body.
+            if produced == declared && self.out.len() > start {
+                let last = self.out.len() - 1;
+                self.held = self.out.get(last).copied();
+                self.out.truncate(last);
+            }
         }
         Ok(())
     }
@@ -459,7 +473,14 @@ impl ClientSession {
     /// Ends the message and waits for the server's verdict: for DATA, CRLF if
     /// missing and then `.CRLF`; for BDAT, CRLF if missing. A BDAT body whose
     /// length differs from the declared exact size fails the session (the
-    /// server is out of step), with nothing more written.
+    /// server is out of step) with the chunk left unfinished: its last octet
+    /// is only written once the size is confirmed, so the server never reads
+    /// a complete message the client reported as failed.
+    ///
+    /// Once the end is queued, replies already buffered are processed, so an
+    /// error from this call may come after the end of data went out (a
+    /// malformed reply read in the same batch, say): the error then says
+    /// what failed, not that nothing was sent.
     pub fn finish_body(&mut self) -> Result<(), Error> {
         self.check_body("finish_body")?;
         if self.transcript.is_some() {
@@ -480,7 +501,13 @@ impl ClientSession {
                     actual: total,
                 }));
             }
-            Some(_) => {}
+            Some(_) => {
+                // The size is right, so nothing was added at the end: the
+                // held octet completes the chunk.
+                if let Some(last) = self.held.take() {
+                    self.out.put_u8(last);
+                }
+            }
         }
         if let Some(txn) = self.txns.back_mut() {
             txn.body_done = true;
@@ -1004,6 +1031,7 @@ impl ClientSession {
             self.quit_sent = true;
         }
         self.phase = Phase::Failed;
+        self.held = None;
         self.expect.clear();
         // Nothing may invite the caller to go on (a handshake, a body) after
         // a failure; finished transactions are still reported.

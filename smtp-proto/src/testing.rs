@@ -1384,6 +1384,14 @@ impl Server {
                     self.body.extend_from_slice(chunk);
                     bytes = rest;
                     if n == left {
+                        // A chunk the server reads to its end is a message it
+                        // may deliver: only a finish_body that accepted the
+                        // size may complete it.
+                        assert!(
+                            matches!(w.content, Content::End),
+                            "{w} completed a {size}-octet BDAT chunk before finish_body \
+                             confirmed its size"
+                        );
                         self.end(w);
                     } else {
                         self.reading = Reading::Chunk {
@@ -1823,10 +1831,24 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "past the end of the message or its declared BDAT size")]
+    #[should_panic(expected = "completed a 7-octet BDAT chunk before finish_body")]
     fn content_past_the_declared_size() {
+        // The smuggled commands would follow a chunk that write_body itself
+        // completed: caught at the chunk's end, before anything past it.
         let mut server = bdat(7);
         read(&mut server, "write_body", SMUGGLE, Content::Body(SMUGGLE));
+    }
+
+    #[test]
+    #[should_panic(expected = "completed a 7-octet BDAT chunk before finish_body")]
+    fn a_chunk_completed_before_finish_body() {
+        let mut server = bdat(7);
+        read(
+            &mut server,
+            "write_body",
+            b"hello\r\n",
+            Content::Body(b"hello\r\n"),
+        );
     }
 
     #[test]

@@ -2098,10 +2098,15 @@ fn bdat_chunk_that_crosses_the_size_is_refused_whole() {
 #[test]
 fn bdat_line_break_added_at_the_end_must_fit_too() {
     // "hello" takes 5 octets; the CRLF the encoder adds at the end makes 7.
-    // Neither the CRLF nor a lone LF after a trailing CR crosses the size.
+    // Neither the CRLF nor a lone LF after a trailing CR crosses the size,
+    // and the chunk is never complete on the wire: its last octet waits for
+    // finish_body, which refuses the body, so the server never reads a whole
+    // message the client reports as failed.
     for (body, declared, written) in [
-        (&b"hello"[..], 5, &b"hello"[..]),
-        (&b"hello\r"[..], 6, &b"hello\r"[..]),
+        (&b"hello"[..], 5, &b"hell"[..]),
+        (&b"hello\r"[..], 6, &b"hello"[..]),
+        // Raw length declared for a body that is 8 octets normalized.
+        (&b"ab\r\ncd"[..], 6, &b"ab\r\nc"[..]),
     ] {
         let mut session = chunking_local();
         run_on(
@@ -2117,11 +2122,39 @@ fn bdat_line_break_added_at_the_end_must_fit_too() {
                 Write(body.to_vec()),
                 CRaw(written.to_vec()),
                 Finish,
-                Fails(|e| matches!(e, Error::BodySizeMismatch { actual: 7, .. })),
+                Fails(|e| matches!(e, Error::BodySizeMismatch { .. })),
             ],
         );
         assert!(session.is_closed());
+        assert!(
+            session.pending_output().is_empty(),
+            "the last octet never goes"
+        );
     }
+}
+
+#[test]
+fn bdat_chunk_completes_only_when_finished() {
+    let mut session = chunking_local();
+    run_on(
+        &mut session,
+        vec![
+            Mail(envelope(&["a@example.org"]).exact_size(8)),
+            C("MAIL FROM:<me@example.com>\nRCPT TO:<a@example.org>\nBDAT 8 LAST"),
+            E(Event::SendBody),
+            Write(b"ab\r".to_vec()),
+            CRaw(b"ab\r".to_vec()),
+            Write(b"\ncd\r\n".to_vec()),
+            // Full: everything but the last octet.
+            CRaw(b"\ncd\r".to_vec()),
+            Write(Vec::new()),
+            Finish,
+            CRaw(b"\n".to_vec()),
+            S("250 ok\n250 ok\n250 queued"),
+            Done(|r| r.is_ok()),
+            E(Event::Ready),
+        ],
+    );
 }
 
 #[test]
