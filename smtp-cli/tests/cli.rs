@@ -423,6 +423,35 @@ fn stdin_is_buffered_for_repeat() {
 // ---- TLS, AUTH, transcript ------------------------------------------------
 
 #[test]
+fn transcript_drops_no_line_of_a_huge_envelope() {
+    // 3,000 recipients: MAIL, 3,000 RCPT and DATA are written by one call of
+    // the session, more lines than it keeps for a caller that never takes
+    // them; the adapter takes them after every call, so none is lost.
+    let (server, bodies) = start(Script::default());
+    let data = temp_file(BODY);
+    let mut args = plain_args(&server, &data);
+    args.push("--transcript".to_owned());
+    for i in 0..3000 {
+        args.extend(["--to".to_owned(), format!("r{i}@example.org")]);
+    }
+    let out = run(&strs(&args), &[], None);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    assert_eq!(bodies.lock().unwrap().len(), 1);
+    let err = &out.stderr;
+    assert_eq!(
+        err.matches("C: MAIL FROM:<me@example.com>").count(),
+        1,
+        "{err}"
+    );
+    assert_eq!(err.matches("C: RCPT TO:<r").count(), 3000);
+    assert!(err.contains("C: RCPT TO:<r2999@example.org>\n"));
+    assert!(!err.contains("transcript lines dropped"), "{err}");
+    // Every reply too: greeting, EHLO, MAIL, 3,001 RCPT (you@ and r0..),
+    // 354, the final reply and QUIT's.
+    assert!(err.lines().filter(|l| l.starts_with("S: ")).count() >= 3001 + 5);
+}
+
+#[test]
 fn transcript_redacts_the_password() {
     let (_pki, cert, ca) = pki_and_cert();
     let secret = "hunter2-very-secret";

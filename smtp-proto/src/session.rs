@@ -15,14 +15,15 @@ use crate::error::{Error, InputField};
 use crate::reply::{Reply, ReplyCode, ReplyError, ReplyParser};
 use crate::stage::Stage;
 use crate::transaction::{Delivery, Envelope, RecipientResult};
-use crate::transcript::{Direction, TranscriptLine, REDACTED};
+use crate::transcript::{Direction, Recorder, TranscriptLine, REDACTED};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use core::fmt;
 use core::net::IpAddr;
 use std::collections::VecDeque;
 
-/// The most transcript lines kept between two calls to
-/// [`ClientSession::take_transcript`]; older lines are dropped first.
+/// The most transcript lines kept from earlier calls when the caller does not
+/// take them ([`ClientSession::take_transcript`]); the lines of the current
+/// call are never dropped, and dropped ones are counted in a note.
 pub const MAX_TRANSCRIPT_LINES: usize = 1024;
 
 /// What the caller should do next.
@@ -148,7 +149,7 @@ pub struct ClientSession {
     parser: ReplyParser,
     out: BytesMut,
     events: VecDeque<Event>,
-    transcript: Option<VecDeque<TranscriptLine>>,
+    transcript: Option<Recorder>,
     phase: Phase,
     expect: VecDeque<Expect>,
     caps: Capabilities,
@@ -204,7 +205,7 @@ impl ClientSession {
         }
         let mut session = ClientSession {
             parser: ReplyParser::new(config.reply_limits),
-            transcript: config.transcript.then(VecDeque::new),
+            transcript: config.transcript.then(Recorder::default),
             config,
             out: BytesMut::with_capacity(4096),
             events: VecDeque::new(),
@@ -247,6 +248,7 @@ impl ClientSession {
     /// else [`Error::UnexpectedReply`], so a pool's idle check drops such a
     /// connection without writing to it.
     pub fn handle_input(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        self.begin_call();
         self.check_alive("handle_input")?;
         let idle = self.expect.is_empty() && matches!(self.phase, Phase::Ready | Phase::Body);
         self.parser.extend(bytes);
@@ -259,6 +261,7 @@ impl ClientSession {
     /// Tells the session the server closed the connection. Fine after QUIT;
     /// anywhere else it is [`Error::ConnectionClosed`].
     pub fn handle_eof(&mut self) -> Result<(), Error> {
+        self.begin_call();
         match self.phase {
             Phase::Closed | Phase::Failed => Ok(()),
             _ if self.expect.front() == Some(&Expect::Quit) => {
@@ -301,8 +304,16 @@ impl ClientSession {
     pub fn take_transcript(&mut self) -> Vec<TranscriptLine> {
         self.transcript
             .as_mut()
-            .map(|t| t.drain(..).collect())
+            .map(Recorder::take)
             .unwrap_or_default()
+    }
+
+    /// A caller's call starts: the transcript lines it did not take from
+    /// earlier calls are capped (never the lines this call records).
+    fn begin_call(&mut self) {
+        if let Some(t) = self.transcript.as_mut() {
+            t.begin_call(MAX_TRANSCRIPT_LINES);
+        }
     }
 
     // ---- what the caller reports or asks for ----------------------------
@@ -331,6 +342,7 @@ impl ClientSession {
     /// After STARTTLS the session forgets every capability it learnt in
     /// plaintext and sends EHLO again (RFC 3207 §4.2).
     pub fn tls_established(&mut self, verified_name: &str) -> Result<(), Error> {
+        self.begin_call();
         self.check_alive("tls_established")?;
         let Phase::Handshake { after_starttls } = self.phase else {
             return Err(Error::InvalidState {
@@ -362,6 +374,7 @@ impl ClientSession {
     ///
     /// With PIPELINING, MAIL, every RCPT and DATA go out in one batch (RFC 2920).
     pub fn send_mail(&mut self, envelope: Envelope) -> Result<(), Error> {
+        self.begin_call();
         self.check_alive("send_mail")?;
         if !self.can_send_mail() {
             return Err(Error::InvalidState {
@@ -482,6 +495,7 @@ impl ClientSession {
     /// malformed reply read in the same batch, say): the error then says
     /// what failed, not that nothing was sent.
     pub fn finish_body(&mut self) -> Result<(), Error> {
+        self.begin_call();
         self.check_body("finish_body")?;
         if self.transcript.is_some() {
             let note = format!("<message body, {} bytes>", self.encoder.consumed());
@@ -533,6 +547,7 @@ impl ClientSession {
 
     /// Sends NOOP (a health check); [`Event::Ready`] follows a positive reply.
     pub fn noop(&mut self) -> Result<(), Error> {
+        self.begin_call();
         self.check_ready("noop")?;
         self.leave_idle();
         self.write_line(b"NOOP", Expect::Noop);
@@ -544,6 +559,7 @@ impl ClientSession {
     /// failure (the session already wrote QUIT where it could) or close, this
     /// does nothing.
     pub fn quit(&mut self) -> Result<(), Error> {
+        self.begin_call();
         match self.phase {
             Phase::Failed | Phase::Closed => return Ok(()),
             _ if self.quit_sent => return Ok(()),
@@ -1123,10 +1139,7 @@ impl ClientSession {
 
     fn record(&mut self, direction: Direction, line: &[u8]) {
         if let Some(t) = self.transcript.as_mut() {
-            if t.len() >= MAX_TRANSCRIPT_LINES {
-                t.pop_front();
-            }
-            t.push_back(TranscriptLine::new(direction, line));
+            t.push(direction, line);
         }
     }
 

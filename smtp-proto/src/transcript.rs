@@ -61,3 +61,96 @@ impl fmt::Debug for TranscriptLine {
 
 /// What a secret line looks like in the transcript.
 pub(crate) const REDACTED: &[u8] = b"<redacted>";
+
+/// The lines a session recorded and the caller has not taken yet.
+///
+/// Bounded, without losing what an adapter needs: the lines of the current
+/// call are never dropped (one `send_mail` to 30,000 recipients writes
+/// 30,002 lines, and an adapter that takes the transcript after every call
+/// sees each of them). Only lines left over from earlier calls, beyond
+/// [`MAX_TRANSCRIPT_LINES`](crate::session::MAX_TRANSCRIPT_LINES), are
+/// dropped when the next call starts, and the next
+/// [`take`](Recorder::take) begins with a line that says how many.
+#[derive(Debug, Default)]
+pub(crate) struct Recorder {
+    lines: std::collections::VecDeque<TranscriptLine>,
+    dropped: u64,
+}
+
+impl Recorder {
+    /// A new call starts: lines older than it are kept up to `limit`.
+    pub(crate) fn begin_call(&mut self, limit: usize) {
+        let excess = self.lines.len().saturating_sub(limit);
+        if excess > 0 {
+            self.lines.drain(..excess);
+            self.dropped = self.dropped.saturating_add(excess as u64);
+        }
+    }
+
+    pub(crate) fn push(&mut self, direction: Direction, text: &[u8]) {
+        self.lines.push_back(TranscriptLine::new(direction, text));
+    }
+
+    /// Every line since the last take, after a note of those dropped.
+    pub(crate) fn take(&mut self) -> Vec<TranscriptLine> {
+        let mut taken = Vec::with_capacity(self.lines.len() + 1);
+        if self.dropped > 0 {
+            let note = format!(
+                "<{} transcript lines dropped: the transcript was not taken>",
+                self.dropped
+            );
+            taken.push(TranscriptLine::new(Direction::Client, note.as_bytes()));
+            self.dropped = 0;
+        }
+        taken.extend(self.lines.drain(..));
+        taken
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.lines.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_of_the_current_call_are_never_dropped() {
+        let mut recorder = Recorder::default();
+        recorder.begin_call(4);
+        for i in 0..10 {
+            recorder.push(Direction::Client, format!("RCPT {i}").as_bytes());
+        }
+        assert_eq!(recorder.len(), 10);
+        let taken = recorder.take();
+        assert_eq!(taken.len(), 10);
+        assert_eq!(taken[0].to_string(), "C: RCPT 0");
+        assert_eq!(recorder.take(), Vec::new());
+    }
+
+    #[test]
+    fn lines_left_untaken_are_capped_at_the_next_call_with_a_note() {
+        let mut recorder = Recorder::default();
+        for i in 0..10 {
+            recorder.push(Direction::Server, format!("250 {i}").as_bytes());
+        }
+        recorder.begin_call(4);
+        recorder.push(Direction::Client, b"QUIT");
+        recorder.begin_call(4);
+        let taken: Vec<String> = recorder.take().iter().map(|l| l.to_string()).collect();
+        assert_eq!(
+            taken,
+            [
+                "C: <7 transcript lines dropped: the transcript was not taken>",
+                "S: 250 7",
+                "S: 250 8",
+                "S: 250 9",
+                "C: QUIT",
+            ]
+        );
+        // The count starts again after a take.
+        assert_eq!(recorder.take(), Vec::new());
+    }
+}

@@ -2708,3 +2708,60 @@ fn ehlo_fallback_to_helo_on_every_not_supported_code() {
         ],
     );
 }
+
+#[test]
+fn transcript_keeps_every_line_of_a_huge_envelope() {
+    // 3,000 recipients pipelined: 3,002 lines written by one call, all kept.
+    let mut session = run(
+        Config::new("localhost")
+            .tls(TlsPolicy::Disabled)
+            .transcript(true),
+        vec![
+            S("220 localhost ESMTP"),
+            C("EHLO localhost"),
+            S("250-localhost\n250 PIPELINING"),
+            E(Event::Ready),
+        ],
+    );
+    let _ = session.take_transcript();
+    let to: Vec<String> = (0..3000).map(|i| format!("r{i}@example.org")).collect();
+    let to: Vec<&str> = to.iter().map(String::as_str).collect();
+    session.send_mail(envelope(&to)).unwrap();
+    let lines: Vec<String> = session
+        .take_transcript()
+        .iter()
+        .map(|l| l.to_string())
+        .collect();
+    assert_eq!(lines.len(), 3002);
+    assert_eq!(lines[0], "C: MAIL FROM:<me@example.com>");
+    assert_eq!(lines[3000], "C: RCPT TO:<r2999@example.org>");
+    assert_eq!(lines[3001], "C: DATA");
+    // Left untaken, they are capped when the next call starts, with a note
+    // that says how many went.
+    let mut session = run(
+        Config::new("localhost")
+            .tls(TlsPolicy::Disabled)
+            .transcript(true),
+        vec![
+            S("220 localhost ESMTP"),
+            C("EHLO localhost"),
+            S("250-localhost\n250 PIPELINING"),
+            E(Event::Ready),
+        ],
+    );
+    session.send_mail(envelope(&to)).unwrap();
+    session.handle_input(b"250 ok\r\n").unwrap();
+    let lines: Vec<String> = session
+        .take_transcript()
+        .iter()
+        .map(|l| l.to_string())
+        .collect();
+    // 4 + 3,002 lines before the reply; 1,024 kept, then the reply.
+    assert_eq!(lines.len(), 1 + 1024 + 1);
+    assert_eq!(
+        lines[0],
+        "C: <1982 transcript lines dropped: the transcript was not taken>"
+    );
+    assert_eq!(lines[1024], "C: DATA");
+    assert_eq!(lines[1025], "S: 250 ok");
+}
