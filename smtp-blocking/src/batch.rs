@@ -448,6 +448,33 @@ mod tests {
     }
 
     #[test]
+    fn a_send_mail_that_ends_the_session_ends_the_batch() {
+        // Garbage behind the first message's final reply waits in the
+        // session until the second MAIL is written: that send_mail fails the
+        // session, and the batch ends with that error, the third message
+        // never started.
+        let out = run(
+            "250 localhost\r\n",
+            &[
+                ("a@x.org", b"one"),
+                ("b@x.org", b"two"),
+                ("c@x.org", b"three"),
+            ],
+            &["250 ok", "250 ok", "354 go", "250 first\r\nnot a reply"],
+        );
+        assert_eq!(out.results.len(), 2, "{:?}", out.results);
+        assert_eq!(out.results[0], Ok(250));
+        assert!(
+            out.results[1]
+                .as_ref()
+                .is_err_and(|e| e.contains("malformed")),
+            "{:?}",
+            out.results
+        );
+        assert_eq!(out.wire.matches("MAIL FROM").count(), 2);
+    }
+
+    #[test]
     fn an_empty_batch_is_done_at_once() {
         let out = run(PIPELINING, &[], &[]);
         assert!(out.results.is_empty());
