@@ -309,3 +309,98 @@ impl Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn reply(text: &str) -> Reply {
+        Reply::parse(format!("{text}\r\n").as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn input_fields_name_themselves() {
+        let names: Vec<String> = [
+            InputField::Address,
+            InputField::EhloName,
+            InputField::ServerName,
+            InputField::Username,
+            InputField::Secret,
+            InputField::Parameter,
+            InputField::Envelope,
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        assert_eq!(
+            names,
+            [
+                "address",
+                "EHLO name",
+                "server name",
+                "user name",
+                "password or token",
+                "parameter",
+                "envelope"
+            ]
+        );
+        let err = Error::invalid(InputField::EhloName, "has a space");
+        assert_eq!(err.to_string(), "invalid EHLO name: has a space");
+    }
+
+    #[test]
+    fn the_reply_is_carried_where_there_is_one() {
+        let refusal = reply("454 4.7.0 TLS not available");
+        let err = Error::TlsRequired {
+            reply: Some(refusal.clone()),
+        };
+        assert_eq!(err.reply(), Some(&refusal));
+        assert!(err.is_transient() && err.is_security() && !err.is_input());
+        assert_eq!(Error::TlsRequired { reply: None }.reply(), None);
+        assert_eq!(Error::InsecureAuth.reply(), None);
+    }
+
+    #[test]
+    fn each_predicate_says_yes_only_to_its_kind() {
+        let input = [
+            Error::invalid(InputField::Address, "x"),
+            Error::MessageTooLarge { size: 2, limit: 1 },
+            Error::ExtensionRequired {
+                extension: "SMTPUTF8",
+                needed_for: "x",
+            },
+        ];
+        let security = [
+            Error::InsecureAuth,
+            Error::TlsRequired { reply: None },
+            Error::TlsNameMismatch {
+                expected: "a".into(),
+                verified: "b".into(),
+            },
+            Error::StartTlsInjection,
+        ];
+        let neither = [
+            Error::Aborted,
+            Error::ConnectionClosed { stage: Stage::Mail },
+            Error::BodySizeMismatch {
+                declared: 1,
+                actual: 2,
+            },
+            Error::Rejected {
+                stage: Stage::Mail,
+                reply: reply("550 no"),
+            },
+        ];
+        for err in &input {
+            assert!(err.is_input() && !err.is_security(), "{err:?}");
+        }
+        for err in &security {
+            assert!(err.is_security() && !err.is_input(), "{err:?}");
+        }
+        for err in &neither {
+            assert!(!err.is_security() && !err.is_input(), "{err:?}");
+        }
+    }
+}

@@ -492,6 +492,17 @@ fn parse_enhanced(code: ReplyCode, raw: &[u8]) -> Option<EnhancedCode> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn parse_takes_exactly_one_whole_reply() {
+        assert_eq!(Reply::parse(b"250 ok\r\n").unwrap().code().get(), 250);
+        assert_eq!(
+            Reply::parse(b"250 ok\r\n250 again\r\n"),
+            Err(ReplyError::TrailingBytes)
+        );
+        assert_eq!(Reply::parse(b"250 ok\r\nx"), Err(ReplyError::TrailingBytes));
+        assert_eq!(Reply::parse(b"250 ok"), Err(ReplyError::Incomplete));
+    }
+
     use super::*;
 
     fn parse_all(input: &[u8], enhanced: bool) -> Result<Vec<Reply>, ReplyError> {
