@@ -493,6 +493,73 @@ fn parse_enhanced(code: ReplyCode, raw: &[u8]) -> Option<EnhancedCode> {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn limits_are_inclusive() {
+        let limits = ReplyLimits {
+            max_line_len: 16,
+            max_lines: 3,
+        };
+        // 16 octets with CRLF: the longest line allowed.
+        let mut parser = ReplyParser::new(limits);
+        parser.extend(b"250 abcdefghij\r\n");
+        assert!(parser.next_reply(false).unwrap().is_some());
+        parser.extend(b"250 abcdefghijk\r\n");
+        assert_eq!(
+            parser.next_reply(false),
+            Err(ReplyError::LineTooLong { limit: 16 })
+        );
+        // Three lines: the most allowed; a fourth is refused.
+        let mut parser = ReplyParser::new(limits);
+        parser.extend(b"250-a\r\n250-b\r\n250 c\r\n");
+        assert_eq!(
+            parser.next_reply(false).unwrap().unwrap().lines().count(),
+            3
+        );
+        parser.extend(b"250-a\r\n250-b\r\n250-c\r\n250 d\r\n");
+        assert_eq!(
+            parser.next_reply(false),
+            Err(ReplyError::TooManyLines { limit: 3 })
+        );
+    }
+
+    #[test]
+    fn clear_forgets_everything_buffered() {
+        let mut parser = ReplyParser::new(ReplyLimits::default());
+        parser.extend(b"250-first line\r\n250-second");
+        assert_eq!(parser.next_reply(false), Ok(None));
+        parser.clear();
+        assert_eq!(parser.buffered(), 0);
+        parser.extend(b"221 bye\r\n");
+        let reply = parser.next_reply(false).unwrap().unwrap();
+        assert_eq!(reply.to_string(), "221 bye");
+    }
+
+    #[test]
+    fn multi_line_replies_display_and_debug_every_line() {
+        let reply =
+            Reply::parse(b"250-mail.example.com\r\n250-PIPELINING\r\n250 SIZE 10\r\n").unwrap();
+        assert_eq!(
+            reply.to_string(),
+            "250 mail.example.com / 250 PIPELINING / 250 SIZE 10"
+        );
+        assert_eq!(format!("{reply:?}"), format!("Reply({reply})"));
+    }
+
+    #[test]
+    fn enhanced_codes_with_several_digits() {
+        let mut parser = ReplyParser::new(ReplyLimits::default());
+        parser.extend(b"535 5.7.139 Authentication unsuccessful\r\n");
+        let reply = parser.next_reply(true).unwrap().unwrap();
+        assert_eq!(
+            reply.enhanced_code(),
+            Some(EnhancedCode {
+                class: 5,
+                subject: 7,
+                detail: 139
+            })
+        );
+    }
+
+    #[test]
     fn parse_takes_exactly_one_whole_reply() {
         assert_eq!(Reply::parse(b"250 ok\r\n").unwrap().code().get(), 250);
         assert_eq!(

@@ -2765,3 +2765,41 @@ fn transcript_keeps_every_line_of_a_huge_envelope() {
     assert_eq!(lines[1024], "C: DATA");
     assert_eq!(lines[1025], "S: 250 ok");
 }
+
+#[test]
+fn eof_after_a_failure_or_a_close_is_quiet() {
+    let mut session = ready_local("250 localhost");
+    run_on(
+        &mut session,
+        vec![
+            S("421 4.4.2 bye"),
+            Fails(|e| matches!(e, Error::ServiceClosing { .. })),
+        ],
+    );
+    // The server then closes: that is no second error.
+    assert_eq!(session.handle_eof(), Ok(()));
+    let mut session = ready_local("250 localhost");
+    run_on(
+        &mut session,
+        vec![Quit, C("QUIT"), S("221 bye"), E(Event::Closed)],
+    );
+    assert_eq!(session.handle_eof(), Ok(()));
+    assert_eq!(session.poll_event(), None);
+}
+
+#[test]
+fn debug_shows_the_state_and_no_secret() {
+    let mut session = ClientSession::new(local_config(password())).unwrap();
+    session.set_peer_addr([127, 0, 0, 1].into());
+    session.handle_input(b"220 localhost\r\n").unwrap();
+    session
+        .handle_input(b"250-localhost\r\n250 AUTH PLAIN\r\n")
+        .unwrap();
+    // The AUTH line with the password is pending.
+    let shown = format!("{session:?}");
+    assert!(shown.starts_with("ClientSession {"), "{shown}");
+    assert!(shown.contains("server_name: \"localhost\""), "{shown}");
+    assert!(shown.contains("phase: Busy"), "{shown}");
+    assert!(shown.contains("pending_output: "), "{shown}");
+    assert!(!shown.contains("s3cret-pw") && !shown.contains(&b64("\0me@example.com\0s3cret-pw")));
+}
