@@ -2803,3 +2803,113 @@ fn debug_shows_the_state_and_no_secret() {
     assert!(shown.contains("pending_output: "), "{shown}");
     assert!(!shown.contains("s3cret-pw") && !shown.contains(&b64("\0me@example.com\0s3cret-pw")));
 }
+
+#[test]
+fn quit_twice_or_after_the_end_writes_nothing_more() {
+    // QUIT already sent, its reply not yet in: a second quit is a no-op.
+    let mut session = ready_local("250 localhost");
+    run_on(&mut session, vec![Quit, C("QUIT")]);
+    assert_eq!(session.quit(), Ok(()));
+    assert!(session.pending_output().is_empty());
+    run_on(&mut session, vec![S("221 bye"), E(Event::Closed)]);
+    // Closed: still a no-op, not an error.
+    assert_eq!(session.quit(), Ok(()));
+    assert!(session.pending_output().is_empty());
+    // Failed without a QUIT (a 421): no QUIT now either.
+    let mut session = ready_local("250 localhost");
+    run_on(
+        &mut session,
+        vec![
+            S("421 4.4.2 bye"),
+            Fails(|e| matches!(e, Error::ServiceClosing { .. })),
+        ],
+    );
+    assert_eq!(session.quit(), Ok(()));
+    assert!(session.pending_output().is_empty());
+}
+
+#[test]
+fn calls_after_a_close_say_it_is_closed() {
+    let mut session = ready_local("250 localhost");
+    run_on(
+        &mut session,
+        vec![Quit, C("QUIT"), S("221 bye"), E(Event::Closed)],
+    );
+    let closed = |call: &'static str| Error::InvalidState {
+        call,
+        reason: "the session is closed",
+    };
+    assert_eq!(
+        session.handle_input(b"250 late\r\n"),
+        Err(closed("handle_input"))
+    );
+    assert_eq!(
+        session.send_mail(envelope(&["a@example.org"])),
+        Err(closed("send_mail"))
+    );
+    assert_eq!(session.noop(), Err(closed("noop")));
+    assert!(session.pending_output().is_empty());
+}
+
+#[test]
+fn no_reading_while_the_caller_writes_a_body() {
+    // Pipelined BDAT: MAIL and RCPT replies are awaited while the caller
+    // writes the chunk; the caller is asked to read only once it has ended.
+    let mut session = chunking_local();
+    assert!(session.capabilities().chunking() && session.capabilities().pipelining());
+    run_on(
+        &mut session,
+        vec![
+            Mail(envelope(&["a@example.org"]).exact_size(3)),
+            C("MAIL FROM:<me@example.com>\nRCPT TO:<a@example.org>\nBDAT 3 LAST"),
+            E(Event::SendBody),
+        ],
+    );
+    assert!(!session.wants_input());
+    session.write_body(b"x\r\n").unwrap();
+    assert!(!session.wants_input());
+    session.finish_body().unwrap();
+    assert!(session.wants_input());
+    assert!(!ready_local("250 localhost").wants_input());
+}
+
+#[test]
+fn bytes_past_the_awaited_replies_are_bounded_inclusively() {
+    // Limits of 16 octets x 2 lines: 32 octets may wait unsolicited, 33 not.
+    let limits = smtp_proto::reply::ReplyLimits {
+        max_line_len: 16,
+        max_lines: 2,
+    };
+    for (extra, fails) in [(32, false), (33, true)] {
+        let mut session = run(
+            Config::new("localhost")
+                .tls(TlsPolicy::Disabled)
+                .reply_limits(limits),
+            vec![
+                S("220 localhost"),
+                C("EHLO localhost"),
+                S("250 localhost"),
+                E(Event::Ready),
+                Noop,
+                C("NOOP"),
+            ],
+        );
+        // The NOOP reply, then complete lines nobody asked for.
+        let mut bytes = b"250 ok\r\n".to_vec();
+        while bytes.len() - 8 < extra {
+            bytes.extend_from_slice(b"250 x\r\n");
+        }
+        bytes.truncate(8 + extra);
+        let result = session.handle_input(&bytes);
+        assert_eq!(result.is_err(), fails, "{extra}: {result:?}");
+        if fails {
+            assert!(matches!(
+                result,
+                Err(Error::MalformedReply {
+                    source: ReplyError::Unsolicited { limit: 32 },
+                    ..
+                })
+            ));
+        }
+    }
+}
