@@ -149,6 +149,44 @@ mod tests {
     use super::*;
 
     #[test]
+    fn stages_name_themselves() {
+        let names: Vec<String> = STAGES.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            names,
+            [
+                "TLS handshake",
+                "greeting",
+                "EHLO",
+                "STARTTLS",
+                "AUTH",
+                "MAIL FROM",
+                "RCPT TO",
+                "DATA",
+                "message body",
+                "end of data",
+                "RSET",
+                "NOOP",
+                "QUIT",
+                "idle",
+            ]
+        );
+        for stage in STAGES {
+            assert_eq!(stage.to_string(), stage.as_str());
+        }
+    }
+
+    #[test]
+    fn every_stage_has_its_own_timeout() {
+        let mut timeouts = Timeouts::uniform(Duration::from_secs(1));
+        for (i, stage) in STAGES.iter().enumerate() {
+            timeouts = timeouts.with(*stage, Duration::from_secs(100 + i as u64));
+        }
+        for (i, stage) in STAGES.iter().enumerate() {
+            assert_eq!(timeouts.get(*stage), Duration::from_secs(100 + i as u64));
+        }
+    }
+
+    #[test]
     fn timeouts_follow_rfc5321_and_can_be_overridden() {
         let t = Timeouts::default();
         assert_eq!(t.get(Stage::Greeting), Duration::from_secs(300));
