@@ -81,10 +81,8 @@ impl Recorder {
     /// A new call starts: lines older than it are kept up to `limit`.
     pub(crate) fn begin_call(&mut self, limit: usize) {
         let excess = self.lines.len().saturating_sub(limit);
-        if excess > 0 {
-            self.lines.drain(..excess);
-            self.dropped = self.dropped.saturating_add(excess as u64);
-        }
+        self.lines.drain(..excess);
+        self.dropped = self.dropped.saturating_add(excess as u64);
     }
 
     pub(crate) fn push(&mut self, direction: Direction, text: &[u8]) {

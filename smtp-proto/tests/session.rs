@@ -2913,3 +2913,75 @@ fn bytes_past_the_awaited_replies_are_bounded_inclusively() {
         }
     }
 }
+
+#[test]
+fn any_single_dsn_option_needs_dsn() {
+    let one =
+        |recipient: Recipient| Envelope::new(Some(addr("me@example.com")), [recipient]).unwrap();
+    let plain = || Recipient::new(addr("a@example.org"));
+    let cases = [
+        one(plain().notify(Notify::NEVER)),
+        one(plain().original_recipient("rfc822;a@example.org").unwrap()),
+        one(plain()).dsn_return(DsnReturn::Full),
+        one(plain()).envelope_id("id-1").unwrap(),
+    ];
+    for envelope in cases {
+        let mut session = ready_local("250 localhost");
+        let err = session.send_mail(envelope.clone()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::ExtensionRequired {
+                    extension: "DSN",
+                    ..
+                }
+            ),
+            "{envelope:?}: {err:?}"
+        );
+        assert!(session.pending_output().is_empty());
+        // With DSN offered it goes.
+        let mut session = ready_local("250-localhost\n250 DSN");
+        session.send_mail(envelope).unwrap();
+        assert!(!session.pending_output().is_empty());
+    }
+    // Without any, no DSN needed.
+    let mut session = ready_local("250 localhost");
+    session.send_mail(one(plain())).unwrap();
+}
+
+#[test]
+fn envelopes_report_what_they_declare() {
+    let envelope = envelope(&["a@example.org"]);
+    assert_eq!(envelope.from(), Some(&addr("me@example.com")));
+    assert_eq!(envelope.declared_size(), None);
+    assert_eq!(envelope.clone().size(1234).declared_size(), Some(1234));
+    assert_eq!(envelope.for_body(b"x\n").declared_size(), Some(2));
+    let null = Envelope::new(None, [addr("a@example.org")]).unwrap();
+    assert_eq!(null.from(), None);
+    assert_eq!(BodyType::detect(b"plain ascii\r\n"), BodyType::SevenBit);
+    assert_eq!(
+        BodyType::detect("8-bit: \u{e9}\r\n".as_bytes()),
+        BodyType::EightBitMime
+    );
+}
+
+#[test]
+fn transcript_lines_give_their_text_and_direction() {
+    let mut session = run(
+        Config::new("localhost")
+            .tls(TlsPolicy::Disabled)
+            .transcript(true),
+        vec![
+            S("220 localhost ESMTP"),
+            C("EHLO localhost"),
+            S("250 localhost"),
+            E(Event::Ready),
+        ],
+    );
+    let lines = session.take_transcript();
+    assert_eq!(lines[0].text(), b"220 localhost ESMTP");
+    assert_eq!(lines[0].direction(), smtp_proto::Direction::Server);
+    assert_eq!(lines[1].text(), b"EHLO localhost");
+    assert_eq!(lines[1].direction(), smtp_proto::Direction::Client);
+    assert_eq!(format!("{:?}", lines[1]), "C: EHLO localhost");
+}
