@@ -702,42 +702,32 @@ impl Inner {
                 inner: Arc::clone(self),
                 permit: Some(permit),
             };
-            if !lease.is_usable() {
-                permit = match lease.discard_keep_slot("unusable while idle") {
-                    Some(permit) => permit,
-                    None => self.acquire().await?,
-                };
-                continue;
-            }
-            // Whatever the server said while the connection idled (a 421 on
-            // its idle timeout, a close), read without writing anything.
-            if let Err(reason) = lease.check_idle() {
+            // Unusable, or closed while it idled (a 421 on the server's idle
+            // timeout, read without writing anything), or silent to a NOOP
+            // after a long idle: discarded, and the next one is tried.
+            let check = if !lease.is_usable() {
+                Err((Error::Poisoned, "unusable while idle"))
+            } else if let Err(reason) = lease.check_idle() {
+                Err((reason, "closed while idle"))
+            } else if idle_for >= self.options.health_check_after {
+                let timeout = self.options.health_check_timeout;
+                let checked = lease.health_check(timeout).await;
+                checked.map_err(|reason| (reason, "health check failed"))
+            } else {
+                Ok(())
+            };
+            if let Err((reason, why)) = check {
                 tracing::debug!(
                     target: "smtp_tokio::pool",
                     connection = lease.id(),
                     error = %reason,
-                    "closed while idle"
+                    "{why}"
                 );
-                permit = match lease.discard_keep_slot("closed while idle") {
+                permit = match lease.discard_keep_slot(why) {
                     Some(permit) => permit,
                     None => self.acquire().await?,
                 };
                 continue;
-            }
-            if idle_for >= self.options.health_check_after {
-                if let Err(reason) = lease.health_check(self.options.health_check_timeout).await {
-                    tracing::debug!(
-                        target: "smtp_tokio::pool",
-                        connection = lease.id(),
-                        error = %reason,
-                        "health check failed"
-                    );
-                    permit = match lease.discard_keep_slot("health check failed") {
-                        Some(permit) => permit,
-                        None => self.acquire().await?,
-                    };
-                    continue;
-                }
             }
             tracing::debug!(
                 target: "smtp_tokio::pool",
