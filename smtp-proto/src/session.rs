@@ -961,11 +961,11 @@ impl ClientSession {
                     })
                 };
                 // RFC 5321 §4.1.1.4: the reply to the final dot ends the
-                // transaction either way. A refused BDAT does not (RFC 3030
-                // §2: the transaction is failed, and servers such as Postfix
-                // keep its envelope): RSET it, unless the next message's
-                // commands already went out behind it, where a RSET would
-                // land inside that message.
+                // transaction either way. RFC 3030 says only that a refused
+                // BDAT fails the transaction, not that it ends it, so what
+                // the server kept is up to it: RSET makes it explicit, unless
+                // the next message's commands already went out behind it,
+                // where a RSET would land inside that message.
                 match result {
                     Err(failure)
                         if refused && txn.framing != Framing::Data && self.txns.is_empty() =>

@@ -1835,7 +1835,7 @@ fn bdat_with_every_recipient_refused_reports_them() {
             c("x"),
             S("250 ok\n550 no such user\n554 5.5.1 no valid recipients"),
             // RFC 3030: a refused BDAT leaves the transaction failed, not
-            // ended; Postfix keeps its envelope until RSET.
+            // ended: RSET, as after a refused DATA.
             C("RSET"),
             S("250 2.0.0 Ok"),
             Done(
