@@ -5,7 +5,9 @@ use crate::args::{AuthMode, SendArgs, TlsMode};
 use crate::report::{classify, Failure, Kind};
 use smtp_blocking::smtp_proto::{BodyType, EhloName};
 use smtp_blocking::tls::{client_config, TlsRoots};
-use smtp_blocking::{Address, Credentials, Envelope, Mechanism, Options, Timeouts, TlsPolicy};
+use smtp_blocking::{
+    Address, Credentials, Envelope, Mechanism, Options, Stage, Timeouts, TlsPolicy,
+};
 use std::fs::{File, Metadata};
 use std::io::{self, Read};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -298,8 +300,11 @@ pub fn plan(args: &SendArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Pla
         }
     };
     if let Some(timeout) = timeout {
+        // QUIT comes after every result is known: it never waits longer
+        // than its default, so a silent server does not hold the report back.
+        let quit = Stage::Quit.default_timeout().min(timeout);
         options = options
-            .timeouts(Timeouts::uniform(timeout))
+            .timeouts(Timeouts::uniform(timeout).with(Stage::Quit, quit))
             .connect_timeout(timeout);
     }
     Ok(Plan {

@@ -141,6 +141,8 @@ struct Script {
     hang_up_on: Option<&'static str>,
     /// Stall before the greeting.
     stall: Option<Duration>,
+    /// Never answer QUIT (keep the connection open until the client closes).
+    silent_quit: bool,
 }
 
 impl Default for Script {
@@ -158,6 +160,7 @@ impl Default for Script {
             end_reply: "250 2.0.0 queued".into(),
             hang_up_on: None,
             stall: None,
+            silent_quit: false,
         }
     }
 }
@@ -243,6 +246,11 @@ fn serve(s: &Script, peer: &mut Peer, bodies: &Bodies) -> io::Result<()> {
                 peer.reply("250 ok")?;
             }
             "NOOP" => peer.reply("250 ok")?,
+            "QUIT" if s.silent_quit => {
+                // Read until the client gives up and closes.
+                while peer.line().is_ok() {}
+                return Ok(());
+            }
             "QUIT" => {
                 peer.reply("221 bye")?;
                 return Ok(());
@@ -421,6 +429,31 @@ fn stdin_is_buffered_for_repeat() {
 }
 
 // ---- TLS, AUTH, transcript ------------------------------------------------
+
+#[test]
+fn an_unanswered_quit_does_not_hold_the_report_back() {
+    // The message is delivered; the server never answers QUIT. With
+    // --timeout 60 every other wait may take a minute, QUIT only its own
+    // default of 10 s: the report comes after that at the latest.
+    let (server, bodies) = start(Script {
+        silent_quit: true,
+        ..Script::default()
+    });
+    let data = temp_file(BODY);
+    let mut args = plain_args(&server, &data);
+    set(&mut args, "--timeout", "60");
+    let started = std::time::Instant::now();
+    let out = run(&strs(&args), &[], None);
+    let took = started.elapsed();
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    assert_eq!(out.json()["messages_sent"], 1);
+    assert_eq!(bodies.lock().unwrap().len(), 1);
+    assert!(took < Duration::from_secs(30), "{took:?}");
+    assert!(
+        took >= Duration::from_secs(9),
+        "QUIT was not waited for: {took:?}"
+    );
+}
 
 #[test]
 fn transcript_drops_no_line_of_a_huge_envelope() {

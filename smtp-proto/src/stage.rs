@@ -44,10 +44,13 @@ pub enum Stage {
 impl Stage {
     /// The timeout RFC 5321 §4.5.3.2 recommends for this stage.
     ///
-    /// Stages the RFC does not name (EHLO, STARTTLS, AUTH, RSET, NOOP, QUIT and the
-    /// TLS handshake) get the five minutes it gives to commands in general.
+    /// Stages the RFC does not name (EHLO, STARTTLS, AUTH, RSET, NOOP and the
+    /// TLS handshake) get the five minutes it gives to commands in general,
+    /// except QUIT: every result is known by then, and a server that does not
+    /// answer it should not hold them back, so QUIT gets ten seconds.
     pub fn default_timeout(self) -> Duration {
         let minutes = match self {
+            Stage::Quit => return Duration::from_secs(10),
             Stage::Data => 2,
             Stage::Body => 3,
             Stage::DataEnd => 10,
@@ -193,6 +196,8 @@ mod tests {
         assert_eq!(t.get(Stage::Data), Duration::from_secs(120));
         assert_eq!(t.get(Stage::Body), Duration::from_secs(180));
         assert_eq!(t.get(Stage::DataEnd), Duration::from_secs(600));
+        assert_eq!(t.get(Stage::Quit), Duration::from_secs(10));
+        assert_eq!(t.get(Stage::Rset), Duration::from_secs(300));
         let t = t.with(Stage::Rcpt, Duration::from_secs(7));
         assert_eq!(t.get(Stage::Rcpt), Duration::from_secs(7));
         assert_eq!(t.get(Stage::Mail), Duration::from_secs(300));

@@ -107,8 +107,10 @@
 //! **Credentials.** The [`Connector`]'s [`CredentialProvider`] is called
 //! before each *new* connection is opened (never for a reused one), so
 //! short-lived OAuth2 tokens (XOAUTH2, OAUTHBEARER) are refreshed without
-//! rebuilding the pool. A provider failure is returned as an [`Error::Io`]
-//! whose inner error is a [`CredentialsError`]; no connection was opened.
+//! rebuilding the pool. A provider failure, or a provider that does not
+//! answer within [`Options::connect_timeout`](crate::Options::connect_timeout),
+//! is returned as an [`Error::Io`] whose inner error is a
+//! [`CredentialsError`]; no connection was opened.
 //!
 //! **Cancellation.** A send holds its connection in a guard. Dropping the
 //! send future (a `select!`, a timeout) drops the guard, which returns the
@@ -268,9 +270,14 @@ impl Connector {
     pub async fn connect(&self) -> Result<Client, Error> {
         let mut config = self.config.clone();
         if let Some(provider) = &self.credentials {
-            let credentials = provider
-                .credentials()
+            // A provider that never answers (an identity provider that hangs)
+            // must not hold the send forever: it gets the connect timeout.
+            let timeout = self.options.connect_timeout;
+            let credentials = ::tokio::time::timeout(timeout, provider.credentials())
                 .await
+                .unwrap_or_else(|_| {
+                    Err(format!("the credential provider did not answer within {timeout:?}").into())
+                })
                 .map_err(|err| CredentialsError(err).into_error())?;
             if let Some(credentials) = credentials {
                 config = config.credentials(credentials);

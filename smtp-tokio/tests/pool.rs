@@ -314,6 +314,33 @@ async fn a_failing_provider_opens_no_connection() {
     assert_eq!(pool.status().in_use, 0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_that_never_answers_is_bounded_by_the_connect_timeout() {
+    let pki = TestPki::new().unwrap();
+    let (server, _store) = token_server(&pki, 1..=1);
+    let options = tls_options(&pki).connect_timeout(Duration::from_millis(300));
+    let connector = Connector::to_addr(server.addr(), Config::new(NAME), options)
+        .credentials_with(std::future::pending::<Result<Option<Credentials>, BoxError>>);
+    let pool = Pool::new(connector, quiet());
+    let started = std::time::Instant::now();
+    let err = pool
+        .send(envelope("me@example.com"), b"x\r\n")
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < WAIT, "{:?}", started.elapsed());
+    let Error::Io(io) = &err else {
+        panic!("{err:?}")
+    };
+    let inner = io.get_ref().unwrap();
+    assert!(inner.is::<smtp_tokio::pool::CredentialsError>(), "{inner}");
+    assert!(
+        err.to_string().contains("did not answer within 300ms"),
+        "{err}"
+    );
+    assert_eq!(server.connections(), 0);
+    assert_eq!(pool.status().in_use, 0);
+}
+
 // ---- misbehaving plaintext servers ----------------------------------------
 
 /// Connection 0 closes with `421` after its first message: `unsolicited`, a
