@@ -121,15 +121,16 @@ impl Client {
         let span = tracing::info_span!("smtp.connect", host, port);
         let _enter = span.enter();
         let client = Client::new(config, options)?;
-        let lookup = strip_brackets(host);
-        let addrs: Vec<SocketAddr> = (lookup, port)
-            .to_socket_addrs()
-            .map_err(|source| Error::Resolve {
+        let lookup = strip_brackets(host).to_owned();
+        let resolve = move || -> io::Result<Vec<SocketAddr>> {
+            Ok((lookup.as_str(), port).to_socket_addrs()?.collect())
+        };
+        let addrs =
+            resolve_within(resolve, client.connect_timeout).map_err(|source| Error::Resolve {
                 host: host.to_owned(),
                 port,
                 source,
-            })?
-            .collect();
+            })?;
         let mut last = None;
         for address in addrs {
             match TcpStream::connect_timeout(&address, at_least_1ms(client.connect_timeout)) {
@@ -725,6 +726,29 @@ impl Client {
     }
 }
 
+/// Runs `resolve` (the system resolver, which has no timeout of its own) on
+/// a thread of its own and waits for it at most `timeout`: a resolver that
+/// hangs fails the connection within the connect timeout instead of holding
+/// it forever. The thread, if it still waits, ends when the resolver does.
+fn resolve_within<F>(resolve: F, timeout: Duration) -> io::Result<Vec<SocketAddr>>
+where
+    F: FnOnce() -> io::Result<Vec<SocketAddr>> + Send + 'static,
+{
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("smtp-resolve".to_owned())
+        .spawn(move || {
+            // The receiver may have given up already: nothing to tell then.
+            let _ = tx.send(resolve());
+        })?;
+    rx.recv_timeout(at_least_1ms(timeout)).unwrap_or_else(|_| {
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("name resolution took longer than {timeout:?}"),
+        ))
+    })
+}
+
 /// Logs one transcript line (target: this module).
 fn log_transcript_line(line: &smtp_proto::TranscriptLine) {
     tracing::debug!(line = %line);
@@ -820,5 +844,41 @@ mod tests {
             client.tls.as_ref().map(|t| &t.name),
             Some(rustls::pki_types::ServerName::IpAddress(_))
         ));
+    }
+}
+
+#[cfg(test)]
+mod resolve_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_hanging_resolver_is_bounded_by_the_timeout() {
+        let started = Instant::now();
+        let hang = || {
+            std::thread::sleep(Duration::from_secs(3));
+            Ok(Vec::new())
+        };
+        let err = resolve_within(hang, Duration::from_millis(100)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(
+            err.to_string().contains("name resolution took longer"),
+            "{err}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn a_resolver_that_answers_in_time_is_heard() {
+        let addr: SocketAddr = "127.0.0.1:25".parse().unwrap();
+        let got = resolve_within(move || Ok(vec![addr]), Duration::from_secs(5)).unwrap();
+        assert_eq!(got, [addr]);
+        let err = resolve_within(
+            || Err(io::Error::new(io::ErrorKind::NotFound, "no such host")),
+            Duration::from_secs(5),
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
     }
 }
