@@ -78,6 +78,7 @@ where
         };
     }
     let json = cli.send.json;
+    let mut open = None;
     let report = match plan::plan(&cli.send, env) {
         Ok(plan) => {
             let hook: Option<smtp_blocking::TranscriptHook> = if cli.send.transcript {
@@ -89,8 +90,12 @@ where
             } else {
                 None
             };
-            let mut report = run::run(&plan, hook);
+            let run::Finished {
+                mut report,
+                open: connections,
+            } = run::run(&plan, hook);
             report.elapsed = started.elapsed();
+            open = Some(connections);
             report
         }
         Err(failure) => Report::failed(failure, started.elapsed()),
@@ -104,6 +109,11 @@ where
         if let Some(line) = report.human_error() {
             eprintln!("{line}");
         }
+    }
+    // The report is out: only now QUIT, which cannot change it.
+    let _ = std::io::stdout().flush();
+    if let Some(connections) = open {
+        connections.quit();
     }
     report.exit_status()
 }

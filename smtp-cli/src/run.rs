@@ -22,13 +22,53 @@ struct SessionOutcome {
     transactions: Vec<TransactionReport>,
     /// The failure that ended it, and when.
     error: Option<(Instant, Failure)>,
+    /// The connection, left open for [`Open::quit`].
+    client: Option<Client>,
+}
+
+/// A finished run: the report, and the connections still to be closed with
+/// QUIT once it is out. Every result is known before QUIT, so a server that
+/// is slow to answer QUIT never holds the report back.
+pub struct Finished {
+    /// What the run did.
+    pub report: Report,
+    /// The connections still open.
+    pub open: Open,
+}
+
+/// Connections whose transactions are over, waiting for QUIT.
+pub struct Open(Vec<Client>);
+
+impl Open {
+    /// Sends QUIT on every connection still open, all at once, each waiting
+    /// for its reply at most the QUIT timeout; a failed QUIT changes nothing
+    /// that was reported.
+    pub fn quit(self) {
+        let mut clients = self.0;
+        match clients.len() {
+            0 => {}
+            1 => {
+                if let Some(client) = clients.pop() {
+                    let _ = client.quit();
+                }
+            }
+            _ => thread::scope(|scope| {
+                for client in clients {
+                    scope.spawn(move || {
+                        let _ = client.quit();
+                    });
+                }
+            }),
+        }
+    }
 }
 
 /// Runs the plan: `plan.repeat` transactions over `plan.connections`
 /// parallel sessions (the first sessions take one more when they do not
 /// divide evenly). A session stops at its first failure, and the others
 /// start no new transaction after it. `hook` gets every transcript line.
-pub fn run(plan: &Plan, hook: Option<TranscriptHook>) -> Report {
+/// The connections stay open: [`Open::quit`] closes them.
+pub fn run(plan: &Plan, hook: Option<TranscriptHook>) -> Finished {
     let started = Instant::now();
     let stop = AtomicBool::new(false);
     // One measurement for all sessions: a changed file is measured again
@@ -77,8 +117,12 @@ pub fn run(plan: &Plan, hook: Option<TranscriptHook>) -> Report {
         .filter_map(|o| o.error.as_ref())
         .min_by_key(|(at, _)| *at)
         .map(|(_, failure)| failure.clone());
-    let transactions: Vec<TransactionReport> =
-        outcomes.into_iter().flat_map(|o| o.transactions).collect();
+    let mut clients = Vec::new();
+    let mut transactions: Vec<TransactionReport> = Vec::new();
+    for outcome in outcomes {
+        transactions.extend(outcome.transactions);
+        clients.extend(outcome.client);
+    }
     let messages_sent = transactions
         .iter()
         .filter(|t| t.data_code.is_some_and(|c| (200..300).contains(&c)))
@@ -86,7 +130,7 @@ pub fn run(plan: &Plan, hook: Option<TranscriptHook>) -> Report {
     let ok = error.is_none()
         && transactions.len() == plan.repeat as usize
         && transactions.iter().all(TransactionReport::delivered);
-    Report {
+    let report = Report {
         ok,
         tls,
         auth_mechanism,
@@ -95,10 +139,15 @@ pub fn run(plan: &Plan, hook: Option<TranscriptHook>) -> Report {
         messages_sent,
         elapsed: started.elapsed(),
         error,
+    };
+    Finished {
+        report,
+        open: Open(clients),
     }
 }
 
-/// One session: connect, `count` transactions, QUIT. `latest` is the
+/// One session: connect, then `count` transactions; the connection is
+/// handed back for QUIT after the report. `latest` is the
 /// `--data` file's latest measurement, for a [`Data::File`].
 fn session(
     plan: &Plan,
@@ -158,9 +207,9 @@ fn session(
             }
         }
     });
-    // The messages are in (or the failure is known): a failed QUIT changes
-    // neither.
-    let _ = client.quit();
+    // The messages are in (or the failure is known): QUIT waits for the
+    // report, which it can change nothing in.
+    outcome.client = Some(client);
     outcome
 }
 
