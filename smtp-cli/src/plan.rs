@@ -407,8 +407,16 @@ const KEEP_IN_MEMORY: usize = 1 << 20;
 fn file_data(path: PathBuf, repeat: u32) -> Result<Data, Failure> {
     let unreadable = |err: io::Error| Failure::usage(format!("--data {}: {err}", path.display()));
     let mut file = File::open(&path).map_err(unreadable)?;
-    let regular = file.metadata().map_err(unreadable)?.is_file();
-    if !regular {
+    let metadata = file.metadata().map_err(unreadable)?;
+    // A directory opens, but reads fail: refuse it here, before anything is
+    // connected, whatever --repeat says.
+    if metadata.is_dir() {
+        return Err(Failure::usage(format!(
+            "--data {}: is a directory",
+            path.display()
+        )));
+    }
+    if !metadata.is_file() {
         if repeat == 1 {
             return Ok(Data::Pipe(Arc::new(Mutex::new(Some(file)))));
         }

@@ -754,6 +754,28 @@ fn user_without_secret_is_a_usage_error_and_nothing_connects() {
 }
 
 #[test]
+fn a_data_directory_is_a_usage_error_for_any_repeat() {
+    let (server, _bodies) = start(Script::default());
+    let dir = std::env::temp_dir();
+    for repeat in ["1", "2"] {
+        let mut args = plain_args(&server, &dir);
+        set(&mut args, "--repeat", repeat);
+        let out = run(&strs(&args), &[], None);
+        assert_eq!(out.status, 2, "--repeat {repeat}: {}", out.stdout);
+        let json = out.json();
+        assert_eq!(json["error"]["kind"], "usage");
+        assert!(
+            json["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("is a directory"),
+            "{json}"
+        );
+    }
+    assert_eq!(server.connections(), 0, "nothing was connected");
+}
+
+#[test]
 fn missing_data_file_is_a_usage_error() {
     let out = run(
         &[
