@@ -248,6 +248,7 @@ impl<T: Transport> Driver<T> {
         }
         let result = loop {
             let fed = match self.transport.read_ready(&mut self.buf[..]) {
+                Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => self.session.handle_eof(),
                 Err(err) => break Err(Error::Io(err)),
                 Ok(None) => break Ok(()),
                 Ok(Some(0)) => self.session.handle_eof(),
@@ -478,6 +479,10 @@ impl<T: Transport> Driver<T> {
             let read = self.transport.read(&mut self.buf[..]);
             let n = match T::timeout(remaining, read).await {
                 None => return Err(Error::Timeout { stage }),
+                // A TLS peer that closes without close_notify: SMTP frames
+                // its own replies, so this is the connection closing, as
+                // the blocking adapter reports it too.
+                Some(Err(err)) if err.kind() == io::ErrorKind::UnexpectedEof => 0,
                 Some(Err(err)) => return Err(Error::from_io(err)),
                 Some(Ok(n)) => n,
             };

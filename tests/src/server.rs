@@ -523,6 +523,21 @@ impl Peer {
         self.start_tls(config)
     }
 
+    /// Cuts the connection at once: TLS without close_notify, as a peer
+    /// that crashed or a middlebox that dropped it would. Idempotent.
+    pub fn abort(&mut self) {
+        match std::mem::replace(&mut self.stream, Stream::Closed) {
+            Stream::Plain(s) => {
+                let _ = s.shutdown(Shutdown::Both);
+            }
+            Stream::Tls(mut s) => {
+                let _ = s.flush();
+                let _ = s.sock.shutdown(Shutdown::Both);
+            }
+            Stream::Closed => {}
+        }
+    }
+
     /// Closes the connection (TLS: close_notify first). Idempotent.
     pub fn close(&mut self) {
         match std::mem::replace(&mut self.stream, Stream::Closed) {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use proto::reply::ReplyError;
-use proto::{Stage, Timeouts};
+use proto::{Config, Stage, Timeouts, TlsPolicy};
 use smtp_blocking::smtp_proto as proto;
 use smtp_tests::{Peer, Received, ScriptedServer, TestPki};
 
@@ -189,6 +189,39 @@ pub fn closed_mid_reply(adapter: &dyn Adapter) {
     );
     assert!(err.transient);
     assert_eq!(verbs(&received.plain)[0], "EHLO");
+}
+
+/// A TLS peer that cuts the connection mid-reply without close_notify:
+/// the same typed error on every backend (the connection closed during that
+/// stage), never a bare I/O error on some.
+pub fn tls_cut_mid_reply_without_close_notify(adapter: &dyn Adapter) {
+    let pki = TestPki::new().unwrap();
+    let cert = pki.leaf(&[NAME]).unwrap();
+    let tls = cert.server_config().unwrap();
+    let server = ScriptedServer::start_fn(move |peer| {
+        peer.implicit_tls(tls.clone())?;
+        peer.send(b"220-mail.test ESMTP\r\n220 wel")?;
+        peer.abort();
+        Ok(())
+    })
+    .unwrap();
+    let config = Config::new(NAME).tls(TlsPolicy::Implicit);
+    let err = quickly(adapter.name(), || {
+        adapter
+            .connect(server.addr(), config.clone(), &opts(&pki))
+            .map(|_| ())
+    });
+    assert!(
+        matches!(
+            err.smtp(),
+            Some(proto::Error::ConnectionClosed {
+                stage: Stage::Greeting
+            })
+        ),
+        "{}: {err:?}",
+        adapter.name()
+    );
+    assert!(err.transient);
 }
 
 /// Greeting and EHLO (no PIPELINING), then `MAIL`, `RCPT`, `DATA`.

@@ -98,6 +98,7 @@ suite! {
         malformed_endless_continuation,
         nul_bytes_in_reply_text,
         closed_mid_reply,
+        tls_cut_mid_reply_without_close_notify,
         closed_mid_data,
         stall_greeting,
         stall_mid_reply,
