@@ -538,7 +538,14 @@ impl Client {
         if let Err(err) = self.set_read_timeout(remaining) {
             return Err(self.io_failure(err, stage));
         }
-        let fed = match self.stream.read(&mut self.buf) {
+        // Capped so that no configured timeout can overflow the clock.
+        let deadline = Instant::now() + remaining.min(Duration::from_secs(86_400 * 365));
+        let read = self.stream.read_before(&mut self.buf, deadline);
+        if self.stream.sets_own_timeouts() {
+            // The TLS read set the socket's timeout to what was left.
+            self.socket_timeouts = (None, None);
+        }
+        let fed = match read {
             Ok(0) => self.session.handle_eof(),
             Ok(n) => self.session.handle_input(&self.buf[..n]),
             Err(err) if err.kind() == io::ErrorKind::Interrupted => Ok(()),

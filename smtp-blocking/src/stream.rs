@@ -2,7 +2,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub(crate) enum Stream {
     Plain(TcpStream),
@@ -32,6 +32,58 @@ impl Stream {
         self.tcp().map_or(Err(not_connected()), |tcp| {
             tcp.set_write_timeout(Some(at_least_1ms(timeout)))
         })
+    }
+
+    /// Reads once, by `deadline`. Plaintext is one socket read (the caller
+    /// set its timeout). TLS is driven one socket read at a time until a
+    /// record yields plaintext, each read bounded by what is left until
+    /// `deadline`: rustls' own `read` keeps reading for as long as bytes
+    /// trickle in, so a peer dripping a record a byte at a time would hold it
+    /// far past the stage's timeout. `Ok(0)` at end of stream.
+    pub(crate) fn read_before(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
+        match self {
+            Stream::Plain(tcp) => tcp.read(buf),
+            #[cfg(feature = "rustls")]
+            Stream::Tls(tls) => loop {
+                match tls.conn.reader().read(buf) {
+                    Ok(n) => return Ok(n),
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(err) => return Err(err),
+                }
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                if remaining.is_zero() {
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+                if tls.conn.wants_write() {
+                    // An alert or a key update rustls has to send first.
+                    tls.sock.set_write_timeout(Some(at_least_1ms(remaining)))?;
+                    tls.conn.write_tls(&mut tls.sock)?;
+                    continue;
+                }
+                tls.sock.set_read_timeout(Some(at_least_1ms(remaining)))?;
+                match tls.conn.read_tls(&mut tls.sock) {
+                    Ok(_) => {
+                        // At end of stream too: the reader then says whether
+                        // close_notify came (Ok(0)) or not (UnexpectedEof).
+                        tls.conn
+                            .process_new_packets()
+                            .map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err))?;
+                    }
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                    Err(err) => return Err(err),
+                }
+            },
+            Stream::Closed => Err(not_connected()),
+        }
+    }
+
+    /// Whether reads set the socket's timeouts themselves (TLS).
+    pub(crate) fn sets_own_timeouts(&self) -> bool {
+        #[cfg(feature = "rustls")]
+        if let Stream::Tls(_) = self {
+            return true;
+        }
+        false
     }
 
     /// Closes both directions without waiting; errors are of no interest.

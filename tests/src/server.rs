@@ -523,6 +523,64 @@ impl Peer {
         self.start_tls(config)
     }
 
+    /// Implicit TLS whose server flight (ServerHello to Finished) is
+    /// written one octet every `every`: a handshake that never completes in
+    /// time. Stops quietly when the client is gone; the connection is then
+    /// unusable.
+    pub fn implicit_tls_dripped(
+        &mut self,
+        config: Arc<ServerConfig>,
+        every: Duration,
+    ) -> io::Result<()> {
+        let Stream::Plain(sock) = &mut self.stream else {
+            return Err(io::Error::other(
+                "implicit_tls_dripped: not a plaintext connection",
+            ));
+        };
+        let mut conn =
+            ServerConnection::new(config).map_err(|e| io::Error::other(format!("rustls: {e}")))?;
+        // The ClientHello, until the server has its flight to send.
+        while !conn.wants_write() {
+            if conn.read_tls(sock)? == 0 {
+                return Err(Self::eof());
+            }
+            conn.process_new_packets()
+                .map_err(|e| invalid(format!("TLS handshake: {e}")))?;
+        }
+        let mut flight = Vec::new();
+        while conn.wants_write() {
+            conn.write_tls(&mut flight)?;
+        }
+        for byte in flight {
+            if sock.write_all(&[byte]).is_err() {
+                break;
+            }
+            thread::sleep(every);
+        }
+        Ok(())
+    }
+
+    /// Sends `bytes` over TLS as records written to the socket one octet
+    /// every `every`: a peer that keeps the client reading without ever
+    /// completing a record in time. Stops quietly when the client is gone.
+    pub fn drip_tls(&mut self, bytes: &[u8], every: Duration) -> io::Result<()> {
+        let Stream::Tls(s) = &mut self.stream else {
+            return Err(io::Error::other("drip_tls: not a TLS connection"));
+        };
+        s.conn.writer().write_all(bytes)?;
+        let mut records = Vec::new();
+        while s.conn.wants_write() {
+            s.conn.write_tls(&mut records)?;
+        }
+        for byte in records {
+            if s.sock.write_all(&[byte]).is_err() {
+                break;
+            }
+            thread::sleep(every);
+        }
+        Ok(())
+    }
+
     /// Cuts the connection at once: TLS without close_notify, as a peer
     /// that crashed or a middlebox that dropped it would. Idempotent.
     pub fn abort(&mut self) {

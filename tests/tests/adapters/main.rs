@@ -99,6 +99,8 @@ suite! {
         nul_bytes_in_reply_text,
         closed_mid_reply,
         tls_cut_mid_reply_without_close_notify,
+        tls_drip_is_bounded_by_the_stage_timeout,
+        tls_handshake_drip_is_bounded,
         closed_mid_data,
         stall_greeting,
         stall_mid_reply,
