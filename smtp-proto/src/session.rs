@@ -21,6 +21,13 @@ use core::fmt;
 use core::net::IpAddr;
 use std::collections::VecDeque;
 
+/// The most `RCPT` commands written ahead of their replies with PIPELINING.
+/// RFC 2920 §3.1: a client that writes without reading can deadlock with a
+/// server whose replies fill the socket buffers; 100 replies are a few KiB,
+/// well inside any buffer, and an envelope of any size then flows as the
+/// replies come in.
+pub const MAX_RCPT_AHEAD: usize = 100;
+
 /// The most transcript lines kept from earlier calls when the caller does not
 /// take them ([`ClientSession::take_transcript`]); the lines of the current
 /// call are never dropped, and dropped ones are counted in a note.
@@ -114,6 +121,9 @@ struct Transaction {
     body_done: bool,
     /// Why the transaction failed, reported once RSET is answered.
     failure: Option<Error>,
+    /// With PIPELINING, how many `RCPT` commands are written (at most
+    /// [`MAX_RCPT_AHEAD`] ahead of their replies).
+    rcpts_written: usize,
 }
 
 impl Transaction {
@@ -390,12 +400,15 @@ impl ClientSession {
         envelope.write_mail(&self.caps, &mut self.out);
         self.record_sent(start);
         self.expect.push_back(Expect::Mail);
-        if pipelined {
-            for i in 0..envelope.recipients().len() {
-                self.write_rcpt(&envelope, i);
-            }
-        }
         let recipients = envelope.recipients().len();
+        let ahead = if pipelined {
+            recipients.min(MAX_RCPT_AHEAD)
+        } else {
+            0
+        };
+        for i in 0..ahead {
+            self.write_rcpt(&envelope, i);
+        }
         self.txns.push_back(Transaction {
             envelope,
             pipelined,
@@ -406,9 +419,12 @@ impl ClientSession {
             exact,
             body_done: false,
             failure: None,
+            rcpts_written: ahead,
         });
         self.phase = Phase::Busy;
-        if pipelined {
+        // With every RCPT out, DATA or BDAT follows in the same write;
+        // otherwise once the last one is written.
+        if pipelined && ahead == recipients {
             self.start_body_command();
         }
         self.process()
@@ -909,6 +925,18 @@ impl ClientSession {
                 };
                 let result = RecipientResult::new(rcpt.address().clone(), reply);
                 txn.recipients.push(result);
+                let total = txn.envelope.recipients().len();
+                if txn.pipelined && txn.rcpts_written < total {
+                    // One reply in, one more RCPT out; after the last one,
+                    // DATA or BDAT.
+                    self.write_rcpt(&txn.envelope, txn.rcpts_written);
+                    txn.rcpts_written += 1;
+                    if txn.rcpts_written == total {
+                        self.txns.push_front(txn);
+                        self.start_body_command();
+                        return Ok(());
+                    }
+                }
                 if !txn.pipelined {
                     if i + 1 < txn.envelope.recipients().len() {
                         self.write_rcpt(&txn.envelope, i + 1);

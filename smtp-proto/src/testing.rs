@@ -1164,6 +1164,9 @@ impl<'s> Model<'s> {
         }
         self.stream.extend_from_slice(new);
         self.server.read(new, &mut writer);
+        // A body piece that queued nothing (the last octet of a full BDAT
+        // chunk waits for finish_body) is still the caller's content.
+        self.server.count_held(&mut writer);
         if finishing {
             self.server.finished(&writer);
         }
@@ -1451,6 +1454,14 @@ impl Server {
                     }
                 }
             }
+        }
+    }
+
+    /// Counts a successful body piece that put nothing on the wire yet,
+    /// while a chunk or DATA body is open.
+    fn count_held(&mut self, w: &mut Writer<'_>) {
+        if matches!(self.reading, Reading::Chunk { .. } | Reading::Data) {
+            self.count(w);
         }
     }
 
@@ -1849,6 +1860,33 @@ mod tests {
         // completed: caught at the chunk's end, before anything past it.
         let mut server = bdat(7);
         read(&mut server, "write_body", SMUGGLE, Content::Body(SMUGGLE));
+    }
+
+    #[test]
+    fn a_body_whose_only_octet_waits_for_finish_body_is_the_callers() {
+        // BDAT 1 LAST and a one-octet body: write_body queues nothing (the
+        // octet waits), finish_body writes it; it is still what the caller
+        // wrote. (A property-test case once flagged this as a mismatch.)
+        let scenario = Scenario::from_selector([2, 1, 0, 0]);
+        let ops = vec![
+            Op::Input(b"220 localhost ESMTP\r\n".to_vec()),
+            Op::Input(
+                b"250-localhost\r\n250-PIPELINING\r\n250-CHUNKING\r\n250 BINARYMIME\r\n".to_vec(),
+            ),
+            Op::SendMail(Mail {
+                exact: Some(1),
+                binary: true,
+                ..Mail::new()
+            }),
+            Op::Take,
+            Op::WriteBody(b".".to_vec()),
+            Op::FinishBody,
+            Op::Take,
+            Op::Input(b"250 ok\r\n250 ok\r\n250 queued\r\n".to_vec()),
+            Op::Poll,
+            Op::Poll,
+        ];
+        check_api(&scenario, &ops);
     }
 
     #[test]

@@ -2711,7 +2711,9 @@ fn ehlo_fallback_to_helo_on_every_not_supported_code() {
 
 #[test]
 fn transcript_keeps_every_line_of_a_huge_envelope() {
-    // 3,000 recipients pipelined: 3,002 lines written by one call, all kept.
+    // 3,000 recipients pipelined: one read of 1,101 replies makes the session
+    // record them and write 1,100 more RCPTs, 2,201 lines in one call, all
+    // kept.
     let mut session = run(
         Config::new("localhost")
             .tls(TlsPolicy::Disabled)
@@ -2727,43 +2729,81 @@ fn transcript_keeps_every_line_of_a_huge_envelope() {
     let to: Vec<String> = (0..3000).map(|i| format!("r{i}@example.org")).collect();
     let to: Vec<&str> = to.iter().map(String::as_str).collect();
     session.send_mail(envelope(&to)).unwrap();
+    let lines = session.take_transcript();
+    assert_eq!(lines.len(), 1 + smtp_proto::session::MAX_RCPT_AHEAD);
+    assert_eq!(lines[0].to_string(), "C: MAIL FROM:<me@example.com>");
+    let _ = session.take_output();
+    session
+        .handle_input("250 ok\r\n".repeat(1 + 1100).as_bytes())
+        .unwrap();
     let lines: Vec<String> = session
         .take_transcript()
         .iter()
         .map(|l| l.to_string())
         .collect();
-    assert_eq!(lines.len(), 3002);
-    assert_eq!(lines[0], "C: MAIL FROM:<me@example.com>");
-    assert_eq!(lines[3000], "C: RCPT TO:<r2999@example.org>");
-    assert_eq!(lines[3001], "C: DATA");
-    // Left untaken, they are capped when the next call starts, with a note
+    assert_eq!(lines.len(), 2 * 1100 + 1);
+    assert_eq!(lines[0], "S: 250 ok");
+    assert_eq!(lines[2], "C: RCPT TO:<r100@example.org>");
+    assert_eq!(lines[2200], "C: RCPT TO:<r1199@example.org>");
+    // Left untaken, lines are capped when the next call starts, with a note
     // that says how many went.
-    let mut session = run(
-        Config::new("localhost")
-            .tls(TlsPolicy::Disabled)
-            .transcript(true),
-        vec![
-            S("220 localhost ESMTP"),
-            C("EHLO localhost"),
-            S("250-localhost\n250 PIPELINING"),
-            E(Event::Ready),
-        ],
-    );
-    session.send_mail(envelope(&to)).unwrap();
+    session
+        .handle_input("250 ok\r\n".repeat(1100).as_bytes())
+        .unwrap();
     session.handle_input(b"250 ok\r\n").unwrap();
     let lines: Vec<String> = session
         .take_transcript()
         .iter()
         .map(|l| l.to_string())
         .collect();
-    // 4 + 3,002 lines before the reply; 1,024 kept, then the reply.
-    assert_eq!(lines.len(), 1 + 1024 + 1);
+    // 2,200 lines before the last reply; 1,024 kept, then its 2 lines.
+    assert_eq!(lines.len(), 1 + 1024 + 2);
     assert_eq!(
         lines[0],
-        "C: <1982 transcript lines dropped: the transcript was not taken>"
+        "C: <1176 transcript lines dropped: the transcript was not taken>"
     );
-    assert_eq!(lines[1024], "C: DATA");
     assert_eq!(lines[1025], "S: 250 ok");
+}
+
+#[test]
+fn huge_envelopes_keep_at_most_100_rcpts_ahead_of_their_replies() {
+    // RFC 2920 §3.1: writing a whole envelope before reading can deadlock
+    // once the replies fill the socket buffers. The session writes at most
+    // 100 RCPTs ahead, one more per reply, and DATA after the last one.
+    let mut session = ready_local("250-localhost\n250 PIPELINING");
+    let to: Vec<String> = (0..250).map(|i| format!("r{i}@example.org")).collect();
+    let to: Vec<&str> = to.iter().map(String::as_str).collect();
+    session.send_mail(envelope(&to)).unwrap();
+    let mut written = String::from_utf8(session.take_output().to_vec()).unwrap();
+    assert_eq!(written.matches("RCPT TO:").count(), 100);
+    assert!(!written.contains("DATA"));
+    // The MAIL reply frees nothing; each RCPT reply frees one.
+    session.handle_input(b"250 ok\r\n").unwrap();
+    assert!(session.pending_output().is_empty());
+    let mut answered = 0;
+    while answered < 250 {
+        session.handle_input(b"250 ok\r\n").unwrap();
+        answered += 1;
+        let new = String::from_utf8(session.take_output().to_vec()).unwrap();
+        written.push_str(&new);
+        let ahead = written.matches("RCPT TO:").count() - answered;
+        assert!(ahead <= 100, "{ahead} ahead after {answered} replies");
+        if answered == 150 {
+            assert_eq!(new, "RCPT TO:<r249@example.org>\r\nDATA\r\n");
+        }
+    }
+    assert_eq!(written.matches("RCPT TO:").count(), 250);
+    session.handle_input(b"354 go\r\n").unwrap();
+    assert_eq!(session.poll_event(), Some(Event::SendBody));
+    session.write_body(b"x").unwrap();
+    session.finish_body().unwrap();
+    session.handle_input(b"250 queued\r\n").unwrap();
+    match session.poll_event() {
+        Some(Event::TransactionComplete(Ok(delivery))) => {
+            assert_eq!(delivery.recipients().len(), 250);
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
