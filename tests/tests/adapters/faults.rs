@@ -224,12 +224,44 @@ pub fn tls_cut_mid_reply_without_close_notify(adapter: &dyn Adapter) {
     assert!(err.transient);
 }
 
+/// The per-stage timeout of the TLS drip scenarios.
+const DRIP_STAGE: Duration = Duration::from_millis(800);
+
+/// Connects with implicit TLS under [`DRIP_STAGE`] per stage, and checks
+/// that the connection failed with `stage`'s timeout within a small margin.
+fn assert_drip_times_out(
+    adapter: &dyn Adapter,
+    server: &ScriptedServer,
+    pki: &TestPki,
+    stage: Stage,
+) {
+    let mut opts = opts(pki);
+    opts.timeouts = Timeouts::uniform(DRIP_STAGE);
+    let config = Config::new(NAME).tls(TlsPolicy::Implicit);
+    let started = std::time::Instant::now();
+    let result = adapter.connect(server.addr(), config, &opts).map(|_| ());
+    let took = started.elapsed();
+    let err = result
+        .err()
+        .unwrap_or_else(|| panic!("{}: connected", adapter.name()));
+    assert!(err.timeout, "{}: {err:?}", adapter.name());
+    assert!(
+        err.message.contains(stage.as_str()),
+        "{}: {err:?}",
+        adapter.name()
+    );
+    assert!(
+        took < DRIP_STAGE + Duration::from_millis(700),
+        "{} at {stage}: failed after {took:?}",
+        adapter.name()
+    );
+}
+
 /// A TLS peer that drips its records one octet at a time, at the greeting
 /// and in the middle of the EHLO reply: every backend fails with that
 /// stage's timeout within a small margin, however long the drip would go on
 /// (rustls' own read keeps reading while bytes trickle in).
 pub fn tls_drip_is_bounded_by_the_stage_timeout(adapter: &dyn Adapter) {
-    const STAGE: Duration = Duration::from_millis(800);
     let pki = TestPki::new().unwrap();
     let cert = pki.leaf(&[NAME]).unwrap();
     for at_ehlo in [false, true] {
@@ -250,31 +282,12 @@ pub fn tls_drip_is_bounded_by_the_stage_timeout(adapter: &dyn Adapter) {
             peer.drip_tls(line, Duration::from_millis(100))
         })
         .unwrap();
-        let mut opts = opts(&pki);
-        opts.timeouts = Timeouts::uniform(STAGE);
-        let config = Config::new(NAME).tls(TlsPolicy::Implicit);
-        let started = std::time::Instant::now();
-        let result = adapter.connect(server.addr(), config, &opts).map(|_| ());
-        let took = started.elapsed();
-        let err = result
-            .err()
-            .unwrap_or_else(|| panic!("{}: connected", adapter.name()));
         let stage = if at_ehlo {
             Stage::Ehlo
         } else {
             Stage::Greeting
         };
-        assert!(err.timeout, "{}: {err:?}", adapter.name());
-        assert!(
-            err.message.contains(stage.as_str()),
-            "{}: {err:?}",
-            adapter.name()
-        );
-        assert!(
-            took < STAGE + Duration::from_millis(700),
-            "{} at {stage}: failed after {took:?}",
-            adapter.name()
-        );
+        assert_drip_times_out(adapter, &server, &pki, stage);
     }
 }
 
@@ -282,7 +295,6 @@ pub fn tls_drip_is_bounded_by_the_stage_timeout(adapter: &dyn Adapter) {
 /// KiB: a minute in all): the handshake fails with its stage's timeout
 /// within a small margin on every backend.
 pub fn tls_handshake_drip_is_bounded(adapter: &dyn Adapter) {
-    const STAGE: Duration = Duration::from_millis(800);
     let pki = TestPki::new().unwrap();
     let cert = pki.leaf(&[NAME]).unwrap();
     let tls = cert.server_config().unwrap();
@@ -290,26 +302,7 @@ pub fn tls_handshake_drip_is_bounded(adapter: &dyn Adapter) {
         peer.implicit_tls_dripped(tls.clone(), Duration::from_millis(20))
     })
     .unwrap();
-    let mut opts = opts(&pki);
-    opts.timeouts = Timeouts::uniform(STAGE);
-    let config = Config::new(NAME).tls(TlsPolicy::Implicit);
-    let started = std::time::Instant::now();
-    let result = adapter.connect(server.addr(), config, &opts).map(|_| ());
-    let took = started.elapsed();
-    let err = result
-        .err()
-        .unwrap_or_else(|| panic!("{}: connected", adapter.name()));
-    assert!(err.timeout, "{}: {err:?}", adapter.name());
-    assert!(
-        err.message.contains(Stage::TlsHandshake.as_str()),
-        "{}: {err:?}",
-        adapter.name()
-    );
-    assert!(
-        took < STAGE + Duration::from_millis(700),
-        "{}: failed after {took:?}",
-        adapter.name()
-    );
+    assert_drip_times_out(adapter, &server, &pki, Stage::TlsHandshake);
 }
 
 /// Greeting and EHLO (no PIPELINING), then `MAIL`, `RCPT`, `DATA`.
