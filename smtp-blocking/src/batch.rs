@@ -267,16 +267,18 @@ mod tests {
 
     const PIPELINING: &str = "250-localhost\r\n250 PIPELINING\r\n";
     const CHUNKING: &str = "250-localhost\r\n250-PIPELINING\r\n250 CHUNKING\r\n";
+    /// Three small messages, one recipient each.
+    const THREE: [(&str, &[u8]); 3] = [
+        ("a@x.org", b"one"),
+        ("b@x.org", b"two"),
+        ("c@x.org", b"three"),
+    ];
 
     #[test]
     fn each_message_rides_behind_the_previous_end_of_data() {
         let out = run(
             PIPELINING,
-            &[
-                ("a@x.org", b"one"),
-                ("b@x.org", b"two"),
-                ("c@x.org", b"three"),
-            ],
+            &THREE,
             &[
                 "250 ok",
                 "250 ok",
@@ -333,11 +335,7 @@ mod tests {
     fn bdat_messages_overlap_and_results_stay_in_order() {
         let out = run(
             CHUNKING,
-            &[
-                ("a@x.org", b"one"),
-                ("b@x.org", b"two"),
-                ("c@x.org", b"three"),
-            ],
+            &THREE,
             &[
                 "250 ok",
                 "250 ok",
@@ -423,11 +421,7 @@ mod tests {
     fn the_connection_ending_mid_batch_ends_it_with_one_error() {
         let out = run(
             PIPELINING,
-            &[
-                ("a@x.org", b"one"),
-                ("b@x.org", b"two"),
-                ("c@x.org", b"three"),
-            ],
+            &THREE,
             &[
                 "250 ok",
                 "250 ok",
@@ -455,11 +449,7 @@ mod tests {
         // never started.
         let out = run(
             "250 localhost\r\n",
-            &[
-                ("a@x.org", b"one"),
-                ("b@x.org", b"two"),
-                ("c@x.org", b"three"),
-            ],
+            &THREE,
             &["250 ok", "250 ok", "354 go", "250 first\r\nnot a reply"],
         );
         assert_eq!(out.results.len(), 2, "{:?}", out.results);
