@@ -100,6 +100,12 @@ where
         }
     }
 
+    /// How many results were reported so far: each is a message done, so
+    /// the next one's time starts.
+    pub fn reported(&self) -> usize {
+        self.reported
+    }
+
     /// Takes the session's next event. One that has no place in a batch is
     /// handed back: a bug, after which the adapter gives up the connection.
     /// A [`Event::Ready`] left queued is dropped by the session at the next

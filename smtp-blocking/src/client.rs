@@ -2,7 +2,7 @@
 
 use crate::batch::{Action, Batch};
 use crate::stream::{at_least_1ms, Stream};
-use crate::{strip_brackets, Error, Options, ReplyDeadline, Transcript};
+use crate::{strip_brackets, Deadlines, Error, Options, Transcript};
 use smtp_proto::{
     Capabilities, ClientSession, Config, Delivery, Envelope, Event, Mechanism, Stage, Timeouts,
     TlsPolicy,
@@ -87,7 +87,8 @@ pub struct Client {
     tls: Option<Tls>,
     transcript: Transcript,
     buf: Vec<u8>,
-    reply_deadline: ReplyDeadline,
+    /// The stage's timeout for each reply; the time limit.
+    deadlines: Deadlines,
     /// The read and write timeouts last set on the socket.
     socket_timeouts: (Option<Duration>, Option<Duration>),
     poisoned: bool,
@@ -126,14 +127,14 @@ impl Client {
             Ok((lookup.as_str(), port).to_socket_addrs()?.collect())
         };
         let addrs =
-            resolve_within(resolve, client.connect_timeout).map_err(|source| Error::Resolve {
+            resolve_within(resolve, client.connect_wait()).map_err(|source| Error::Resolve {
                 host: host.to_owned(),
                 port,
                 source,
             })?;
         let mut last = None;
         for address in addrs {
-            match TcpStream::connect_timeout(&address, at_least_1ms(client.connect_timeout)) {
+            match TcpStream::connect_timeout(&address, client.connect_wait()) {
                 Ok(tcp) => return client.start(tcp),
                 Err(source) => {
                     tracing::debug!(%address, error = %source, "connection attempt failed");
@@ -159,7 +160,7 @@ impl Client {
         let span = tracing::info_span!("smtp.connect", %address);
         let _enter = span.enter();
         let client = Client::new(config, options)?;
-        let tcp = TcpStream::connect_timeout(&address, at_least_1ms(client.connect_timeout))
+        let tcp = TcpStream::connect_timeout(&address, client.connect_wait())
             .map_err(|source| Error::Connect { address, source })?;
         client.start(tcp)
     }
@@ -265,7 +266,14 @@ impl Client {
             return;
         }
         let mut batch = Batch::new(messages.into_iter(), on_result);
+        let mut reported = None;
         let failure = (|| loop {
+            // Each message has the whole time limit from the previous one's
+            // result (or from the start of the batch).
+            if reported != Some(batch.reported()) {
+                reported = Some(batch.reported());
+                self.deadlines.start(Instant::now());
+            }
             match batch
                 .next(&mut self.session)
                 .map_err(|err| self.session_failure(err))?
@@ -287,6 +295,7 @@ impl Client {
                 Action::Done => return Ok(()),
             }
         })();
+        self.deadlines.stop();
         if let Err(err) = failure {
             batch.fail(&mut self.session, err);
         }
@@ -392,6 +401,9 @@ impl Client {
             ));
         }
         let session = ClientSession::new(config)?;
+        let mut deadlines = Deadlines::new(options.time_limit);
+        // The time limit counts from here for the session's set-up.
+        deadlines.start(Instant::now());
         Ok(Client {
             session,
             stream: Stream::Closed,
@@ -400,7 +412,7 @@ impl Client {
             tls,
             transcript,
             buf: vec![0; READ_BUFFER],
-            reply_deadline: ReplyDeadline::default(),
+            deadlines,
             socket_timeouts: (None, None),
             poisoned: false,
             connect_timeout: options.connect_timeout,
@@ -420,6 +432,7 @@ impl Client {
         }
         self.stream = Stream::Plain(tcp);
         self.expect_ready()?;
+        self.deadlines.stop();
         tracing::debug!(tls = self.is_tls(), auth = ?self.auth_mechanism(), "ready");
         Ok(self)
     }
@@ -479,7 +492,8 @@ impl Client {
         }
     }
 
-    /// Writes everything the session has to say, in one `write_all`.
+    /// Writes everything the session has to say. Each socket write gets the
+    /// stage's timeout, within what is left of the time limit.
     fn flush(&mut self) -> Result<(), Error> {
         self.drain_transcript();
         let pending = self.session.pending_output().len();
@@ -487,41 +501,34 @@ impl Client {
             return Ok(());
         }
         let stage = self.session.stage().unwrap_or(Stage::Quit);
-        if let Err(err) = self.set_write_timeout(self.timeouts.get(stage)) {
-            return Err(self.io_failure(err, stage));
-        }
-        let stream = &mut self.stream;
-        let output = self.session.pending_output();
-        let written = stream.write_all(output).and_then(|()| stream.flush());
+        let (deadlines, timeouts) = (self.deadlines, &self.timeouts);
+        let written = write_within(
+            &mut self.stream,
+            &mut self.socket_timeouts.1,
+            self.session.pending_output(),
+            || deadlines.write(stage, timeouts).ok(),
+        );
         match written {
             Ok(()) => {
                 self.session.advance_output(pending);
                 // A new command went out: its reply gets a whole timeout.
-                self.reply_deadline.reset();
+                self.deadlines.reset();
                 Ok(())
             }
             Err(err) => Err(self.io_failure(err, stage)),
         }
     }
 
-    /// Sets the socket's write timeout unless it already is that.
-    fn set_write_timeout(&mut self, timeout: Duration) -> io::Result<()> {
-        if self.socket_timeouts.1 != Some(timeout) {
-            self.stream.set_write_timeout(timeout)?;
-            self.socket_timeouts.1 = Some(timeout);
-        }
-        Ok(())
+    /// How long connecting (resolution, each TCP attempt) may take.
+    fn connect_wait(&self) -> Duration {
+        at_least_1ms(self.deadlines.within(self.connect_timeout))
     }
 
     /// Sets the socket's read timeout to what is left of the reply's time.
     /// One already set that is at most [`TIMEOUT_SLACK`] longer is kept:
     /// setting it again before every read costs a system call per read.
     fn set_read_timeout(&mut self, remaining: Duration) -> io::Result<()> {
-        let close_enough = self
-            .socket_timeouts
-            .0
-            .is_some_and(|set| set >= remaining && set - remaining <= TIMEOUT_SLACK);
-        if !close_enough {
+        if !close_enough(self.socket_timeouts.0, remaining) {
             self.stream.set_read_timeout(remaining)?;
             self.socket_timeouts.0 = Some(remaining);
         }
@@ -532,8 +539,9 @@ impl Client {
     /// session. End of stream is reported to the session, which decides.
     fn receive(&mut self) -> Result<(), Error> {
         let stage = self.session.stage().unwrap_or(Stage::Noop);
-        let Some(remaining) = self.reply_deadline.remaining(stage, &self.timeouts) else {
-            return Err(self.timed_out(stage));
+        let remaining = match self.deadlines.read(stage, &self.timeouts) {
+            Ok(remaining) => remaining,
+            Err(err) => return Err(self.timed_out(err)),
         };
         if let Err(err) = self.set_read_timeout(remaining) {
             return Err(self.io_failure(err, stage));
@@ -595,11 +603,11 @@ impl Client {
         let Stream::Plain(mut tcp) = std::mem::replace(&mut self.stream, Stream::Closed) else {
             return Err(self.unexpected("the TLS upgrade"));
         };
-        match handshake(
-            &mut connection,
-            &mut tcp,
-            self.timeouts.get(Stage::TlsHandshake),
-        ) {
+        let timeout = self
+            .deadlines
+            .write(Stage::TlsHandshake, &self.timeouts)
+            .unwrap_or(Duration::ZERO);
+        match handshake(&mut connection, &mut tcp, timeout) {
             Ok(()) => {}
             Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => {
                 // The session says ConnectionClosed during the handshake.
@@ -624,7 +632,7 @@ impl Client {
         self.stream = Stream::Tls(Box::new(rustls::StreamOwned::new(connection, tcp)));
         // The handshake set the socket's timeouts itself.
         self.socket_timeouts = (None, None);
-        self.reply_deadline.reset();
+        self.deadlines.reset();
         // rustls verified the certificate for exactly this name.
         self.session
             .tls_established(&verified_name)
@@ -681,13 +689,18 @@ impl Client {
         if pending == 0 || self.poisoned {
             return;
         }
-        let quit_timeout = self.timeouts.get(Stage::Quit);
-        if self.set_write_timeout(quit_timeout).is_err() {
-            return;
-        }
-        let stream = &mut self.stream;
-        let output = self.session.pending_output();
-        let written = stream.write_all(output).and_then(|()| stream.flush());
+        // Once, with QUIT's timeout in all: nothing waits on this.
+        let until = Instant::now().checked_add(self.timeouts.get(Stage::Quit));
+        let written = write_within(
+            &mut self.stream,
+            &mut self.socket_timeouts.1,
+            self.session.pending_output(),
+            || match until {
+                Some(until) => Some(until.saturating_duration_since(Instant::now()))
+                    .filter(|left| !left.is_zero()),
+                None => Some(Duration::MAX),
+            },
+        );
         match written {
             Ok(()) => self.session.advance_output(pending),
             Err(err) => tracing::debug!(error = %err, "could not flush after a session error"),
@@ -700,16 +713,18 @@ impl Client {
             err.kind(),
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
         ) {
-            return self.timed_out(stage);
+            let err = self.deadlines.expired(stage);
+            return self.timed_out(err);
         }
         self.poison();
         Error::from_io(err)
     }
 
-    fn timed_out(&mut self, stage: Stage) -> Error {
-        tracing::debug!(%stage, "timed out");
+    /// `err`, a timeout or the time limit, poisons the client.
+    fn timed_out(&mut self, err: Error) -> Error {
+        tracing::debug!(error = %err, "timed out");
         self.poison();
-        Error::Timeout { stage }
+        err
     }
 
     fn poison(&mut self) {
@@ -754,6 +769,41 @@ where
             format!("name resolution took longer than {timeout:?}"),
         ))
     })
+}
+
+/// Writes all of `bytes` one socket write at a time, each within what
+/// `wait` says is left (`None`: time is up, `TimedOut`), so that neither a
+/// peer that reads slowly nor rustls' own write loop carries a write past its
+/// deadline. `set` is the write timeout last set on the socket.
+fn write_within(
+    stream: &mut Stream,
+    set: &mut Option<Duration>,
+    mut bytes: &[u8],
+    mut wait: impl FnMut() -> Option<Duration>,
+) -> io::Result<()> {
+    while !bytes.is_empty() || stream.wants_write() {
+        let Some(wait) = wait() else {
+            return Err(io::ErrorKind::TimedOut.into());
+        };
+        let wait = at_least_1ms(wait);
+        if !close_enough(*set, wait) {
+            stream.set_write_timeout(wait)?;
+            *set = Some(wait);
+        }
+        match stream.write_once(bytes) {
+            Ok(n) => bytes = bytes.get(n..).unwrap_or_default(),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
+}
+
+/// Whether a socket timeout already `set` can stand for `wait`: at most
+/// [`TIMEOUT_SLACK`] longer. Setting it again before every read or write
+/// costs a system call each.
+fn close_enough(set: Option<Duration>, wait: Duration) -> bool {
+    set.is_some_and(|set| set >= wait && set - wait <= TIMEOUT_SLACK)
 }
 
 /// Logs one transcript line (target: this module).

@@ -4,6 +4,7 @@
 use smtp_proto::Stage;
 use std::io;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 /// Everything that can go wrong with a client (this crate's
 /// [`Client`](crate::Client), or `smtp-tokio`'s).
@@ -82,6 +83,18 @@ pub enum Error {
         stage: Stage,
     },
 
+    /// The session's set-up or a message took longer than
+    /// [`Options::time_limit`](crate::Options::time_limit) in all, although
+    /// each step kept within its stage's timeout. The connection is
+    /// unusable: the client is poisoned.
+    #[error("took longer than the time limit of {limit:?} (during {stage})")]
+    TimeLimit {
+        /// The step under way when the time was up.
+        stage: Stage,
+        /// The limit.
+        limit: Duration,
+    },
+
     /// An earlier I/O error or timeout left the connection unusable, or (in
     /// `smtp-tokio`) an earlier operation was cancelled part-way (its future
     /// was dropped), so the connection's state is unknown; the client refuses
@@ -110,7 +123,8 @@ impl Error {
             Error::Resolve { .. }
             | Error::Connect { .. }
             | Error::Io(_)
-            | Error::Timeout { .. } => true,
+            | Error::Timeout { .. }
+            | Error::TimeLimit { .. } => true,
             _ => false,
         }
     }
@@ -129,9 +143,9 @@ impl Error {
         }
     }
 
-    /// Whether the operation timed out.
+    /// Whether the operation timed out: a stage's timeout or the time limit.
     pub fn is_timeout(&self) -> bool {
-        matches!(self, Error::Timeout { .. })
+        matches!(self, Error::Timeout { .. } | Error::TimeLimit { .. })
     }
 
     pub(crate) fn tls_config(reason: impl Into<String>) -> Error {
@@ -181,6 +195,15 @@ mod tests {
         };
         assert!(timeout.is_transient() && timeout.is_timeout() && !timeout.is_security());
         assert_eq!(timeout.to_string(), "timed out during end of data");
+        let limit = Error::TimeLimit {
+            stage: Stage::Data,
+            limit: Duration::from_secs(3),
+        };
+        assert!(limit.is_transient() && limit.is_timeout() && !limit.is_security());
+        assert_eq!(
+            limit.to_string(),
+            "took longer than the time limit of 3s (during DATA)"
+        );
 
         let closed = Error::from(smtp_proto::Error::ConnectionClosed {
             stage: Stage::Greeting,

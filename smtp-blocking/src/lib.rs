@@ -12,6 +12,7 @@
 //!   default: 5 minutes for the greeting and commands, 10 for the reply to
 //!   the end of data): a server that stalls gives [`Error::Timeout`], never a
 //!   hang. A reply must arrive whole within its stage's timeout.
+//!   [`Options::time_limit`] caps the set-up and each message in all.
 //! - **TLS**: implicit (port 465) or STARTTLS, verified for the configured
 //!   server name against the bundled Mozilla roots by default, or the
 //!   system's or your own ([`tls::TlsRoots`]). Plaintext that arrives after
@@ -80,7 +81,7 @@ pub use error::Error;
 pub use options::{Options, TranscriptHook, DEFAULT_CONNECT_TIMEOUT};
 
 #[doc(hidden)]
-pub use deadline::ReplyDeadline;
+pub use deadline::Deadlines;
 #[doc(hidden)]
 pub use options::Transcript;
 

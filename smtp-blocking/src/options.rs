@@ -44,6 +44,16 @@ pub struct Options {
     /// timeout; a write must make progress within it. Default: RFC 5321
     /// §4.5.3.2.
     pub timeouts: Timeouts,
+    /// The most, in all, that setting up the session (connecting, the
+    /// greeting, EHLO, TLS and AUTH) may take, and then each message (from
+    /// when sending it begins until its result is known; in a batch, from
+    /// the previous message's result). The per-stage timeouts bound each
+    /// wait (RFC 5321 §4.5.3.2 times each write of a data block, so a server
+    /// that takes every block just in time keeps a large body going for
+    /// hours); this bounds the whole. Past it the client fails with
+    /// [`Error::TimeLimit`](crate::Error::TimeLimit) and is poisoned. Default
+    /// `None`: no limit.
+    pub time_limit: Option<Duration>,
     /// The rustls configuration for implicit TLS and STARTTLS. `None` uses
     /// the bundled webpki roots ([`tls::client_config`](crate::tls::client_config)
     /// with [`TlsRoots::WebPki`](crate::tls::TlsRoots::WebPki), built once
@@ -62,6 +72,7 @@ impl Default for Options {
         Options {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             timeouts: Timeouts::default(),
+            time_limit: None,
             #[cfg(feature = "rustls")]
             tls: None,
             transcript: None,
@@ -88,6 +99,13 @@ impl Options {
         self
     }
 
+    /// Sets [`Options::time_limit`]: the most the session's set-up, and
+    /// then each message, may take in all.
+    pub fn time_limit(mut self, limit: Duration) -> Options {
+        self.time_limit = Some(limit);
+        self
+    }
+
     /// Sets [`Options::tls`]: this rustls configuration (custom roots,
     /// client certificates, another provider) instead of the default.
     #[cfg(feature = "rustls")]
@@ -107,7 +125,8 @@ impl fmt::Debug for Options {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut s = f.debug_struct("Options");
         s.field("connect_timeout", &self.connect_timeout)
-            .field("timeouts", &self.timeouts);
+            .field("timeouts", &self.timeouts)
+            .field("time_limit", &self.time_limit);
         #[cfg(feature = "rustls")]
         s.field("tls", &self.tls.as_ref().map(|_| "custom"));
         s.field("transcript", &self.transcript.as_ref().map(|_| "hook"))

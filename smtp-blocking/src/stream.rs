@@ -77,6 +77,45 @@ impl Stream {
         }
     }
 
+    /// Writes some of `buf` with at most one socket write: plaintext as is;
+    /// TLS by handing what rustls takes to it and sending at most one
+    /// socket write of its records (`StreamOwned` would loop inside rustls
+    /// for as long as a slow reader takes a byte per timeout). The number of
+    /// bytes of `buf` taken; never `Ok(0)` while `buf` or rustls' records
+    /// wait to be written.
+    pub(crate) fn write_once(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let taken = match self {
+            Stream::Plain(tcp) => tcp.write(buf)?,
+            #[cfg(feature = "rustls")]
+            Stream::Tls(tls) => {
+                let taken = tls.conn.writer().write(buf)?;
+                if !tls.conn.wants_write() {
+                    // Nothing to send: rustls took all of `buf` or none.
+                    if taken == 0 && !buf.is_empty() {
+                        return Err(io::ErrorKind::WriteZero.into());
+                    }
+                } else if tls.conn.write_tls(&mut tls.sock)? == 0 {
+                    return Err(io::ErrorKind::WriteZero.into());
+                }
+                return Ok(taken);
+            }
+            Stream::Closed => return Err(not_connected()),
+        };
+        if taken == 0 && !buf.is_empty() {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        Ok(taken)
+    }
+
+    /// Whether TLS records wait to be written.
+    pub(crate) fn wants_write(&self) -> bool {
+        #[cfg(feature = "rustls")]
+        if let Stream::Tls(tls) = self {
+            return tls.conn.wants_write();
+        }
+        false
+    }
+
     /// Whether reads set the socket's timeouts themselves (TLS).
     pub(crate) fn sets_own_timeouts(&self) -> bool {
         #[cfg(feature = "rustls")]

@@ -127,6 +127,13 @@ pub struct SendArgs {
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<f64>,
 
+    /// The most (seconds, fractions allowed) connecting and setting up the
+    /// session may take in all, and then each message, however each step
+    /// keeps within --timeout; past it the run fails with kind `timeout`
+    /// [default: no limit].
+    #[arg(long, value_name = "SECS")]
+    pub max_time: Option<f64>,
+
     /// Print the dialogue on stderr, AUTH payloads redacted.
     #[arg(long)]
     pub transcript: bool,

@@ -287,18 +287,17 @@ pub fn plan(args: &SendArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Pla
         Some("-") => Data::Stdin,
         Some(path) => file_data(PathBuf::from(path), repeat)?,
     };
-    let timeout = match args.timeout {
-        None => None,
-        Some(secs) if secs.is_finite() && secs > 0.0 => Some(
-            Duration::try_from_secs_f64(secs)
-                .map_err(|err| Failure::usage(format!("--timeout {secs}: {err}")))?,
-        ),
-        Some(secs) => {
-            return Err(Failure::usage(format!(
-                "--timeout {secs}: must be a positive number of seconds"
-            )))
-        }
-    };
+    let timeout = args
+        .timeout
+        .map(|secs| seconds("--timeout", secs))
+        .transpose()?;
+    if let Some(limit) = args
+        .max_time
+        .map(|secs| seconds("--max-time", secs))
+        .transpose()?
+    {
+        options = options.time_limit(limit);
+    }
     if let Some(timeout) = timeout {
         // QUIT comes after every result is known: it never waits longer
         // than its default, so a silent server does not hold the report back.
@@ -322,6 +321,16 @@ pub fn plan(args: &SendArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Pla
         repeat,
         connections,
     })
+}
+
+/// `secs` given to `flag` as a duration: positive, finite, not too large.
+fn seconds(flag: &str, secs: f64) -> Result<Duration, Failure> {
+    if !(secs.is_finite() && secs > 0.0) {
+        return Err(Failure::usage(format!(
+            "{flag} {secs}: must be a positive number of seconds"
+        )));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|err| Failure::usage(format!("{flag} {secs}: {err}")))
 }
 
 fn invalid(flag: &str, err: smtp_blocking::smtp_proto::Error) -> Failure {

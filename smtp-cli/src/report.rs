@@ -140,7 +140,7 @@ pub fn classify(err: &smtp_blocking::Error) -> Failure {
         B::Resolve { .. } | B::Connect { .. } => (Kind::Connect, None),
         B::Io(_) | B::BodyRead(_) | B::Poisoned => (Kind::Io, None),
         B::Tls(_) | B::TlsConfig { .. } => (Kind::Tls, None),
-        B::Timeout { .. } => (Kind::Timeout, None),
+        B::Timeout { .. } | B::TimeLimit { .. } => (Kind::Timeout, None),
         _ => (Kind::Io, None),
     };
     Failure {

@@ -143,6 +143,8 @@ struct Script {
     stall: Option<Duration>,
     /// Never answer QUIT (keep the connection open until the client closes).
     silent_quit: bool,
+    /// Wait this long before each RCPT reply.
+    slow_rcpt: Option<Duration>,
 }
 
 impl Default for Script {
@@ -161,6 +163,7 @@ impl Default for Script {
             hang_up_on: None,
             stall: None,
             silent_quit: false,
+            slow_rcpt: None,
         }
     }
 }
@@ -226,6 +229,9 @@ fn serve(s: &Script, peer: &mut Peer, bodies: &Bodies) -> io::Result<()> {
             "AUTH" => peer.reply(&s.auth_reply)?,
             "MAIL" => peer.reply(&s.mail_reply)?,
             "RCPT" => {
+                if let Some(delay) = s.slow_rcpt {
+                    peer.stall(delay);
+                }
                 if text.starts_with("RCPT TO:<REJECT") {
                     peer.reply("550 5.1.1 no such user")?;
                 } else {
@@ -716,6 +722,9 @@ fn usage_errors_exit_2_with_json() {
         &["--tls", "sometimes"][..],
         &["--repeat", "0"],
         &["--timeout", "-1"],
+        &["--max-time", "0"],
+        &["--max-time", "soon"],
+        &["--max-time", "inf"],
         &["--server", "mail.test:notaport"],
     ] {
         let mut args = vec![
@@ -1165,6 +1174,51 @@ fn stalled_server_is_timeout() {
     assert!(started.elapsed() < Duration::from_secs(4));
     assert_eq!(out.status, 1);
     assert_eq!(out.error(), ("timeout".into(), None));
+}
+
+/// `--max-time` bounds each message (and the set-up), not the run: two
+/// messages of 0.6 s each pass under `--max-time 0.9`; a message of four
+/// slow recipients (1.2 s, each reply well within `--timeout 5`) fails with
+/// kind `timeout` soon after 0.9 s, and its data is never sent.
+#[test]
+fn max_time_bounds_each_message() {
+    let (server, bodies) = start(Script {
+        slow_rcpt: Some(Duration::from_millis(300)),
+        ..Script::default()
+    });
+    let data = temp_file(BODY);
+    let mut args = plain_args(&server, &data);
+    args.extend(["--to", "second@example.org", "--repeat", "2"].map(String::from));
+    set(&mut args, "--timeout", "5");
+    set(&mut args, "--max-time", "0.9");
+    let out = run(&strs(&args), &[], None);
+    assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
+    assert_eq!(bodies.lock().unwrap().len(), 2);
+
+    let (server, bodies) = start(Script {
+        slow_rcpt: Some(Duration::from_millis(300)),
+        ..Script::default()
+    });
+    let mut args = plain_args(&server, &data);
+    for to in ["b@example.org", "c@example.org", "d@example.org"] {
+        args.extend(["--to", to].map(String::from));
+    }
+    set(&mut args, "--timeout", "5");
+    set(&mut args, "--max-time", "0.9");
+    let started = std::time::Instant::now();
+    let out = run(&strs(&args), &[], None);
+    let took = started.elapsed();
+    assert_eq!(out.status, 1, "{}{}", out.stdout, out.stderr);
+    assert_eq!(out.error(), ("timeout".into(), None));
+    assert!(
+        out.json()["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("time limit")),
+        "{}",
+        out.stdout
+    );
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    assert!(bodies.lock().unwrap().is_empty());
 }
 
 #[test]

@@ -64,7 +64,8 @@ impl<B: Dial> Client<B> {
             let (mut session, transcript) = driver::new_session(config, &options)?;
             let host = smtp_blocking::strip_brackets(host);
             let started = Instant::now();
-            let resolved = B::timeout(options.connect_timeout, B::resolve(host, port))
+            let connect_timeout = connect_timeout(&options);
+            let resolved = B::timeout(connect_timeout, B::resolve(host, port))
                 .await
                 .unwrap_or_else(|| Err(timed_out()));
             let addrs = resolved.map_err(|source| Error::Resolve {
@@ -73,9 +74,9 @@ impl<B: Dial> Client<B> {
                 source,
             })?;
             let (transport, peer) =
-                connect_any(host, port, &addrs, options.connect_timeout, started).await?;
+                connect_any(host, port, &addrs, connect_timeout, started).await?;
             session.set_peer_addr(peer.ip());
-            Client::start(transport, session, transcript, options).await
+            Client::start(transport, session, transcript, options, started).await
         }
         .instrument(span)
         .await
@@ -92,16 +93,17 @@ impl<B: Dial> Client<B> {
         async move {
             let (mut session, transcript) = driver::new_session(config, &options)?;
             let host = addr.ip().to_string();
+            let started = Instant::now();
             let (transport, peer) = connect_any(
                 &host,
                 addr.port(),
                 &[addr],
-                options.connect_timeout,
-                Instant::now(),
+                connect_timeout(&options),
+                started,
             )
             .await?;
             session.set_peer_addr(peer.ip());
-            Client::start(transport, session, transcript, options).await
+            Client::start(transport, session, transcript, options, started).await
         }
         .instrument(span)
         .await
@@ -111,13 +113,15 @@ impl<B: Dial> Client<B> {
 impl<B: Backend> Client<B> {
     /// Runs the session up to ready over `transport`, a connection made
     /// after `session` was: greeting, EHLO, STARTTLS or implicit TLS, AUTH.
+    /// Connecting began at `started` (the time limit counts from there).
     pub(crate) async fn start(
         transport: B,
         session: ClientSession,
         transcript: smtp_blocking::Transcript,
         options: Options,
+        started: Instant,
     ) -> Result<Client<B>, Error> {
-        let driver = Driver::start(transport, session, transcript, options).await?;
+        let driver = Driver::start(transport, session, transcript, options, started).await?;
         Ok(Client { driver })
     }
 
@@ -263,6 +267,14 @@ impl<B: Backend> Client<B> {
     /// The mechanism the session authenticated with, if it did.
     pub fn auth_mechanism(&self) -> Option<&Mechanism> {
         self.driver.session().auth_mechanism()
+    }
+}
+
+/// How long connecting may take: the connect timeout, within the time limit.
+fn connect_timeout(options: &Options) -> Duration {
+    match options.time_limit {
+        Some(limit) => limit.min(options.connect_timeout),
+        None => options.connect_timeout,
     }
 }
 

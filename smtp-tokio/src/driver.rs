@@ -9,7 +9,7 @@ use crate::{tls, Error, Options};
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
 use smtp_blocking::batch::{Action, Batch};
-use smtp_blocking::{ReplyDeadline, Transcript};
+use smtp_blocking::{Deadlines, Transcript};
 use smtp_proto::{
     ClientSession, Config, Delivery, Envelope, Event, Stage, Timeouts, TranscriptLine,
 };
@@ -18,7 +18,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tracing::Instrument;
 
 /// The size of the chunks a message body is fed to the session in.
@@ -193,19 +193,24 @@ pub(crate) struct Driver<T> {
     /// The session produced an event out of order: a bug, after which the
     /// connection is given up.
     out_of_step: bool,
-    /// The whole reply, not each read, must come within the stage's timeout.
-    reply_deadline: ReplyDeadline,
+    /// The stage's timeout for each reply (the whole reply, not each read);
+    /// the time limit.
+    deadlines: Deadlines,
 }
 
 impl<T: Transport> Driver<T> {
     /// Runs the session over `transport` up to [`Event::Ready`]: greeting,
-    /// EHLO, STARTTLS or implicit TLS, AUTH.
+    /// EHLO, STARTTLS or implicit TLS, AUTH. The time limit of the set-up
+    /// counts from `started`, when connecting began.
     pub(crate) async fn start(
         transport: T,
         session: ClientSession,
         transcript: Transcript,
         options: Options,
+        started: Instant,
     ) -> Result<Driver<T>, Error> {
+        let mut deadlines = Deadlines::new(options.time_limit);
+        deadlines.start(started);
         let mut driver = Driver {
             transport,
             session,
@@ -215,9 +220,10 @@ impl<T: Transport> Driver<T> {
             buf: vec![0; READ_BUFFER].into_boxed_slice(),
             poisoned: true,
             out_of_step: false,
-            reply_deadline: ReplyDeadline::default(),
+            deadlines,
         };
         let result = driver.expect_ready().await;
+        driver.deadlines.stop();
         driver.drain_transcript();
         result?;
         driver.poisoned = false;
@@ -304,7 +310,14 @@ impl<T: Transport> Driver<T> {
         }
         let mut batch = Batch::new(messages.into_iter(), on_result);
         let mut chunk = Vec::new();
+        let mut reported = None;
         let failure = loop {
+            // Each message has the whole time limit from the previous one's
+            // result (or from the start of the batch).
+            if reported != Some(batch.reported()) {
+                reported = Some(batch.reported());
+                self.deadlines.start(Instant::now());
+            }
             let step = match batch.next(&mut self.session) {
                 Err(err) => Err(self.fail(err).await),
                 Ok(Action::Event) => match self.next_event().await {
@@ -318,6 +331,7 @@ impl<T: Transport> Driver<T> {
                 break Err(err);
             }
         };
+        self.deadlines.stop();
         let poisoned = self.end(failure.as_ref().err());
         if let Err(err) = failure {
             batch.fail(&mut self.session, err);
@@ -473,12 +487,10 @@ impl<T: Transport> Driver<T> {
                 )));
             }
             let stage = self.session.stage().unwrap_or(Stage::Noop);
-            let Some(remaining) = self.reply_deadline.remaining(stage, &self.timeouts) else {
-                return Err(Error::Timeout { stage });
-            };
+            let remaining = self.deadlines.read(stage, &self.timeouts)?;
             let read = self.transport.read(&mut self.buf[..]);
             let n = match T::timeout(remaining, read).await {
-                None => return Err(Error::Timeout { stage }),
+                None => return Err(self.deadlines.expired(stage)),
                 // A TLS peer that closes without close_notify: SMTP frames
                 // its own replies, so this is the connection closing, as
                 // the blocking adapter reports it too.
@@ -497,26 +509,28 @@ impl<T: Transport> Driver<T> {
         }
     }
 
-    /// Writes everything pending, with the current stage's timeout.
+    /// Writes everything pending, within the current stage's timeout and
+    /// what is left of the time limit.
     async fn flush_output(&mut self) -> Result<(), Error> {
         let pending = self.session.pending_output().len();
         if pending == 0 {
             return Ok(());
         }
         let stage = self.session.stage().unwrap_or(Stage::Quit);
+        let timeout = self.deadlines.write(stage, &self.timeouts)?;
         let transport = &mut self.transport;
         let out = self.session.pending_output();
         let write = async move {
             transport.write_all(out).await?;
             transport.flush().await
         };
-        match T::timeout(self.timeouts.get(stage), write).await {
-            None => Err(Error::Timeout { stage }),
+        match T::timeout(timeout, write).await {
+            None => Err(self.deadlines.expired(stage)),
             Some(Err(err)) => Err(Error::from_io(err)),
             Some(Ok(())) => {
                 self.session.advance_output(pending);
                 // A new command went out: its reply gets a whole timeout.
-                self.reply_deadline.reset();
+                self.deadlines.reset();
                 Ok(())
             }
         }
@@ -573,22 +587,18 @@ impl<T: Transport> Driver<T> {
             Some(config) => Arc::clone(config),
             None => tls::default_config()?,
         };
-        let timeout = self.timeouts.get(Stage::TlsHandshake);
+        let timeout = self.deadlines.write(Stage::TlsHandshake, &self.timeouts)?;
         let handshake = self.transport.upgrade(config, server_name);
         match T::timeout(timeout, handshake)
             .instrument(tracing::debug_span!("smtp.tls", server = %name))
             .await
         {
-            None => {
-                return Err(Error::Timeout {
-                    stage: Stage::TlsHandshake,
-                })
-            }
+            None => return Err(self.deadlines.expired(Stage::TlsHandshake)),
             Some(Err(err)) => return Err(Error::from_io(err)),
             Some(Ok(())) => {}
         }
         tracing::debug!(server = %name, "TLS established");
-        self.reply_deadline.reset();
+        self.deadlines.reset();
         // rustls verified the certificate for exactly this name.
         if let Err(err) = self.session.tls_established(&name) {
             return Err(self.fail(err).await);

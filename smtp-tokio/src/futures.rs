@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tracing::Instrument;
 
 /// An SMTP connection over a futures-io stream `S` (by default async-std's
@@ -107,7 +107,7 @@ where
             let transport = FuturesIo {
                 stream: Stream::Plain(stream),
             };
-            Client::start(transport, session, transcript, options).await
+            Client::start(transport, session, transcript, options, Instant::now()).await
         }
         .instrument(span)
         .await

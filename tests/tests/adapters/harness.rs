@@ -27,6 +27,8 @@ pub struct Opts {
     pub timeouts: Timeouts,
     /// TCP connect timeout.
     pub connect_timeout: Duration,
+    /// `Options::time_limit`.
+    pub time_limit: Option<Duration>,
 }
 
 impl Opts {
@@ -36,6 +38,7 @@ impl Opts {
             tls: None,
             timeouts: Timeouts::uniform(Duration::from_secs(5)),
             connect_timeout: Duration::from_secs(5),
+            time_limit: None,
         }
     }
 
@@ -50,6 +53,12 @@ impl Opts {
         self.timeouts = timeouts;
         self
     }
+
+    /// Sets the time limit of the set-up and of each message.
+    pub fn time_limit(mut self, limit: Duration) -> Self {
+        self.time_limit = Some(limit);
+        self
+    }
 }
 
 /// What went wrong, the same way for every adapter.
@@ -61,6 +70,8 @@ pub enum Kind {
     Tls(rustls::Error),
     /// A stage timed out.
     Timeout(Stage),
+    /// The time limit was reached, at this stage.
+    TimeLimit(Stage),
     /// A socket error.
     Io(io::ErrorKind),
     /// The body reader failed.
@@ -127,6 +138,7 @@ macro_rules! classify {
             $krate::Error::Smtp(s) => Kind::Smtp(s.clone()),
             $krate::Error::Tls(t) => Kind::Tls(t.clone()),
             $krate::Error::Timeout { stage } => Kind::Timeout(*stage),
+            $krate::Error::TimeLimit { stage, .. } => Kind::TimeLimit(*stage),
             $krate::Error::Io(io) => Kind::Io(io.kind()),
             $krate::Error::BodyRead(_) => Kind::BodyRead,
             $krate::Error::Connect { .. } | $krate::Error::Resolve { .. } => Kind::Connect,
@@ -223,6 +235,9 @@ impl Adapter for Blocking {
             .connect_timeout(opts.connect_timeout);
         if let Some(tls) = &opts.tls {
             options = options.tls(Arc::clone(tls));
+        }
+        if let Some(limit) = opts.time_limit {
+            options = options.time_limit(limit);
         }
         let client =
             smtp_blocking::Client::connect_to(addr, config, options).map_err(from_blocking)?;
@@ -352,6 +367,9 @@ fn tokio_options(opts: &Opts) -> smtp_tokio::Options {
         .connect_timeout(opts.connect_timeout);
     if let Some(tls) = &opts.tls {
         options = options.tls(Arc::clone(tls));
+    }
+    if let Some(limit) = opts.time_limit {
+        options = options.time_limit(limit);
     }
     options
 }

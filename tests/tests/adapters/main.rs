@@ -31,6 +31,7 @@ mod batch;
 mod common;
 mod faults;
 mod harness;
+mod limits;
 mod real;
 mod streaming;
 mod tls;
@@ -38,6 +39,7 @@ mod tls;
 use attacks::*;
 use batch::*;
 use faults::*;
+use limits::*;
 use real::*;
 use streaming::*;
 use tls::*;
@@ -116,6 +118,10 @@ suite! {
         closing_421_rcpt,
         closing_421_data,
         closing_421_data_end,
+        // the time limit
+        time_limit_bounds_the_set_up,
+        time_limit_counts_per_message,
+        time_limit_bounds_a_body_the_server_does_not_take,
         // batches
         batch_pipelined,
         batch_pipelined_bdat,
