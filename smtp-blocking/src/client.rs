@@ -357,6 +357,32 @@ impl Client {
         self.session.auth_mechanism()
     }
 
+    /// Checks an idle connection without waiting and without writing: what
+    /// the server sent meanwhile is fed to the session, and a `421` (an idle
+    /// timeout, a shutdown), any other reply or a close fails it and gives
+    /// the connection up. Call it before reusing a connection that idled:
+    /// with CHUNKING a message's body goes out before any reply, so a
+    /// connection the server already closed must be found out before, not
+    /// by writing to it.
+    pub fn check_idle(&mut self) -> Result<(), Error> {
+        self.check_usable()?;
+        let result = loop {
+            match self.feed_now() {
+                // Nothing more has come; a reply behind the last one awaited
+                // may still wait in the session.
+                Ok(None) => break self.session.check_idle().map_err(Error::Smtp),
+                Ok(Some(Ok(()))) => {}
+                Ok(Some(Err(err))) => break Err(Error::Smtp(err)),
+                Err(err) => break Err(Error::from_io(err)),
+            }
+        };
+        self.drain_transcript();
+        if result.is_err() {
+            self.poison();
+        }
+        result
+    }
+
     /// Whether an I/O error or timeout left the connection unusable.
     pub fn is_poisoned(&self) -> bool {
         self.poisoned
@@ -644,25 +670,31 @@ impl Client {
     /// received in plaintext are never discarded, nor handed to rustls.
     #[cfg(feature = "rustls")]
     fn refuse_early_plaintext(&mut self) -> Result<(), Error> {
-        let Stream::Plain(tcp) = &self.stream else {
+        if !matches!(self.stream, Stream::Plain(_)) {
             return Err(self.unexpected("the TLS upgrade"));
+        }
+        match self.feed_now() {
+            Ok(None | Some(Ok(()))) => Ok(()),
+            Ok(Some(Err(err))) => Err(self.session_failure(err)),
+            Err(err) => Err(self.io_failure(err, Stage::TlsHandshake)),
+        }
+    }
+
+    /// Reads what has already arrived, without waiting, and feeds it to the
+    /// session (end of stream included); what the session made of it, or
+    /// `None` when nothing had arrived.
+    fn feed_now(&mut self) -> io::Result<Option<Result<(), smtp_proto::Error>>> {
+        let fed = match self.stream.read_now(&mut self.buf) {
+            Ok(None) => return Ok(None),
+            Ok(Some(0)) => self.session.handle_eof(),
+            Ok(Some(n)) => self
+                .session
+                .handle_input(self.buf.get(..n).unwrap_or_default()),
+            // TLS without close_notify: SMTP frames its own replies.
+            Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => self.session.handle_eof(),
+            Err(err) => return Err(err),
         };
-        let mut tcp_ref = tcp;
-        let peeked = tcp.set_nonblocking(true).and_then(|()| loop {
-            match tcp_ref.read(&mut self.buf) {
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                other => break other,
-            }
-        });
-        let restored = tcp.set_nonblocking(false);
-        let fed = match peeked {
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(()),
-            Err(err) => return Err(self.io_failure(err, Stage::TlsHandshake)),
-            Ok(0) => self.session.handle_eof(),
-            Ok(n) => self.session.handle_input(&self.buf[..n]),
-        };
-        fed.map_err(|err| self.session_failure(err))?;
-        restored.map_err(|err| self.io_failure(err, Stage::TlsHandshake))
+        Ok(Some(fed))
     }
 
     /// Sends close_notify after QUIT was answered; best effort.

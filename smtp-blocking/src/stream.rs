@@ -77,6 +77,52 @@ impl Stream {
         }
     }
 
+    /// Reads what has already arrived, plaintext or TLS (decrypted), without
+    /// waiting: `Ok(None)` when nothing is there, `Ok(Some(0))` at end of
+    /// stream (for TLS without close_notify: `UnexpectedEof`).
+    pub(crate) fn read_now(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        let tcp = self.tcp().ok_or_else(not_connected)?;
+        tcp.set_nonblocking(true)?;
+        let read = self.read_available(buf);
+        let restored = self.tcp().map(|tcp| tcp.set_nonblocking(false));
+        let read = match read {
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            other => other.map(Some),
+        };
+        restored.transpose()?;
+        read
+    }
+
+    /// One read on a non-blocking socket; for TLS, socket reads until a
+    /// record yields plaintext or the socket has no more.
+    fn read_available(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self {
+                Stream::Plain(tcp) => match tcp.read(buf) {
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                    other => return other,
+                },
+                #[cfg(feature = "rustls")]
+                Stream::Tls(tls) => {
+                    match tls.conn.reader().read(buf) {
+                        Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                        other => return other,
+                    }
+                    match tls.conn.read_tls(&mut tls.sock) {
+                        Ok(_) => {
+                            tls.conn
+                                .process_new_packets()
+                                .map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err))?;
+                        }
+                        Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                        Err(err) => return Err(err),
+                    }
+                }
+                Stream::Closed => return Err(not_connected()),
+            }
+        }
+    }
+
     /// Writes some of `buf` with at most one socket write: plaintext as is;
     /// TLS by handing what rustls takes to it and sending at most one
     /// socket write of its records (`StreamOwned` would loop inside rustls

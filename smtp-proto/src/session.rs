@@ -260,7 +260,7 @@ impl ClientSession {
     pub fn handle_input(&mut self, bytes: &[u8]) -> Result<(), Error> {
         self.begin_call();
         self.check_alive("handle_input")?;
-        let idle = self.expect.is_empty() && matches!(self.phase, Phase::Ready | Phase::Body);
+        let idle = self.is_idle();
         self.parser.extend(bytes);
         if idle {
             self.unsolicited()?;
@@ -279,10 +279,35 @@ impl ClientSession {
                 Ok(())
             }
             _ => {
+                // A `421` that came behind the last awaited reply says why.
+                if self.is_idle() {
+                    self.unsolicited()?;
+                }
                 let stage = self.stage().unwrap_or(Stage::Idle);
                 Err(self.fail(Error::ConnectionClosed { stage }))
             }
         }
+    }
+
+    /// Judges what the server sent while nothing was awaited that is still
+    /// buffered: bytes that came behind the last awaited reply (a `421` in
+    /// the same read as a transaction's `250`). A reply there fails the
+    /// session as one arriving while idle does ([`Error::ServiceClosing`] for
+    /// a `421`, else [`Error::UnexpectedReply`], at [`Stage::Idle`]); a
+    /// reply not yet whole, or none, is `Ok`.
+    ///
+    /// Such bytes otherwise wait for the next command and fail it, after it
+    /// was written. An adapter that checks an idle connection before reusing
+    /// it calls this after feeding whatever has arrived, so that nothing (with
+    /// CHUNKING, not even a whole `BDAT` body) is written to a server that
+    /// has already said goodbye.
+    pub fn check_idle(&mut self) -> Result<(), Error> {
+        self.begin_call();
+        self.check_alive("check_idle")?;
+        if self.is_idle() {
+            self.unsolicited()?;
+        }
+        Ok(())
     }
 
     /// Bytes to send to the server, in order.
@@ -715,12 +740,17 @@ impl ClientSession {
         Ok(())
     }
 
+    /// Nothing awaited from the server: between commands, or while a body
+    /// streams (the server answers only its end).
+    fn is_idle(&self) -> bool {
+        self.expect.is_empty() && matches!(self.phase, Phase::Ready | Phase::Body)
+    }
+
     /// A reply that arrived while nothing was awaited fails the session at
     /// once: `421` is the server closing (RFC 5321 §3.8: an idle timeout, a
     /// shutdown); anything else puts the dialogue out of step, and the next
-    /// command's reply could not be told apart from it. (Bytes buffered
-    /// while replies were awaited wait for the next command, as they always
-    /// did: only what arrives while idle is judged here.)
+    /// command's reply could not be told apart from it. A reply not yet
+    /// whole waits for the rest.
     fn unsolicited(&mut self) -> Result<(), Error> {
         let stage = self.stage().unwrap_or(Stage::Idle);
         let reply = match self.parser.next_reply(self.caps.enhanced_status_codes()) {

@@ -3025,3 +3025,70 @@ fn transcript_lines_give_their_text_and_direction() {
     assert_eq!(lines[1].direction(), smtp_proto::Direction::Client);
     assert_eq!(format!("{:?}", lines[1]), "C: EHLO localhost");
 }
+
+/// A `421` in the same read as a transaction's final reply: the delivery is
+/// reported; the `421` waits, and `check_idle` (what an adapter calls before
+/// reusing an idle connection) or the close that follows fails the session
+/// with it, before any next command is written.
+#[test]
+fn a_421_behind_the_last_awaited_reply_is_found_by_check_idle() {
+    fn delivered_then_421() -> ClientSession {
+        let mut session = ready_local("250 localhost");
+        session.send_mail(envelope(&["a@example.org"])).unwrap();
+        let _ = session.take_output();
+        session
+            .handle_input(b"250 ok\r\n250 ok\r\n354 go\r\n")
+            .unwrap();
+        assert_eq!(session.poll_event(), Some(Event::SendBody));
+        session.write_body(b"x\r\n").unwrap();
+        session.finish_body().unwrap();
+        let _ = session.take_output();
+        session
+            .handle_input(b"250 queued\r\n421 4.4.2 idle timeout\r\n")
+            .unwrap();
+        assert!(matches!(
+            session.poll_event(),
+            Some(Event::TransactionComplete(Ok(_)))
+        ));
+        session
+    }
+    let closing = |e: &Error| {
+        matches!(
+            e,
+            Error::ServiceClosing {
+                stage: Stage::Idle,
+                ..
+            }
+        )
+    };
+
+    let mut session = delivered_then_421();
+    let err = session.check_idle().unwrap_err();
+    assert!(closing(&err), "{err:?}");
+    assert!(session.is_closed() && !session.can_send_mail());
+    assert!(session.send_mail(envelope(&["b@example.org"])).is_err());
+    assert!(session.pending_output().is_empty(), "no QUIT after a 421");
+    assert!(
+        closing(&session.check_idle().unwrap_err()),
+        "it stays failed"
+    );
+
+    let mut session = delivered_then_421();
+    let err = session.handle_eof().unwrap_err();
+    assert!(closing(&err), "the close says why: {err:?}");
+
+    // Half of it: the session waits for the rest while idle.
+    let mut session = ready_local("250 localhost");
+    session.noop().unwrap();
+    let _ = session.take_output();
+    session.handle_input(b"250 ok\r\n421 4.4.2 idle").unwrap();
+    session.check_idle().unwrap();
+    assert!(session.is_ready());
+    let err = session.handle_input(b" timeout\r\n").unwrap_err();
+    assert!(closing(&err), "{err:?}");
+
+    // Nothing buffered: nothing to say.
+    let mut session = ready_local("250 localhost");
+    session.check_idle().unwrap();
+    assert!(session.is_ready());
+}

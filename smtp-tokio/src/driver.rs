@@ -256,7 +256,9 @@ impl<T: Transport> Driver<T> {
             let fed = match self.transport.read_ready(&mut self.buf[..]) {
                 Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => self.session.handle_eof(),
                 Err(err) => break Err(Error::Io(err)),
-                Ok(None) => break Ok(()),
+                // Nothing more has come; a reply behind the last one awaited
+                // may still wait in the session.
+                Ok(None) => break self.session.check_idle().map_err(Error::Smtp),
                 Ok(Some(0)) => self.session.handle_eof(),
                 Ok(Some(n)) => match self.buf.get(..n) {
                     Some(bytes) => self.session.handle_input(bytes),

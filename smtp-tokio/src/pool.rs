@@ -387,7 +387,8 @@ impl PoolOptions {
     }
 }
 
-/// A snapshot of a pool's connections.
+/// A snapshot of a pool's connections, and counters since it was created
+/// (for metrics: how often connections are reused, found gone, retried).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PoolStatus {
@@ -397,6 +398,19 @@ pub struct PoolStatus {
     pub in_use: usize,
     /// [`PoolOptions::max_size`] as applied (at least 1).
     pub max_size: usize,
+    /// Connections opened.
+    pub opened: u64,
+    /// Idle connections reused for a send.
+    pub reused: u64,
+    /// Idle connections the idle check found closed by the server (a `421`
+    /// or a close, read without writing) and discarded.
+    pub closed_while_idle: u64,
+    /// Idle connections discarded because their NOOP failed.
+    pub failed_health_checks: u64,
+    /// Sends retried on a new connection because a reused one broke before
+    /// any body was read: what the idle check could not prevent (the server
+    /// closed it between the check and the first command).
+    pub retried: u64,
 }
 
 /// A bounded pool of [`Client`] connections to one server. Cheap to clone:
@@ -415,6 +429,22 @@ struct Inner {
     idle: Mutex<Vec<Idle>>,
     closed: AtomicBool,
     next_id: AtomicU64,
+    counters: Counters,
+}
+
+/// What [`PoolStatus`] counts.
+#[derive(Default)]
+struct Counters {
+    reused: AtomicU64,
+    closed_while_idle: AtomicU64,
+    failed_health_checks: AtomicU64,
+    retried: AtomicU64,
+}
+
+impl Counters {
+    fn add(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 struct Conn {
@@ -443,6 +473,7 @@ impl Pool {
                 idle: Mutex::new(Vec::new()),
                 closed: AtomicBool::new(false),
                 next_id: AtomicU64::new(1),
+                counters: Counters::default(),
             }),
         }
     }
@@ -524,10 +555,17 @@ impl Pool {
     /// How many connections are idle and how many slots are taken.
     pub fn status(&self) -> PoolStatus {
         let max_size = self.inner.options.max_size;
+        let counters = &self.inner.counters;
         PoolStatus {
             idle: self.inner.lock_idle().len(),
             in_use: max_size.saturating_sub(self.inner.slots.available_permits()),
             max_size,
+            // Ids start at 1 and are taken only by connections opened.
+            opened: self.inner.next_id.load(Ordering::Relaxed).saturating_sub(1),
+            reused: counters.reused.load(Ordering::Relaxed),
+            closed_while_idle: counters.closed_while_idle.load(Ordering::Relaxed),
+            failed_health_checks: counters.failed_health_checks.load(Ordering::Relaxed),
+            retried: counters.retried.load(Ordering::Relaxed),
         }
     }
 
@@ -569,6 +607,7 @@ impl Pool {
                     Err(err) => return vec![Err(err)],
                 },
             };
+            Counters::add(&self.inner.counters.retried);
             if let Some(Err(err)) = results.first() {
                 tracing::debug!(
                     target: "smtp_tokio::pool",
@@ -712,13 +751,18 @@ impl Inner {
             // Unusable, or closed while it idled (a 421 on the server's idle
             // timeout, read without writing anything), or silent to a NOOP
             // after a long idle: discarded, and the next one is tried.
+            let counters = &self.counters;
             let check = if !lease.is_usable() {
                 Err((Error::Poisoned, "unusable while idle"))
             } else if let Err(reason) = lease.check_idle() {
+                Counters::add(&counters.closed_while_idle);
                 Err((reason, "closed while idle"))
             } else if idle_for >= self.options.health_check_after {
                 let timeout = self.options.health_check_timeout;
                 let checked = lease.health_check(timeout).await;
+                if checked.is_err() {
+                    Counters::add(&counters.failed_health_checks);
+                }
                 checked.map_err(|reason| (reason, "health check failed"))
             } else {
                 Ok(())
@@ -736,6 +780,7 @@ impl Inner {
                 };
                 continue;
             }
+            Counters::add(&self.counters.reused);
             tracing::debug!(
                 target: "smtp_tokio::pool",
                 connection = lease.id(),

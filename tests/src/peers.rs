@@ -695,6 +695,10 @@ pub struct PostfixOptions {
     /// Recipients refused at `RCPT` with
     /// `550 5.1.1 <addr>: Recipient address rejected: Mailbox unknown`.
     pub refused_recipients: Vec<String>,
+    /// `smtpd_timeout` in seconds (Postfix's default: 300): how long smtpd
+    /// waits for a command before it answers `421 4.4.2 … Error: timeout
+    /// exceeded` and closes the connection.
+    pub idle_timeout_secs: Option<u32>,
 }
 
 impl Default for PostfixOptions {
@@ -704,6 +708,7 @@ impl Default for PostfixOptions {
             hidden_keywords: Vec::new(),
             message_size_limit: 10_240_000,
             refused_recipients: Vec::new(),
+            idle_timeout_secs: None,
         }
     }
 }
@@ -932,9 +937,11 @@ virtual_gid_maps = static:{gid}
 message_size_limit = {limit}
 virtual_mailbox_limit = 0
 smtpd_discard_ehlo_keywords = silent-discard {hidden}
+smtpd_timeout = {idle}s
 {tls}",
         limit = opts.message_size_limit,
         hidden = opts.hidden_keywords.join(" "),
+        idle = opts.idle_timeout_secs.unwrap_or(300),
     );
     fs::write(conf.join("main.cf"), main)?;
     // Only what smtpd, the queue and the virtual agent need; `postlog`

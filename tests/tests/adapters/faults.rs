@@ -670,3 +670,88 @@ pub fn closing_421_data(adapter: &dyn Adapter) {
 pub fn closing_421_data_end(adapter: &dyn Adapter) {
     service_closing(adapter, At::DataEnd);
 }
+
+/// How the server ends an idle connection in [`idle_check_reads_without_writing`].
+#[derive(Clone, Copy, Debug)]
+enum IdleEnd {
+    /// `421` then close, as Postfix does on its idle timeout.
+    Reply421,
+    /// A close without a word.
+    Close,
+}
+
+/// `check_idle` on a connection the server still holds finds nothing and
+/// the next message goes (with CHUNKING: BDAT, its body written before any
+/// reply); on one the server ended while it idled (a `421`, or a close), it
+/// fails at [`Stage::Idle`] without writing a byte, and gives the connection
+/// up. Plaintext and implicit TLS.
+pub fn idle_check_reads_without_writing(adapter: &dyn Adapter) {
+    let pki = TestPki::new().unwrap();
+    let tls = pki.leaf(&[NAME]).unwrap().server_config().unwrap();
+    for implicit_tls in [false, true] {
+        for end in [IdleEnd::Reply421, IdleEnd::Close] {
+            let tls = Arc::clone(&tls);
+            let server = ScriptedServer::start_fn(move |peer| {
+                if implicit_tls {
+                    peer.implicit_tls(Arc::clone(&tls))?;
+                }
+                peer.reply("220 mail.test ESMTP")?;
+                ehlo(peer, &["PIPELINING", "CHUNKING", "8BITMIME"])?;
+                peer.expect("MAIL FROM:")?;
+                peer.expect("RCPT TO:")?;
+                let bdat = String::from_utf8_lossy(&peer.expect("BDAT ")?).into_owned();
+                let size: usize = bdat.split(' ').nth(1).unwrap_or("0").parse().unwrap();
+                peer.read_exact_bytes(size)?;
+                peer.reply("250 OK\n250 OK\n250 queued")?;
+                if let IdleEnd::Reply421 = end {
+                    peer.reply("421 4.4.2 mail.test Error: timeout exceeded")?;
+                }
+                peer.close();
+                Ok(())
+            })
+            .unwrap();
+            let (config, opts) = if implicit_tls {
+                (Config::new(NAME).tls(TlsPolicy::Implicit), opts(&pki))
+            } else {
+                (config_plain(), plain_opts(FAST))
+            };
+            let what = format!("{} tls={implicit_tls} {end:?}", adapter.name());
+            let mut client = connect_ok(adapter, &server, config, &opts);
+            client.check_idle().unwrap();
+            client
+                .send(envelope(), b"Subject: idle\r\n\r\nhi\r\n")
+                .unwrap();
+            assert!(server.wait_finished(1, WAIT), "{what}");
+            let err = client.check_idle().unwrap_err();
+            let stage = match (end, err.smtp()) {
+                (IdleEnd::Reply421, Some(proto::Error::ServiceClosing { stage, .. }))
+                | (IdleEnd::Close, Some(proto::Error::ConnectionClosed { stage })) => *stage,
+                _ => panic!("{what}: {err:?}"),
+            };
+            assert_eq!(stage, Stage::Idle, "{what}");
+            assert!(err.transient, "{what}");
+            assert!(client.check_idle().is_err(), "{what}: still usable");
+            let again = client.send(envelope(), b"hi\r\n").unwrap_err();
+            assert!(
+                again.smtp().is_some() || matches!(again.kind, Kind::Poisoned),
+                "{what}"
+            );
+            // Nothing after the message: no MAIL, no QUIT, no BDAT body.
+            let received = &server.received()[0];
+            let text = if implicit_tls {
+                received.tls_text()
+            } else {
+                received.plain_text()
+            };
+            assert_eq!(
+                verbs(text.as_bytes())
+                    .iter()
+                    .filter(|v| *v == "MAIL")
+                    .count(),
+                1,
+                "{what}: {text}"
+            );
+            assert!(!text.contains("QUIT"), "{what}: {text}");
+        }
+    }
+}

@@ -199,6 +199,8 @@ pub trait Conn {
     fn capabilities(&self) -> Capabilities;
     /// `Client::is_poisoned`.
     fn is_poisoned(&self) -> bool;
+    /// `Client::check_idle`.
+    fn check_idle(&mut self) -> Result<(), AdapterError>;
 }
 
 /// An adapter: how to connect.
@@ -293,6 +295,9 @@ impl Conn for smtp_blocking::Client {
     fn is_poisoned(&self) -> bool {
         smtp_blocking::Client::is_poisoned(self)
     }
+    fn check_idle(&mut self) -> Result<(), AdapterError> {
+        smtp_blocking::Client::check_idle(self).map_err(from_blocking)
+    }
 }
 
 // ---------------------------------------------------------------- tokio
@@ -356,6 +361,9 @@ macro_rules! async_conn {
             }
             fn is_poisoned(&self) -> bool {
                 self.client.is_poisoned()
+            }
+            fn check_idle(&mut self) -> Result<(), AdapterError> {
+                self.client.check_idle().map_err(from_tokio)
             }
         }
     };

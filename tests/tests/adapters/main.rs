@@ -118,6 +118,7 @@ suite! {
         closing_421_rcpt,
         closing_421_data,
         closing_421_data_end,
+        idle_check_reads_without_writing,
         // the time limit
         time_limit_bounds_the_set_up,
         time_limit_counts_per_message,
