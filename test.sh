@@ -5,4 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 bash tests/setup.sh
-cargo test --workspace --all-features
+cargo test --locked --workspace --all-features

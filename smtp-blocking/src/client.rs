@@ -8,7 +8,9 @@ use smtp_proto::{
     TlsPolicy,
 };
 use std::fmt;
-use std::io::{self, Read, Write};
+#[cfg(feature = "rustls")]
+use std::io::Write;
+use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 use tracing::Level;

@@ -40,6 +40,7 @@ impl Stream {
     /// `deadline`: rustls' own `read` keeps reading for as long as bytes
     /// trickle in, so a peer dripping a record a byte at a time would hold it
     /// far past the stage's timeout. `Ok(0)` at end of stream.
+    #[cfg_attr(not(feature = "rustls"), allow(unused_variables))]
     pub(crate) fn read_before(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
         match self {
             Stream::Plain(tcp) => tcp.read(buf),

@@ -525,6 +525,33 @@ macro_rules! scenarios {
             });
         }
 
+        #[cfg(not(any(feature = "ring", feature = "aws-lc-rs")))]
+        #[test]
+        fn without_a_crypto_provider_tls_is_a_configuration_error() {
+            let server = common::spawn(|c| {
+                c.send("220 localhost\r\n");
+                c.line();
+                c.send("250-localhost\r\n250 STARTTLS\r\n");
+                c.line();
+                c.send("220 go ahead\r\n");
+                c.drain();
+            });
+            $run(async move {
+                let config = Config::new("localhost").tls(TlsPolicy::Required);
+                let err = <$client>::connect_to(server.addr, config, options())
+                    .await
+                    .unwrap_err();
+                assert!(
+                    matches!(&err, Error::TlsConfig { reason } if reason.contains("provider")),
+                    "{err:?}"
+                );
+            });
+        }
+
+        // Needs a crypto provider for the default TLS configuration; without
+        // one (the `rustls` feature alone, no process-wide provider) TLS is
+        // a configuration error instead, checked below.
+        #[cfg(any(feature = "ring", feature = "aws-lc-rs"))]
         #[test]
         fn a_stalled_tls_handshake_times_out() {
             let server = common::spawn(|c| {
