@@ -4,7 +4,17 @@
 //! clients cannot disagree about a batch.
 
 use crate::Error;
-use smtp_proto::{ClientSession, Delivery, Envelope, Event};
+use smtp_proto::{ClientSession, Delivery, Envelope, Event, Outcome};
+
+/// What a batch that failed does with the messages it had not yet taken.
+#[derive(Debug, Clone, Copy)]
+pub enum Rest {
+    /// Reports each [`Error::NotSent`]: one result per message (for a
+    /// batch whose results are collected, so its input is finite).
+    NotSent,
+    /// Leaves them in the iterator, which may be endless.
+    Drop,
+}
 
 /// What the adapter's loop does next.
 #[derive(Debug)]
@@ -132,16 +142,59 @@ where
         Ok(())
     }
 
-    /// Ends the batch with `err`, which ended the connection, as its last
-    /// result. Transactions that completed before it keep their results;
-    /// those in flight and the messages after them were not confirmed.
-    pub fn fail(mut self, session: &mut ClientSession, err: Error) {
+    /// Ends the batch on `err`, which ended the connection. Transactions
+    /// that completed before it keep their results. Each one still in
+    /// flight gets one as the session judged it
+    /// ([`ClientSession::unfinished`]): the first `err`, the others
+    /// [`Error::NotSent`], each wrapped in [`Error::DeliveryUnknown`] when
+    /// its end of data had gone out. With none in flight, `err` is the
+    /// result of the message the batch was starting. The messages not yet
+    /// taken go as `rest` says.
+    pub fn fail(mut self, session: &mut ClientSession, err: Error, rest: Rest) {
+        // An I/O error or a timeout is news to the session: it stops here
+        // (nothing more is written) and judges what was in flight. A
+        // session that failed by itself is left as it is.
+        session.abort();
         while let Some(event) = session.poll_event() {
             if let Event::TransactionComplete(result) = event {
                 self.complete(result);
             }
         }
-        self.report(Err(err));
+        let mut err = Some(err);
+        for n in 0..std::mem::take(&mut self.in_flight) {
+            let unknown = session.unfinished().get(n) == Some(&Outcome::Unknown);
+            let cause = match err.take() {
+                Some(err) => err,
+                // What ended the session, as the session knows it.
+                None if unknown => Error::Smtp(
+                    session
+                        .error()
+                        .cloned()
+                        .unwrap_or(smtp_proto::Error::Aborted),
+                ),
+                None => Error::NotSent,
+            };
+            self.report(Err(if unknown {
+                Error::DeliveryUnknown {
+                    source: Box::new(cause),
+                }
+            } else {
+                cause
+            }));
+        }
+        // A message the session refused before writing it, waiting for the
+        // results ahead of it.
+        if let State::Refused(refused) = std::mem::replace(&mut self.state, State::Draining) {
+            self.report(Err(Error::Smtp(refused)));
+        }
+        if let Some(err) = err {
+            self.report(Err(err));
+        }
+        if let Rest::NotSent = rest {
+            while self.messages.next().is_some() {
+                self.report(Err(Error::NotSent));
+            }
+        }
     }
 
     fn report(&mut self, result: Result<Delivery, Error>) {
@@ -263,7 +316,7 @@ mod tests {
             }
         };
         if let Some(err) = failure {
-            batch.fail(&mut session, err);
+            batch.fail(&mut session, err, Rest::NotSent);
         }
         take(&mut session, &mut out);
         assert_eq!(replies.next(), None, "replies left unread: {out:?}");
@@ -424,7 +477,7 @@ mod tests {
     }
 
     #[test]
-    fn the_connection_ending_mid_batch_ends_it_with_one_error() {
+    fn the_connection_ending_mid_batch_leaves_the_rest_not_sent() {
         let out = run(
             PIPELINING,
             &THREE,
@@ -436,14 +489,18 @@ mod tests {
                 "421 4.3.2 shutting down",
             ],
         );
-        // The first delivered; the second met the 421; the third never started.
-        assert_eq!(out.results.len(), 2, "{:?}", out.results);
+        // The first delivered; the second met the 421; the third never
+        // started: not sent.
+        assert_eq!(out.results.len(), 3, "{:?}", out.results);
         assert_eq!(out.results[0], Ok(250));
         let err = out.results[1].as_ref().unwrap_err();
         assert!(
             err.contains("closing") && err.contains(Stage::Mail.as_str()),
             "{err}"
         );
+        assert!(out.results[2]
+            .as_ref()
+            .is_err_and(|e| e.starts_with("not sent")));
         assert_eq!(out.wire.matches("MAIL FROM").count(), 2);
     }
 
@@ -451,14 +508,17 @@ mod tests {
     fn a_send_mail_that_ends_the_session_ends_the_batch() {
         // Garbage behind the first message's final reply waits in the
         // session until the second MAIL is written: that send_mail fails the
-        // session, and the batch ends with that error, the third message
-        // never started.
+        // session, the second message gets that error, and the third,
+        // never started, is not sent.
         let out = run(
             "250 localhost\r\n",
             &THREE,
             &["250 ok", "250 ok", "354 go", "250 first\r\nnot a reply"],
         );
-        assert_eq!(out.results.len(), 2, "{:?}", out.results);
+        assert_eq!(out.results.len(), 3, "{:?}", out.results);
+        assert!(out.results[2]
+            .as_ref()
+            .is_err_and(|e| e.starts_with("not sent")));
         assert_eq!(out.results[0], Ok(250));
         assert!(
             out.results[1]
@@ -479,8 +539,9 @@ mod tests {
 
     #[test]
     fn a_failure_after_completed_messages_keeps_their_results() {
-        // The second message's final reply is lost to a close: the first
-        // result (already queued as an event) is reported before the error.
+        // The second message's final reply is lost to a close after its end
+        // of data went out: the first result (already queued as an event)
+        // is reported, then the second's, unknown.
         let out = run(
             PIPELINING,
             &[("a@x.org", b"one"), ("b@x.org", b"two")],
@@ -496,7 +557,13 @@ mod tests {
         );
         assert_eq!(out.results.len(), 2, "{:?}", out.results);
         assert_eq!(out.results[0], Ok(250));
-        assert!(out.results[1].as_ref().is_err_and(|e| e.contains("closed")));
+        assert!(
+            out.results[1]
+                .as_ref()
+                .is_err_and(|e| e.starts_with("delivery unknown")),
+            "{:?}",
+            out.results
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The blocking client: moves bytes between a socket and a `ClientSession`.
 
-use crate::batch::{Action, Batch};
+use crate::batch::{Action, Batch, Rest};
 use crate::stream::{at_least_1ms, Stream};
 use crate::{strip_brackets, Deadlines, Error, Options, Transcript};
 use smtp_proto::{
@@ -194,7 +194,8 @@ impl Client {
     /// A batch of one: the same path as every other send.
     fn send_one(&mut self, envelope: Envelope, body: impl Body) -> Result<Delivery, Error> {
         let mut outcome = None;
-        self.batch(std::iter::once((envelope, body)), &mut |result| {
+        let once = std::iter::once((envelope, body));
+        self.batch(once, Rest::Drop, &mut |result| {
             outcome.get_or_insert(result);
         });
         outcome.unwrap_or_else(|| Err(self.unexpected("send")))
@@ -207,9 +208,11 @@ impl Client {
     /// nothing waits for `354` either). Each body is declared with
     /// [`Envelope::for_body`].
     ///
-    /// A refused transaction is that message's `Err` and the next one goes
-    /// on. An error that ends the connection is the last element: messages
-    /// in flight then, and those after, were not confirmed.
+    /// One result per message, in order. A refused transaction is that
+    /// message's `Err` and the next one goes on. When the connection fails,
+    /// the message in flight gets the error ([`Error::DeliveryUnknown`] if
+    /// its end of data had gone out: see [`Error::outcome`]), and every
+    /// message after it [`Error::NotSent`].
     pub fn send_all<'a, I>(&mut self, messages: I) -> Vec<Result<Delivery, Error>>
     where
         I: IntoIterator<Item = (Envelope, &'a [u8])>,
@@ -219,6 +222,7 @@ impl Client {
             messages
                 .into_iter()
                 .map(|(envelope, body)| (envelope.for_body(body), SliceBody(body))),
+            Rest::NotSent,
             &mut |result| results.push(result),
         );
         results
@@ -232,13 +236,19 @@ impl Client {
         I: IntoIterator<Item = (Envelope, R)>,
     {
         let mut results = Vec::new();
-        self.send_each(messages, |result| results.push(result));
+        let messages = messages
+            .into_iter()
+            .map(|(envelope, body)| (envelope, ReadBody(body)));
+        self.batch(messages, Rest::NotSent, &mut |result| results.push(result));
         results
     }
 
     /// [`send_all_readers`](Self::send_all_readers) handing each message's
     /// result to `on_result` as soon as it is known, in order, so a batch of
-    /// any length holds no results: what a bulk sender wants.
+    /// any length holds no results: what a bulk sender wants. When the
+    /// connection fails, the messages the iterator has not yet yielded are
+    /// left in it (not sent; it may be endless): the results stop after the
+    /// one the failure ended.
     pub fn send_each<R, I>(
         &mut self,
         messages: I,
@@ -253,6 +263,7 @@ impl Client {
             messages
                 .into_iter()
                 .map(|(envelope, body)| (envelope, ReadBody(body))),
+            Rest::Drop,
             &mut on_result,
         );
     }
@@ -261,6 +272,7 @@ impl Client {
     fn batch<B: Body>(
         &mut self,
         messages: impl IntoIterator<Item = (Envelope, B)>,
+        rest: Rest,
         on_result: &mut dyn FnMut(Result<Delivery, Error>),
     ) {
         if let Err(err) = self.check_usable() {
@@ -299,7 +311,7 @@ impl Client {
         })();
         self.deadlines.stop();
         if let Err(err) = failure {
-            batch.fail(&mut self.session, err);
+            batch.fail(&mut self.session, err, rest);
         }
     }
 
@@ -530,15 +542,17 @@ impl Client {
         }
         let stage = self.session.stage().unwrap_or(Stage::Quit);
         let (deadlines, timeouts) = (self.deadlines, &self.timeouts);
-        let written = write_within(
+        let (written, result) = write_within(
             &mut self.stream,
             &mut self.socket_timeouts.1,
             self.session.pending_output(),
             || deadlines.write(stage, timeouts).ok(),
         );
-        match written {
+        // Partial writes too: whether a message's end of data went out
+        // decides whether its delivery is unknown.
+        self.session.advance_output(written);
+        match result {
             Ok(()) => {
-                self.session.advance_output(pending);
                 // A new command went out: its reply gets a whole timeout.
                 self.deadlines.reset();
                 Ok(())
@@ -725,7 +739,7 @@ impl Client {
         }
         // Once, with QUIT's timeout in all: nothing waits on this.
         let until = Instant::now().checked_add(self.timeouts.get(Stage::Quit));
-        let written = write_within(
+        let (written, result) = write_within(
             &mut self.stream,
             &mut self.socket_timeouts.1,
             self.session.pending_output(),
@@ -735,9 +749,9 @@ impl Client {
                 None => Some(Duration::MAX),
             },
         );
-        match written {
-            Ok(()) => self.session.advance_output(pending),
-            Err(err) => tracing::debug!(error = %err, "could not flush after a session error"),
+        self.session.advance_output(written);
+        if let Err(err) = result {
+            tracing::debug!(error = %err, "could not flush after a session error");
         }
     }
 
@@ -808,29 +822,33 @@ where
 /// Writes all of `bytes` one socket write at a time, each within what
 /// `wait` says is left (`None`: time is up, `TimedOut`), so that neither a
 /// peer that reads slowly nor rustls' own write loop carries a write past its
-/// deadline. `set` is the write timeout last set on the socket.
+/// deadline. `set` is the write timeout last set on the socket. How many
+/// bytes went (to the socket, or into rustls), and how it ended.
 fn write_within(
     stream: &mut Stream,
     set: &mut Option<Duration>,
-    mut bytes: &[u8],
+    bytes: &[u8],
     mut wait: impl FnMut() -> Option<Duration>,
-) -> io::Result<()> {
-    while !bytes.is_empty() || stream.wants_write() {
+) -> (usize, io::Result<()>) {
+    let mut written = 0;
+    while written < bytes.len() || stream.wants_write() {
         let Some(wait) = wait() else {
-            return Err(io::ErrorKind::TimedOut.into());
+            return (written, Err(io::ErrorKind::TimedOut.into()));
         };
         let wait = at_least_1ms(wait);
         if !close_enough(*set, wait) {
-            stream.set_write_timeout(wait)?;
+            if let Err(err) = stream.set_write_timeout(wait) {
+                return (written, Err(err));
+            }
             *set = Some(wait);
         }
-        match stream.write_once(bytes) {
-            Ok(n) => bytes = bytes.get(n..).unwrap_or_default(),
+        match stream.write_once(bytes.get(written..).unwrap_or_default()) {
+            Ok(n) => written += n,
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(err),
+            Err(err) => return (written, Err(err)),
         }
     }
-    Ok(())
+    (written, Ok(()))
 }
 
 /// Whether a socket timeout already `set` can stand for `wait`: at most

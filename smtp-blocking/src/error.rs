@@ -1,7 +1,7 @@
 //! The crate's one error type, shared with `smtp-tokio` (which re-exports it
 //! as `smtp_tokio::Error`).
 
-use smtp_proto::Stage;
+use smtp_proto::{Outcome, Stage};
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -95,6 +95,24 @@ pub enum Error {
         limit: Duration,
     },
 
+    /// The message's end of data was handed to the connection (at least in
+    /// part) and no final reply came: `source` ended the connection first.
+    /// The server may have accepted the message: resending it may deliver
+    /// it twice (RFC 1047), so this is not [transient](Error::is_transient).
+    /// Reconcile, or resend only where a duplicate is harmless.
+    #[error("delivery unknown: the server may have accepted the message")]
+    DeliveryUnknown {
+        /// What ended the connection.
+        #[source]
+        source: Box<Error>,
+    },
+
+    /// The connection failed before this message's turn (a batch's message
+    /// behind the one that failed): nothing of its end of data was written,
+    /// so it was not delivered and may be sent again.
+    #[error("not sent: the connection failed before this message")]
+    NotSent,
+
     /// An earlier I/O error or timeout left the connection unusable, or (in
     /// `smtp-tokio`) an earlier operation was cancelled part-way (its future
     /// was dropped), so the connection's state is unknown; the client refuses
@@ -116,7 +134,9 @@ impl Error {
 
     /// Whether trying again later (on a new connection) may succeed: a
     /// transient SMTP error ([`smtp_proto::Error::is_transient`]), a failed
-    /// resolution or connection, an I/O error or a timeout.
+    /// resolution or connection, an I/O error, a timeout, a message not
+    /// sent. Never [`Error::DeliveryUnknown`]: that message may have been
+    /// delivered.
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Smtp(err) => err.is_transient(),
@@ -124,9 +144,29 @@ impl Error {
             | Error::Connect { .. }
             | Error::Io(_)
             | Error::Timeout { .. }
-            | Error::TimeLimit { .. } => true,
+            | Error::TimeLimit { .. }
+            | Error::NotSent => true,
             _ => false,
         }
+    }
+
+    /// What this error, as a message's result, says became of the message:
+    /// [`Outcome::Unknown`] for [`Error::DeliveryUnknown`],
+    /// [`Outcome::Refused`] for the server's refusal of the transaction
+    /// ([`smtp_proto::Error::outcome`]), else [`Outcome::NotSent`]. The
+    /// rule for retrying: resend only what [`Outcome::may_resend`] allows.
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            Error::DeliveryUnknown { .. } => Outcome::Unknown,
+            Error::Smtp(err) => err.outcome(),
+            _ => Outcome::NotSent,
+        }
+    }
+
+    /// Whether the server may have accepted the message although no reply
+    /// said so ([`Error::DeliveryUnknown`]).
+    pub fn is_delivery_unknown(&self) -> bool {
+        matches!(self, Error::DeliveryUnknown { .. })
     }
 
     /// Whether the client refused to go on for the caller's safety: a TLS
@@ -145,7 +185,10 @@ impl Error {
 
     /// Whether the operation timed out: a stage's timeout or the time limit.
     pub fn is_timeout(&self) -> bool {
-        matches!(self, Error::Timeout { .. } | Error::TimeLimit { .. })
+        match self {
+            Error::DeliveryUnknown { source } => source.is_timeout(),
+            _ => matches!(self, Error::Timeout { .. } | Error::TimeLimit { .. }),
+        }
     }
 
     pub(crate) fn tls_config(reason: impl Into<String>) -> Error {

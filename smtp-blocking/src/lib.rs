@@ -103,5 +103,5 @@ pub use rustls;
 pub use smtp_proto;
 pub use smtp_proto::{
     Address, Capabilities, ClientSession, Config, Credentials, Delivery, Envelope, Mechanism,
-    RecipientResult, Stage, Timeouts, TlsPolicy, TranscriptLine,
+    Outcome, RecipientResult, Stage, Timeouts, TlsPolicy, TranscriptLine,
 };

@@ -1,6 +1,7 @@
 //! The crate's one error type.
 
 use crate::auth::Mechanism;
+use crate::outcome::Outcome;
 use crate::reply::{Reply, ReplyError};
 use crate::stage::Stage;
 use crate::transaction::RecipientResult;
@@ -270,6 +271,30 @@ impl Error {
                 !recipients.is_empty() && recipients.iter().all(|r| r.reply().is_transient())
             }
             _ => self.reply().is_some_and(Reply::is_transient),
+        }
+    }
+
+    /// What this error, as a transaction's result, says became of its
+    /// message: [`Outcome::Refused`] for a refusal by the server of `MAIL`,
+    /// every `RCPT`, `DATA` or the end of data (a `421` there included),
+    /// else [`Outcome::NotSent`]. A session that fails with a transaction in
+    /// flight says which of them may have been delivered:
+    /// [`ClientSession::unfinished`](crate::ClientSession::unfinished).
+    pub fn outcome(&self) -> Outcome {
+        let transaction = |stage: &Stage| {
+            matches!(
+                stage,
+                Stage::Mail | Stage::Rcpt | Stage::Data | Stage::Body | Stage::DataEnd
+            )
+        };
+        match self {
+            Error::MessageRejected { .. } | Error::RecipientsRejected { .. } => Outcome::Refused,
+            Error::Rejected { stage, .. } | Error::ServiceClosing { stage, .. }
+                if transaction(stage) =>
+            {
+                Outcome::Refused
+            }
+            _ => Outcome::NotSent,
         }
     }
 

@@ -12,6 +12,7 @@ use crate::capabilities::Capabilities;
 use crate::config::{is_loopback_name, is_valid_server_name, same_server_name, Config, TlsPolicy};
 use crate::data::{BodyEncoder, Framing};
 use crate::error::{Error, InputField};
+use crate::outcome::Outcome;
 use crate::reply::{Reply, ReplyCode, ReplyError, ReplyParser};
 use crate::stage::Stage;
 use crate::transaction::{Delivery, Envelope, RecipientResult};
@@ -124,6 +125,11 @@ struct Transaction {
     /// With PIPELINING, how many `RCPT` commands are written (at most
     /// [`MAX_RCPT_AHEAD`] ahead of their replies).
     rcpts_written: usize,
+    /// Where its end of data starts in the output stream (counted from the
+    /// session's first byte), once [`finish_body`](ClientSession::finish_body)
+    /// queued it: from the moment the caller takes that byte, the server
+    /// may have the whole message.
+    end_of_data: Option<u64>,
 }
 
 impl Transaction {
@@ -180,6 +186,11 @@ pub struct ClientSession {
     /// a message it may deliver, so it must not be complete on the wire while
     /// the session might still refuse it.
     held: Option<u8>,
+    /// Output bytes the caller took ([`advance_output`](Self::advance_output),
+    /// [`take_output`](Self::take_output)) since the session began.
+    taken: u64,
+    /// The transactions in flight when the session failed, oldest first.
+    unfinished: Vec<Outcome>,
 }
 
 impl fmt::Debug for ClientSession {
@@ -231,6 +242,8 @@ impl ClientSession {
             quit_sent: false,
             peer: None,
             held: None,
+            taken: 0,
+            unfinished: Vec::new(),
         };
         if session.config.tls == TlsPolicy::Implicit {
             session.phase = Phase::Handshake {
@@ -317,14 +330,32 @@ impl ClientSession {
     }
 
     /// Marks `n` bytes of [`pending_output`](Self::pending_output) as sent.
+    ///
+    /// Call it as bytes are written, partial writes included: what was
+    /// handed over decides whether a message whose reply never came may
+    /// have been delivered ([`unfinished`](Self::unfinished)).
     pub fn advance_output(&mut self, n: usize) {
-        self.out.advance(n.min(self.out.len()));
+        let n = n.min(self.out.len());
+        self.taken = self.taken.saturating_add(n as u64);
+        self.out.advance(n);
     }
 
     /// Takes every pending output byte at once.
     #[must_use]
     pub fn take_output(&mut self) -> Bytes {
+        self.taken = self.taken.saturating_add(self.out.len() as u64);
         self.out.split().freeze()
+    }
+
+    /// After the session failed: what became of each transaction that was
+    /// still in flight, oldest first (those that finished were reported
+    /// with [`Event::TransactionComplete`]). [`Outcome::Unknown`] when any
+    /// byte of its end of data (the final dot, or the last octet of its
+    /// `BDAT … LAST` chunk) had been taken by the caller, so the server may
+    /// have the whole message; else [`Outcome::NotSent`]. Empty while the
+    /// session is alive.
+    pub fn unfinished(&self) -> &[Outcome] {
+        &self.unfinished
     }
 
     /// The next thing for the caller to do, if any.
@@ -445,6 +476,7 @@ impl ClientSession {
             body_done: false,
             failure: None,
             rcpts_written: ahead,
+            end_of_data: None,
         });
         self.phase = Phase::Busy;
         // With every RCPT out, DATA or BDAT follows in the same write;
@@ -544,6 +576,11 @@ impl ClientSession {
         }
         let start = self.out.len();
         let total = self.encoder.finish(&mut self.out);
+        // Where the end of data starts on the wire; when finishing added
+        // nothing (a BDAT chunk whose last octet was not held), the octet
+        // before it ends the message.
+        let added = self.out.len() > start || self.held.is_some();
+        let end_of_data = (self.taken + start as u64).saturating_sub(u64::from(!added));
         match self.declared_chunk() {
             None => self.record(Direction::Client, b"."),
             Some(declared) if declared != total => {
@@ -566,6 +603,7 @@ impl ClientSession {
         }
         if let Some(txn) = self.txns.back_mut() {
             txn.body_done = true;
+            txn.end_of_data = Some(end_of_data);
         }
         self.expect.push_back(Expect::DataEnd);
         self.phase = Phase::Busy;
@@ -721,6 +759,13 @@ impl ClientSession {
             // RFC 5321 §3.8: 421 may come in answer to any command.
             if reply.code() == ReplyCode::SERVICE_UNAVAILABLE && expect != Expect::Quit {
                 let stage = expect.stage();
+                // An answer, in order: the server took nothing after the
+                // command it refuses, so no transaction in flight can have
+                // been accepted, whatever went out behind it (the first is
+                // refused by this reply, the others were not sent).
+                for txn in &mut self.txns {
+                    txn.end_of_data = None;
+                }
                 return Err(self.fail(Error::ServiceClosing { stage, reply }));
             }
             if !reply_fits(expect, &reply) {
@@ -1111,7 +1156,15 @@ impl ClientSession {
         // a failure; finished transactions are still reported.
         self.events
             .retain(|e| matches!(e, Event::TransactionComplete(_) | Event::Closed));
-        self.txns.clear();
+        let taken = self.taken;
+        self.unfinished = self
+            .txns
+            .drain(..)
+            .map(|txn| match txn.end_of_data {
+                Some(at) if taken > at => Outcome::Unknown,
+                _ => Outcome::NotSent,
+            })
+            .collect();
         self.auth = None;
         if sends_quit(&err) && !self.quit_sent {
             self.quit_sent = true;

@@ -7,7 +7,7 @@ use smtp_proto::auth::Mechanism;
 use smtp_proto::reply::ReplyError;
 use smtp_proto::{
     Address, BodyType, ClientSession, Config, Credentials, DsnReturn, EhloName, Envelope, Error,
-    Event, InputField, Notify, Recipient, Stage, TlsPolicy,
+    Event, InputField, Notify, Outcome, Recipient, Stage, TlsPolicy,
 };
 use support::*;
 
@@ -3091,4 +3091,189 @@ fn a_421_behind_the_last_awaited_reply_is_found_by_check_idle() {
     let mut session = ready_local("250 localhost");
     session.check_idle().unwrap();
     assert!(session.is_ready());
+}
+
+// ---- outcomes: what became of each message --------------------------------
+
+/// A session past `354` with a body written and its end queued (not yet
+/// taken): `ehlo` decides PIPELINING and CHUNKING.
+fn ended_not_taken(ehlo: &'static str) -> ClientSession {
+    let mut session = ready_local(ehlo);
+    session.send_mail(envelope(&["a@example.org"])).unwrap();
+    let _ = session.take_output();
+    session
+        .handle_input(b"250 ok\r\n250 ok\r\n354 go\r\n")
+        .unwrap();
+    assert_eq!(session.poll_event(), Some(Event::SendBody));
+    session.write_body(b"hello\r\n").unwrap();
+    let _ = session.take_output();
+    session.finish_body().unwrap();
+    session
+}
+
+#[test]
+fn end_of_data_taken_then_the_connection_closes_is_unknown() {
+    let mut session = ended_not_taken("250 localhost");
+    assert_eq!(session.take_output().as_ref(), b".\r\n");
+    let err = session.handle_eof().unwrap_err();
+    assert!(matches!(
+        err,
+        Error::ConnectionClosed {
+            stage: Stage::DataEnd
+        }
+    ));
+    assert_eq!(
+        err.outcome(),
+        Outcome::NotSent,
+        "the error alone says nothing"
+    );
+    assert_eq!(session.unfinished(), [Outcome::Unknown]);
+    assert_eq!(session.poll_event(), None);
+}
+
+#[test]
+fn end_of_data_never_taken_is_not_sent() {
+    let mut session = ended_not_taken("250 localhost");
+    // The adapter failed before writing it: it aborts the session.
+    session.abort();
+    assert_eq!(session.unfinished(), [Outcome::NotSent]);
+    assert!(session.pending_output().is_empty());
+}
+
+#[test]
+fn a_partly_taken_end_of_data_is_unknown() {
+    // Taken up to, not into, the end of data: not sent.
+    let mut session = ready_local("250-localhost\n250 PIPELINING");
+    session.send_mail(envelope(&["a@example.org"])).unwrap();
+    let _ = session.take_output();
+    session
+        .handle_input(b"250 ok\r\n250 ok\r\n354 go\r\n")
+        .unwrap();
+    assert_eq!(session.poll_event(), Some(Event::SendBody));
+    session.write_body(b"hello\r\n").unwrap();
+    session.finish_body().unwrap();
+    assert_eq!(session.pending_output(), b"hello\r\n.\r\n");
+    session.advance_output(7);
+    session.abort();
+    assert_eq!(session.unfinished(), [Outcome::NotSent]);
+
+    // One byte of the final dot taken: unknown.
+    let mut session = ended_not_taken("250 localhost");
+    session.advance_output(1);
+    let err = session.handle_input(b"garbage\r\n").unwrap_err();
+    assert!(matches!(
+        err,
+        Error::MalformedReply {
+            stage: Stage::DataEnd,
+            ..
+        }
+    ));
+    assert_eq!(session.unfinished(), [Outcome::Unknown]);
+}
+
+/// A BDAT message whose chunk went out but for its last octet, which
+/// `finish_body` released.
+fn bdat_finished() -> ClientSession {
+    let mut session = ready_local("250-localhost\n250-PIPELINING\n250 CHUNKING");
+    session
+        .send_mail(envelope(&["a@example.org"]).exact_size(7))
+        .unwrap();
+    assert_eq!(session.poll_event(), Some(Event::SendBody));
+    session.write_body(b"hello\r\n").unwrap();
+    let before = session.take_output();
+    assert!(before.ends_with(b"hello\r"), "{before:?}");
+    session.finish_body().unwrap();
+    session
+}
+
+#[test]
+fn bdat_end_of_data_is_the_last_octet_of_the_chunk() {
+    // Everything but the last octet taken: not sent.
+    let mut session = bdat_finished();
+    session.abort();
+    assert_eq!(session.unfinished(), [Outcome::NotSent]);
+    // The last octet taken: the server may have the whole message.
+    let mut session = bdat_finished();
+    assert_eq!(session.take_output().as_ref(), b"\n");
+    session.handle_input(b"250 ok\r\n250 ok\r\n").unwrap();
+    assert!(session.handle_eof().is_err());
+    assert_eq!(session.unfinished(), [Outcome::Unknown]);
+}
+
+/// With PIPELINING the next message rides behind the previous end of data:
+/// a close then leaves the first unknown and the second not sent; a
+/// message whose final reply came is reported, not unfinished.
+#[test]
+fn a_close_mid_batch_leaves_one_unknown_and_the_next_not_sent() {
+    let mut session = ended_not_taken("250-localhost\n250 PIPELINING");
+    session.send_mail(envelope(&["b@example.org"])).unwrap();
+    let _ = session.take_output();
+    assert!(session.handle_eof().is_err());
+    assert_eq!(session.unfinished(), [Outcome::Unknown, Outcome::NotSent]);
+
+    let mut session = ended_not_taken("250-localhost\n250 PIPELINING");
+    session.send_mail(envelope(&["b@example.org"])).unwrap();
+    let _ = session.take_output();
+    session.handle_input(b"250 queued\r\n").unwrap();
+    assert!(matches!(
+        session.poll_event(),
+        Some(Event::TransactionComplete(Ok(_)))
+    ));
+    assert!(session.handle_eof().is_err());
+    assert_eq!(session.unfinished(), [Outcome::NotSent]);
+}
+
+#[test]
+fn errors_say_refused_or_not_sent() {
+    let reply = |text: &str| smtp_proto::Reply::parse(text.as_bytes()).unwrap();
+    let refused = [
+        Error::Rejected {
+            stage: Stage::Mail,
+            reply: reply("550 5.7.1 no\r\n"),
+        },
+        Error::Rejected {
+            stage: Stage::DataEnd,
+            reply: reply("451 4.3.0 later\r\n"),
+        },
+        Error::ServiceClosing {
+            stage: Stage::Mail,
+            reply: reply("421 4.4.2 bye\r\n"),
+        },
+        Error::RecipientsRejected {
+            recipients: Vec::new(),
+        },
+    ];
+    for err in refused {
+        assert_eq!(err.outcome(), Outcome::Refused, "{err:?}");
+        assert!(err.outcome().may_resend());
+    }
+    let not_sent = [
+        Error::Rejected {
+            stage: Stage::Ehlo,
+            reply: reply("554 no\r\n"),
+        },
+        Error::ServiceClosing {
+            stage: Stage::Idle,
+            reply: reply("421 bye\r\n"),
+        },
+        Error::ConnectionClosed {
+            stage: Stage::DataEnd,
+        },
+        Error::MessageTooLarge { size: 2, limit: 1 },
+        Error::Aborted,
+    ];
+    for err in not_sent {
+        assert_eq!(err.outcome(), Outcome::NotSent, "{err:?}");
+    }
+    assert!(!Outcome::Unknown.may_resend() && !Outcome::Accepted.may_resend());
+    assert_eq!(
+        [
+            Outcome::Accepted,
+            Outcome::Refused,
+            Outcome::NotSent,
+            Outcome::Unknown
+        ]
+        .map(Outcome::as_str),
+        ["accepted", "rejected", "not_sent", "unknown"]
+    );
 }

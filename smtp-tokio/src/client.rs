@@ -4,6 +4,7 @@
 
 use crate::driver::{self, Dialer, Driver, PollBody, Transport};
 use crate::{Error, Options};
+use smtp_blocking::batch::Rest;
 use smtp_proto::{Capabilities, ClientSession, Config, Delivery, Envelope, Mechanism};
 use std::fmt;
 use std::io;
@@ -189,7 +190,7 @@ impl<B: Backend> Client<B> {
         let messages = messages.into_iter().map(driver::slice_message);
         let mut results = Vec::new();
         self.driver
-            .batch(messages, |result| results.push(result))
+            .batch(messages, Rest::NotSent, |result| results.push(result))
             .instrument(tracing::debug_span!("smtp.send_all"))
             .await;
         results
@@ -213,13 +214,14 @@ impl<B: Backend> Client<B> {
     pub(crate) async fn send_each_polled<I, R>(
         &mut self,
         messages: I,
+        rest: Rest,
         on_result: impl FnMut(Result<Delivery, Error>),
     ) where
         I: IntoIterator<Item = (Envelope, R)>,
         R: PollBody,
     {
         self.driver
-            .batch(messages, on_result)
+            .batch(messages, rest, on_result)
             .instrument(tracing::debug_span!("smtp.send_all"))
             .await;
     }
@@ -358,8 +360,10 @@ macro_rules! reader_methods {
             R: $read + Unpin,
             I: IntoIterator<Item = (::smtp_proto::Envelope, R)>,
         {
+            let messages = $crate::driver::Wrapped::<_, $wrap>::new(messages.into_iter());
             let mut results = Vec::new();
-            self.send_each(messages, |result| results.push(result))
+            let rest = ::smtp_blocking::batch::Rest::NotSent;
+            self.send_each_polled(messages, rest, |result| results.push(result))
                 .await;
             results
         }
@@ -367,7 +371,9 @@ macro_rules! reader_methods {
         /// [`send_all_readers`](Self::send_all_readers) handing each
         /// message's result to `on_result` as soon as it is known, in order,
         /// so a batch of any length holds no results: what a bulk sender
-        /// wants. The future is `Send` when `on_result`, the readers and the
+        /// wants. When the connection fails, the messages the iterator has
+        /// not yet yielded are left in it (not sent; it may be endless): the
+        /// results stop after the one the failure ended. The future is `Send` when `on_result`, the readers and the
         /// iterator are.
         pub async fn send_each<R, I>(
             &mut self,
@@ -378,7 +384,8 @@ macro_rules! reader_methods {
             I: IntoIterator<Item = (::smtp_proto::Envelope, R)>,
         {
             let messages = $crate::driver::Wrapped::<_, $wrap>::new(messages.into_iter());
-            self.send_each_polled(messages, on_result).await;
+            let rest = ::smtp_blocking::batch::Rest::Drop;
+            self.send_each_polled(messages, rest, on_result).await;
         }
     };
 }

@@ -8,7 +8,7 @@
 use crate::{tls, Error, Options};
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
-use smtp_blocking::batch::{Action, Batch};
+use smtp_blocking::batch::{Action, Batch, Rest};
 use smtp_blocking::{Deadlines, Transcript};
 use smtp_proto::{
     ClientSession, Config, Delivery, Envelope, Event, Stage, Timeouts, TranscriptLine,
@@ -45,11 +45,12 @@ pub trait Transport: Send + Sized {
         buf: &'a mut [u8],
     ) -> impl Future<Output = io::Result<usize>> + Send + 'a;
 
-    /// Writes all of `buf`.
-    fn write_all<'a>(
+    /// Writes some of `buf` (how much: the driver counts what went, partial
+    /// writes included).
+    fn write<'a>(
         &'a mut self,
         buf: &'a [u8],
-    ) -> impl Future<Output = io::Result<()>> + Send + 'a;
+    ) -> impl Future<Output = io::Result<usize>> + Send + 'a;
 
     /// Flushes buffered bytes (the TLS layer's) to the socket.
     fn flush(&mut self) -> impl Future<Output = io::Result<()>> + Send + '_;
@@ -285,7 +286,7 @@ impl<T: Transport> Driver<T> {
         let span = tracing::debug_span!("smtp.send", recipients = envelope.recipients().len());
         let mut outcome = None;
         let once = std::iter::once((envelope, read));
-        self.batch(once, |result| {
+        self.batch(once, Rest::Drop, |result| {
             outcome.get_or_insert(result);
         })
         .instrument(span)
@@ -300,7 +301,7 @@ impl<T: Transport> Driver<T> {
 
     /// The one sending loop: smtp-blocking's [`Batch`] decides, this moves
     /// the bytes. Each body is read 64 KiB at a time.
-    pub(crate) async fn batch<I, R, F>(&mut self, messages: I, mut on_result: F)
+    pub(crate) async fn batch<I, R, F>(&mut self, messages: I, rest: Rest, mut on_result: F)
     where
         I: IntoIterator<Item = (Envelope, R)>,
         R: PollBody,
@@ -336,7 +337,7 @@ impl<T: Transport> Driver<T> {
         self.deadlines.stop();
         let poisoned = self.end(failure.as_ref().err());
         if let Err(err) = failure {
-            batch.fail(&mut self.session, err);
+            batch.fail(&mut self.session, err, rest);
         }
         if poisoned {
             self.give_up();
@@ -520,17 +521,15 @@ impl<T: Transport> Driver<T> {
         }
         let stage = self.session.stage().unwrap_or(Stage::Quit);
         let timeout = self.deadlines.write(stage, &self.timeouts)?;
-        let transport = &mut self.transport;
-        let out = self.session.pending_output();
-        let write = async move {
-            transport.write_all(out).await?;
-            transport.flush().await
-        };
-        match T::timeout(timeout, write).await {
+        let (written, result) =
+            write_counted::<T>(&mut self.transport, self.session.pending_output(), timeout).await;
+        // Partial writes too: whether a message's end of data went out
+        // decides whether its delivery is unknown.
+        self.session.advance_output(written);
+        match result {
             None => Err(self.deadlines.expired(stage)),
             Some(Err(err)) => Err(Error::from_io(err)),
             Some(Ok(())) => {
-                self.session.advance_output(pending);
                 // A new command went out: its reply gets a whole timeout.
                 self.deadlines.reset();
                 Ok(())
@@ -542,18 +541,11 @@ impl<T: Transport> Driver<T> {
     /// report its error.
     async fn fail(&mut self, err: smtp_proto::Error) -> Error {
         self.drain_transcript();
-        let pending = self.session.pending_output().len();
-        if pending > 0 {
-            let transport = &mut self.transport;
-            let out = self.session.pending_output();
-            let write = async move {
-                transport.write_all(out).await?;
-                transport.flush().await
-            };
+        if !self.session.pending_output().is_empty() {
             let timeout = self.timeouts.get(Stage::Quit).min(BEST_EFFORT);
-            if let Some(Ok(())) = T::timeout(timeout, write).await {
-                self.session.advance_output(pending);
-            }
+            let out = self.session.pending_output();
+            let (written, _) = write_counted::<T>(&mut self.transport, out, timeout).await;
+            self.session.advance_output(written);
         }
         tracing::debug!(error = %err, "SMTP session failed");
         Error::Smtp(err)
@@ -611,6 +603,27 @@ impl<T: Transport> Driver<T> {
     fn drain_transcript(&mut self) {
         self.transcript.drain(&mut self.session);
     }
+}
+
+/// Writes `out` and flushes, within `timeout` (`None` when it ran out); how
+/// many bytes the transport took, whatever the ending.
+async fn write_counted<T: Transport>(
+    transport: &mut T,
+    out: &[u8],
+    timeout: Duration,
+) -> (usize, Option<io::Result<()>>) {
+    let mut written = 0;
+    let write = async {
+        while let Some(rest) = out.get(written..).filter(|rest| !rest.is_empty()) {
+            match transport.write(rest).await? {
+                0 => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+                n => written += n,
+            }
+        }
+        transport.flush().await
+    };
+    let result = T::timeout(timeout, write).await;
+    (written, result)
 }
 
 /// A message body as the driver reads it: polled into a buffer. Named types

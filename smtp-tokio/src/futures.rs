@@ -188,8 +188,8 @@ where
         self.io()?.read(buf).await
     }
 
-    async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.io()?.write_all(buf).await
+    async fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.io()?.write(buf).await
     }
 
     async fn flush(&mut self) -> io::Result<()> {

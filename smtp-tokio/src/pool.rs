@@ -91,7 +91,11 @@
 //!    timeout, not a TLS error, not a refusal;
 //! 3. the body was never read: the server had not yet invited it (no `354`,
 //!    no first BDAT chunk), so not a byte of the message, and certainly not
-//!    the final dot, was written. Nothing can have been accepted.
+//!    the final dot, was written. Nothing can have been accepted: the
+//!    message's [`Outcome`] is `NotSent`, the only one the pool (or anyone)
+//!    may resend without risking a duplicate (see [`Outcome`] for RFC 1047's
+//!    reason); a body already read cannot be read again, so the pool asks
+//!    for both.
 //!
 //! A failure once the body has started is returned as is, whatever it is: the
 //! pool never resends a message the server may have accepted. Opening the new
@@ -135,7 +139,7 @@ use crate::tokio::Client;
 use crate::{Error, Options};
 use ::tokio::io::{AsyncRead, ReadBuf};
 use ::tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use smtp_proto::{Config, Credentials, Delivery, Envelope};
+use smtp_proto::{Config, Credentials, Delivery, Envelope, Outcome};
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -592,12 +596,16 @@ impl Pool {
             };
             let touched = AtomicBool::new(false);
             let results = lease.send(messages, &touched).await;
+            // Only a message not sent may go again (never one whose outcome
+            // is unknown: RFC 1047), and only a body never read, since a
+            // reader cannot be rewound.
             let broken_before_any_body = lease.reused
                 && !touched.load(Ordering::Relaxed)
-                && matches!(results.as_slice(), [Err(err)] if is_broken(err));
+                && matches!(results.as_slice(), [Err(err)]
+                    if is_broken(err) && err.outcome() == Outcome::NotSent);
             if !broken_before_any_body {
                 lease.done(last_error(&results));
-                return results;
+                return not_sent_to_the_end(results, messages.len());
             }
             let id = lease.id();
             let permit = match lease.discard_keep_slot("broken before the message was sent") {
@@ -622,7 +630,7 @@ impl Pool {
             };
             let results = lease.send(messages, &touched).await;
             lease.done(last_error(&results));
-            results
+            not_sent_to_the_end(results, messages.len())
         }
         .instrument(span)
         .await
@@ -637,6 +645,18 @@ fn first(results: Vec<Result<Delivery, Error>>) -> Result<Delivery, Error> {
             reason: "a batch of one ended without a result",
         }))
     })
+}
+
+/// `results` of a batch of `n` messages that a failure cut short, with
+/// [`Error::NotSent`] for each message it never reached.
+fn not_sent_to_the_end(
+    mut results: Vec<Result<Delivery, Error>>,
+    n: usize,
+) -> Vec<Result<Delivery, Error>> {
+    while results.len() < n {
+        results.push(Err(Error::NotSent));
+    }
+    results
 }
 
 /// What ended a batch, if anything did: its last result's error.

@@ -392,7 +392,13 @@ pub fn batch_connection_ends_mid_batch(adapter: &dyn Adapter) {
         let mut client = connect_ok(adapter, &server, config_plain(), &plain_opts(FAST));
         let bodies: [&[u8]; 3] = [b"zero\r\n", b"one\r\n", b"two\r\n"];
         let results = client.send_all(bodies.iter().map(|b| (envelope(), *b)).collect());
-        assert_eq!(results.len(), 2, "{results:?}");
+        // One result per message: the third was never started.
+        assert_eq!(results.len(), 3, "{results:?}");
+        let third = results[2].as_ref().unwrap_err();
+        assert!(
+            matches!(third.kind, Kind::NotSent) && third.transient,
+            "{third:?}"
+        );
         queued(&results[0], 0);
         let err = results[1].as_ref().unwrap_err();
         let stage = match err.smtp() {
@@ -493,7 +499,11 @@ pub fn batch_failing_reader(adapter: &dyn Adapter) {
         Box::new(&b"two\r\n"[..]),
     ];
     let results = client.send_all_readers(bodies.into_iter().map(|b| (envelope(), b)).collect());
-    assert_eq!(results.len(), 2, "{results:?}");
+    assert_eq!(results.len(), 3, "{results:?}");
+    assert!(matches!(
+        results[2].as_ref().unwrap_err().kind,
+        Kind::NotSent
+    ));
     queued(&results[0], 0);
     let err = results[1].as_ref().unwrap_err();
     assert!(matches!(err.kind, Kind::BodyRead), "{err:?}");

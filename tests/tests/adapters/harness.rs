@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use proto::{Capabilities, Config, Delivery, Envelope, Mechanism, Stage, Timeouts};
+use proto::{Capabilities, Config, Delivery, Envelope, Mechanism, Outcome, Stage, Timeouts};
 use smtp_blocking::smtp_proto as proto;
 
 /// What every adapter's `Options` is built from.
@@ -82,6 +82,8 @@ pub enum Kind {
     TlsConfig,
     /// An earlier error left the client unusable.
     Poisoned,
+    /// A batch's message behind the one a failure ended.
+    NotSent,
     /// A variant this suite does not know.
     Other,
 }
@@ -99,6 +101,8 @@ pub struct AdapterError {
     pub timeout: bool,
     /// The error's `Display`.
     pub message: String,
+    /// `Error::outcome()`: what became of the message.
+    pub outcome: Outcome,
 }
 
 impl AdapterError {
@@ -125,6 +129,7 @@ impl AdapterError {
             transient: true,
             timeout: false,
             message: e.to_string(),
+            outcome: Outcome::NotSent,
         }
     }
 }
@@ -134,7 +139,13 @@ impl AdapterError {
 macro_rules! classify {
     ($err:expr, $krate:ident) => {{
         let e = $err;
-        let kind = match &e {
+        // An unknown delivery is classified by what ended the connection;
+        // `outcome` says it is unknown.
+        let inner = match &e {
+            $krate::Error::DeliveryUnknown { source } => &**source,
+            other => other,
+        };
+        let kind = match inner {
             $krate::Error::Smtp(s) => Kind::Smtp(s.clone()),
             $krate::Error::Tls(t) => Kind::Tls(t.clone()),
             $krate::Error::Timeout { stage } => Kind::Timeout(*stage),
@@ -144,6 +155,7 @@ macro_rules! classify {
             $krate::Error::Connect { .. } | $krate::Error::Resolve { .. } => Kind::Connect,
             $krate::Error::TlsConfig { .. } => Kind::TlsConfig,
             $krate::Error::Poisoned => Kind::Poisoned,
+            $krate::Error::NotSent => Kind::NotSent,
             _ => Kind::Other,
         };
         AdapterError {
@@ -152,6 +164,7 @@ macro_rules! classify {
             transient: e.is_transient(),
             timeout: e.is_timeout(),
             message: e.to_string(),
+            outcome: e.outcome(),
         }
     }};
 }

@@ -32,6 +32,7 @@ mod common;
 mod faults;
 mod harness;
 mod limits;
+mod outcomes;
 mod real;
 mod streaming;
 mod tls;
@@ -40,6 +41,7 @@ use attacks::*;
 use batch::*;
 use faults::*;
 use limits::*;
+use outcomes::*;
 use real::*;
 use streaming::*;
 use tls::*;
@@ -119,6 +121,12 @@ suite! {
         closing_421_data,
         closing_421_data_end,
         idle_check_reads_without_writing,
+        // what became of each message
+        outcome_unknown_when_closed_right_after_the_final_dot,
+        outcome_accepted_when_closed_right_after_the_250,
+        outcome_not_sent_when_closed_mid_body,
+        outcome_per_message_when_a_batch_breaks,
+        outcome_refused_at_the_end_of_data,
         // the time limit
         time_limit_bounds_the_set_up,
         time_limit_counts_per_message,

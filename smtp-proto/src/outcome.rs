@@ -1,0 +1,57 @@
+//! What became of a message: the four answers an application reconciles
+//! against its own records.
+//!
+//! RFC 1047: once the end of data is sent, a reply lost to a broken
+//! connection leaves the message in doubt, and resending it may deliver it
+//! twice. So an application may resend a [`Outcome::NotSent`] message, must
+//! not resend an [`Outcome::Unknown`] one blindly, and resends a
+//! [`Outcome::Refused`] one only when the refusal was transient.
+
+use core::fmt;
+
+/// What became of one message (one transaction).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The server took responsibility for it: a positive reply to the end of
+    /// data, with each recipient's result.
+    Accepted,
+    /// The server refused it: `MAIL`, every `RCPT`, `DATA` or the end of data
+    /// (transient or permanent, as the reply says). Not delivered.
+    Refused,
+    /// The session failed before any of its end of data was handed to the
+    /// connection (or the client refused it before writing): the server
+    /// cannot have accepted it. Safe to send again.
+    NotSent,
+    /// Its end of data was handed to the connection, at least in part, and
+    /// no final reply came (the connection broke, timed out, or the server
+    /// sent something unparseable): the server may have accepted it. Do not
+    /// resend it blindly.
+    Unknown,
+}
+
+impl Outcome {
+    /// `"accepted"`, `"rejected"`, `"not_sent"` or `"unknown"`: the names
+    /// `smtp-send --json` reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Accepted => "accepted",
+            Outcome::Refused => "rejected",
+            Outcome::NotSent => "not_sent",
+            Outcome::Unknown => "unknown",
+        }
+    }
+
+    /// Whether sending the message again cannot deliver it twice: it was
+    /// refused or not sent. Whether it may then succeed is another matter
+    /// (a permanent refusal stays one).
+    pub fn may_resend(self) -> bool {
+        matches!(self, Outcome::Refused | Outcome::NotSent)
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
