@@ -1,6 +1,6 @@
 //! Running a [`Plan`]: C sessions on std threads sharing N transactions.
 
-use crate::plan::{self, Data, Measure, MeasureError, Plan, Stamp};
+use crate::plan::{self, Capped, Data, Measure, MeasureError, Plan, Stamp};
 use crate::report::{classify, Failure, Kind, Report, TransactionReport};
 use smtp_blocking::{Client, Config, Delivery, Error, TranscriptHook};
 use std::fs::File;
@@ -258,11 +258,28 @@ fn transactions(
                 on_result,
             )
         }
-        Data::Stdin => on_result(client.send_reader(envelope.clone(), io::stdin().lock())),
-        Data::Pipe(pipe) => {
-            let taken = pipe.lock().unwrap_or_else(|p| p.into_inner()).take();
+        Data::Spooled(spool) => {
+            let envelope = envelope
+                .clone()
+                .size(spool.size)
+                .body(spool.body)
+                .exact_size(spool.wire);
+            client.send_each(
+                messages.map(|()| (envelope.clone(), spool.reader())),
+                on_result,
+            )
+        }
+        Data::Stdin { limit } => on_result(client.send_reader(
+            envelope.clone(),
+            Capped::new(io::stdin().lock(), *limit, "-"),
+        )),
+        Data::Pipe { path, file, limit } => {
+            let taken = file.lock().unwrap_or_else(|p| p.into_inner()).take();
             on_result(match taken {
-                Some(pipe) => client.send_reader(envelope.clone(), pipe),
+                Some(pipe) => client.send_reader(
+                    envelope.clone(),
+                    Capped::new(pipe, *limit, path.display().to_string()),
+                ),
                 None => Err(Error::BodyRead(io::Error::other(
                     "the --data pipe was already read",
                 ))),

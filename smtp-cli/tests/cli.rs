@@ -46,15 +46,22 @@ impl Out {
 }
 
 fn run(args: &[&str], env: &[(&str, &str)], stdin: Option<&[u8]>) -> Out {
+    let input = if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    };
+    run_with(args, env, input, stdin)
+}
+
+/// [`run`] with stdin from `input` (`stdin`, if any, is written to it).
+fn run_with(args: &[&str], env: &[(&str, &str)], input: Stdio, stdin: Option<&[u8]>) -> Out {
     let mut cmd = Command::new(BIN);
     cmd.args(args)
         .env_remove("SMTP_PASSWORD")
         .env_remove("SMTP_OAUTH_TOKEN")
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
+        .env_remove("SMTP_SEND_MAX_BODY")
+        .stdin(input)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     for (k, v) in env {
@@ -63,7 +70,12 @@ fn run(args: &[&str], env: &[(&str, &str)], stdin: Option<&[u8]>) -> Out {
     let mut child = cmd.spawn().unwrap();
     if let Some(input) = stdin {
         let mut pipe = child.stdin.take().unwrap();
-        pipe.write_all(input).unwrap();
+        // A feeder thread: stdout is read meanwhile, and a client that
+        // stops reading early (a refused source) does not block the test.
+        let input = input.to_vec();
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(&input);
+        });
     }
     let out = child.wait_with_output().unwrap();
     Out {
@@ -413,7 +425,7 @@ fn connections_spread_transactions_over_parallel_tls_sessions() {
 }
 
 #[test]
-fn stdin_is_buffered_for_repeat() {
+fn stdin_is_spooled_for_repeat() {
     let (server, bodies) = start(Script::default());
     let mut args = plain_args(&server, &PathBuf::from("-"));
     args.extend(["--repeat", "3", "--connections", "2"].map(String::from));
@@ -426,6 +438,172 @@ fn stdin_is_buffered_for_repeat() {
     assert!(bodies
         .iter()
         .all(|b| b == b"Subject: x\r\n\r\nsame body\r\n"));
+}
+
+/// A message of about `len` bytes with bare LFs, bare CRs, leading dots
+/// and non-ASCII bytes, and how a server stores it (CRLF lines, dots
+/// unstuffed).
+fn awkward_message(len: usize) -> (Vec<u8>, Vec<u8>) {
+    let mut sent = b"Subject: spooled\n\n".to_vec();
+    let mut stored = b"Subject: spooled\r\n\r\n".to_vec();
+    let mut i = 0;
+    while sent.len() < len {
+        let line = format!(".line {i} caf\u{e9}");
+        sent.extend_from_slice(line.as_bytes());
+        sent.extend_from_slice(if i % 3 == 0 { b"\r" } else { b"\n" });
+        stored.extend_from_slice(line.as_bytes());
+        stored.extend_from_slice(b"\r\n");
+        i += 1;
+    }
+    (sent, stored)
+}
+
+#[test]
+fn stdin_for_several_transactions_is_spooled_and_sent_identically_with_its_size() {
+    let (server, bodies) = start(Script {
+        ehlo: vec![
+            "PIPELINING".into(),
+            "8BITMIME".into(),
+            "SIZE 100000000".into(),
+        ],
+        ..Script::default()
+    });
+    // Larger than the 1 MiB a regular file may be kept in memory.
+    let (message, stored) = awkward_message(3 << 20);
+    let mut args = plain_args(&server, Path::new("-"));
+    args.extend(["--repeat", "4", "--connections", "2"].map(String::from));
+    let out = run(&strs(&args), &[], Some(&message));
+    assert_eq!(out.status, 0, "{} {}", out.stdout, out.stderr);
+    assert_eq!(out.json()["messages_sent"], 4);
+    assert!(server.wait_finished(2, WAIT));
+    let bodies = bodies.lock().unwrap();
+    assert_eq!(bodies.len(), 4);
+    assert!(bodies.iter().all(|b| *b == stored), "a body differs");
+    // Measured once, declared every time.
+    let size = format!("SIZE={}", message.len());
+    for received in server.received() {
+        let text = received.plain_text();
+        let mails: Vec<&str> = text.lines().filter(|l| l.starts_with("MAIL")).collect();
+        assert_eq!(mails.len(), 2, "{mails:?}");
+        for mail in mails {
+            assert!(
+                has_param(mail, &size) && has_param(mail, "BODY=8BITMIME"),
+                "{mail}"
+            );
+        }
+    }
+}
+
+#[test]
+fn stdin_for_several_transactions_goes_to_a_temporary_file_not_memory() {
+    // The spool is an anonymous file in TMPDIR: with no usable TMPDIR the
+    // run fails before connecting, as io, and says why.
+    let (server, _) = start(Script::default());
+    let mut args = plain_args(&server, Path::new("-"));
+    args.extend(["--repeat".into(), "2".into()]);
+    let missing = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("no-such-dir");
+    let out = run(
+        &strs(&args),
+        &[("TMPDIR", missing.to_str().unwrap())],
+        Some(BODY),
+    );
+    assert_eq!(out.status, 1, "{}", out.stdout);
+    let json = out.json();
+    assert_eq!(json["error"]["kind"], "io", "{json}");
+    let message = json["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("--data -: writing it to a temporary file: "),
+        "{message}"
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(server.connections(), 0);
+}
+
+/// The hidden test-only cap on stdin and pipes, lowered to 1 MiB.
+const SMALL_CAP: (&str, &str) = ("SMTP_SEND_MAX_BODY", "1048576");
+
+fn endless() -> Stdio {
+    Stdio::from(std::fs::File::open("/dev/zero").unwrap())
+}
+
+#[test]
+fn an_endless_source_sent_several_times_is_a_usage_error_naming_the_limit() {
+    let (server, _) = start(Script::default());
+    for (data, input) in [("/dev/zero", Stdio::null()), ("-", endless())] {
+        let mut args = plain_args(&server, Path::new(data));
+        args.extend(["--repeat".into(), "2".into()]);
+        let out = run_with(&strs(&args), &[SMALL_CAP], input, None);
+        assert_eq!(out.status, 2, "{data}: {}", out.stdout);
+        let json = out.json();
+        assert_eq!(json["error"]["kind"], "usage", "{json}");
+        assert_eq!(json["transactions"], serde_json::json!([]));
+        assert_eq!(
+            json["error"]["message"],
+            format!(
+                "--data {data}: longer than 1 MiB (1048576 bytes), the most smtp-send reads \
+                 from stdin or a non-regular file (a source that never ends is refused)"
+            )
+        );
+        // Without --json: the same line on stderr, nothing on stdout.
+        let mut args = plain_args(&server, Path::new("/dev/zero"));
+        args.retain(|a| a != "--json");
+        args.extend(["--repeat".into(), "2".into()]);
+        let out = run(&strs(&args), &[SMALL_CAP], None);
+        assert_eq!(out.status, 2);
+        assert_eq!(out.stdout, "");
+        assert!(
+            out.stderr
+                .starts_with("error: usage: --data /dev/zero: longer than 1 MiB"),
+            "{}",
+            out.stderr
+        );
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(server.connections(), 0, "nothing was connected");
+}
+
+#[test]
+fn an_endless_source_streamed_once_fails_as_io_before_its_end_of_data() {
+    // `yes` never ends; its lines keep the server reading the body.
+    for data in ["-", "/dev/stdin"] {
+        let (server, bodies) = start(Script::default());
+        let mut yes = Command::new("yes")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let input = Stdio::from(yes.stdout.take().unwrap());
+        let args = plain_args(&server, Path::new(data));
+        let out = run_with(&strs(&args), &[SMALL_CAP], input, None);
+        let _ = yes.kill();
+        let _ = yes.wait();
+        assert_eq!(out.status, 1, "{data}: {}", out.stdout);
+        let json = out.json();
+        assert_eq!(json["error"]["kind"], "io", "{json}");
+        let message = json["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("longer than 1 MiB (1048576 bytes)"),
+            "{message}"
+        );
+        assert_eq!(json["messages_sent"], 0);
+        assert_eq!(
+            json["transactions"],
+            serde_json::json!([{"recipients": [], "data_code": null}])
+        );
+        // DATA went, about a mebibyte of lines, and never its end.
+        let wire = sent(&server);
+        assert!(wire.contains("\r\nDATA\r\n"), "{data}");
+        assert!(
+            wire.len() > 1 << 20 && wire.len() < 2 << 20,
+            "{}",
+            wire.len()
+        );
+        assert!(
+            !wire.contains("\r\n.\r\n"),
+            "{data}: an end of data was sent"
+        );
+        assert!(bodies.lock().unwrap().is_empty());
+    }
 }
 
 // ---- TLS, AUTH, transcript ------------------------------------------------
