@@ -108,7 +108,10 @@ pub struct SendArgs {
     #[arg(long, value_name = "ADDR", required = true)]
     pub to: Vec<String>,
 
-    /// The message file, or - for stdin.
+    /// The message file, or - for stdin. Stdin or a pipe sent more than
+    /// once is spooled to a temporary file (TMPDIR) first; at most 1 GiB is
+    /// read from stdin or a pipe, and a longer source (or one that never
+    /// ends, like /dev/zero) is refused.
     #[arg(long, value_name = "PATH|-", required = true)]
     pub data: Option<String>,
 

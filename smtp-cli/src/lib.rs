@@ -11,8 +11,8 @@
 //!   the core refuses is `invalid_input` with nothing written);
 //! - [`run`]: N transactions over C parallel sessions on std threads;
 //! - [`report`]: the error kinds ([`report::classify`] is the one mapping
-//!   from the adapter's and the core's errors), the `--json` object and the
-//!   human summary;
+//!   from the adapter's and the core's errors), the `--json` object
+//!   (streamed as the run goes) and the human summary (from aggregates);
 //! - [`demo`]: `smtp-send demo`, against an in-process Exchange-Online-like
 //!   server from the workspace's test support (`smtp-tests`).
 //!
@@ -77,7 +77,14 @@ where
             }
         };
     }
-    let json = cli.send.json;
+    // With --json the object is written as the run goes: the transactions
+    // as their results come, the summary after them (see JsonReport).
+    let mut json = cli.send.json.then(|| {
+        report::JsonReport::start(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stdout(),
+        ))
+    });
     let mut open = None;
     let report = match plan::plan(&cli.send, env) {
         Ok(plan) => {
@@ -93,21 +100,26 @@ where
             let run::Finished {
                 mut report,
                 open: connections,
-            } = run::run(&plan, hook);
+            } = run::run(&plan, hook, json.as_mut());
             report.elapsed = started.elapsed();
             open = Some(connections);
             report
         }
         Err(failure) => Report::failed(failure, started.elapsed()),
     };
-    if json {
-        print_json(&report);
-    } else {
-        if !report.transactions.is_empty() || report.error.is_none() {
-            print!("{}", report.human());
+    match json {
+        Some(json) => {
+            if let Some(err) = json.finish(&report) {
+                eprintln!("smtp-send: part of the --json report could not be read back: {err}");
+            }
         }
-        if let Some(line) = report.human_error() {
-            eprintln!("{line}");
+        None => {
+            if report.attempted > 0 || report.error.is_none() {
+                print!("{}", report.human());
+            }
+            if let Some(line) = report.human_error() {
+                eprintln!("{line}");
+            }
         }
     }
     // The report is out: only now QUIT, which cannot change it.
@@ -119,7 +131,5 @@ where
 }
 
 fn print_json(report: &Report) {
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let _ = report.write_json(&mut out);
-    let _ = out.flush();
+    let _ = report::JsonReport::start(std::io::BufWriter::new(std::io::stdout())).finish(report);
 }

@@ -9,10 +9,10 @@ use smtp_blocking::{
     Address, Credentials, Envelope, Mechanism, Options, Stage, Timeouts, TlsPolicy,
 };
 use std::fs::{File, Metadata};
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 /// The environment variable holding the password for `--user`.
@@ -32,15 +32,220 @@ pub enum Data {
         /// changed (see `run`).
         measure: Measure,
     },
-    /// Standard input, streamed (one transaction only).
-    Stdin,
+    /// Standard input, streamed (one transaction only), without `SIZE=`;
+    /// the transaction fails before its end of data past `limit` bytes.
+    Stdin {
+        /// The most bytes read ([`MAX_BODY`]).
+        limit: u64,
+    },
     /// A file that is not a regular file (a FIFO, `<(…)`): it can be read
     /// once, so it is kept open from the start and streamed for one
-    /// transaction, without `SIZE=`.
-    Pipe(Arc<Mutex<Option<File>>>),
-    /// In memory: stdin read once for several transactions, a small file
-    /// sent several times, or the demo.
+    /// transaction, without `SIZE=`, like [`Data::Stdin`].
+    Pipe {
+        /// The path, for errors.
+        path: PathBuf,
+        /// The open file, taken by the one transaction.
+        file: Arc<Mutex<Option<File>>>,
+        /// The most bytes read ([`MAX_BODY`]).
+        limit: u64,
+    },
+    /// Stdin or a non-regular file to be sent several times: read once,
+    /// up to [`MAX_BODY`], into an anonymous temporary file.
+    Spooled(Arc<Spool>),
+    /// In memory: a small regular file sent several times, or the demo.
     Memory(Arc<Vec<u8>>),
+}
+
+/// The most bytes `smtp-send` reads from stdin or from a `--data` file that
+/// is not a regular file (a pipe, a FIFO, `/dev/zero`): 1 GiB. A longer
+/// source, or one that never ends, is refused: a usage error when it is
+/// spooled before connecting (`--repeat` above 1), an `io` failure of the
+/// transaction before its end of data when it is streamed (`--repeat 1`).
+/// Regular files are measured and have no such limit.
+pub const MAX_BODY: u64 = 1 << 30;
+
+/// A hidden environment variable that lowers [`MAX_BODY`] (a number of
+/// bytes; larger values and anything unparsable are ignored), so that the
+/// command-line tests can reach the limit without spooling a gibibyte. Not
+/// documented for users.
+const MAX_BODY_ENV: &str = "SMTP_SEND_MAX_BODY";
+
+/// The limit as people read it: `1 GiB (1073741824 bytes)`, `1000 bytes`.
+pub fn limit_text(limit: u64) -> String {
+    const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+    match UNITS
+        .iter()
+        .find(|(unit, _)| limit >= *unit && limit.is_multiple_of(*unit))
+    {
+        Some((unit, name)) => format!("{} {name} ({limit} bytes)", limit / unit),
+        None => format!("{limit} bytes"),
+    }
+}
+
+/// Why a source is refused past the limit: names the limit and the source.
+pub fn too_long(what: &str, limit: u64) -> String {
+    format!(
+        "--data {what}: longer than {}, the most smtp-send reads from stdin or a \
+         non-regular file (a source that never ends is refused)",
+        limit_text(limit)
+    )
+}
+
+/// A message read once from stdin or a pipe into an anonymous temporary file
+/// (deleted when closed, never visible by name), with what a measuring pass
+/// over it found; every transaction reads it again from the start.
+#[derive(Debug)]
+pub struct Spool {
+    file: Mutex<File>,
+    /// Its length, declared as `SIZE=`.
+    pub size: u64,
+    /// 8BITMIME when it holds any non-ASCII byte.
+    pub body: BodyType,
+    /// Its length on the wire with CRLF line endings (for `BDAT`).
+    pub wire: u64,
+}
+
+impl Spool {
+    /// Reads `source` to its end into a new anonymous temporary file (in
+    /// the system's temporary directory, `TMPDIR`), at most `limit` bytes.
+    /// `what` names the source in errors (`-` or the path).
+    pub fn read(source: &mut dyn Read, what: &str, limit: u64) -> Result<Spool, SpoolError> {
+        let mut file = tempfile::tempfile().map_err(SpoolError::Temp)?;
+        let mut counts = Counts::default();
+        let mut chunk = vec![0; 64 * 1024];
+        loop {
+            let n = match source.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(SpoolError::Read(err)),
+            };
+            if counts.size + n as u64 > limit {
+                return Err(SpoolError::TooLong(too_long(what, limit)));
+            }
+            counts.update(&chunk[..n]);
+            file.write_all(&chunk[..n]).map_err(SpoolError::Temp)?;
+        }
+        file.flush().map_err(SpoolError::Temp)?;
+        Ok(Spool {
+            file: Mutex::new(file),
+            size: counts.size,
+            body: counts.body(),
+            wire: counts.wire.total(),
+        })
+    }
+
+    /// A reader of the whole message from its first byte; readers share
+    /// the file but not their positions, so parallel sessions each get
+    /// their own.
+    pub fn reader(&self) -> SpoolReader<'_> {
+        SpoolReader {
+            spool: self,
+            position: 0,
+        }
+    }
+}
+
+/// Reads a [`Spool`] from the start: exactly its `size` bytes.
+#[derive(Debug)]
+pub struct SpoolReader<'a> {
+    spool: &'a Spool,
+    position: u64,
+}
+
+impl Read for SpoolReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.spool.size - self.position;
+        let want = usize::try_from(left).map_or(buf.len(), |left| left.min(buf.len()));
+        if want == 0 {
+            return Ok(0);
+        }
+        let mut file = self
+            .spool
+            .file
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        file.seek(SeekFrom::Start(self.position))?;
+        let n = file.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the temporary copy of the message ended early",
+            ));
+        }
+        self.position += n as u64;
+        Ok(n)
+    }
+}
+
+/// Why a source could not be spooled.
+#[derive(Debug)]
+pub enum SpoolError {
+    /// Reading the source failed.
+    Read(io::Error),
+    /// Creating or writing the temporary file failed.
+    Temp(io::Error),
+    /// The source is longer than the limit (the message says so).
+    TooLong(String),
+}
+
+/// A streamed source cut off at its limit: past `limit` bytes a read fails
+/// (so the adapter ends the connection before the end-of-data marker and
+/// nothing is delivered).
+#[derive(Debug)]
+pub struct Capped<R> {
+    inner: R,
+    left: u64,
+    limit: u64,
+    what: String,
+}
+
+impl<R: Read> Capped<R> {
+    /// At most `limit` bytes of `inner`; `what` names it in the error.
+    pub fn new(inner: R, limit: u64, what: impl Into<String>) -> Capped<R> {
+        Capped {
+            inner,
+            left: limit,
+            limit,
+            what: what.into(),
+        }
+    }
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n as u64 > self.left {
+            self.left = 0;
+            return Err(io::Error::other(too_long(&self.what, self.limit)));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// What a pass over a message counts.
+#[derive(Debug, Default)]
+struct Counts {
+    size: u64,
+    non_ascii: bool,
+    wire: smtp_blocking::smtp_proto::data::NormalizedLen,
+}
+
+impl Counts {
+    fn update(&mut self, piece: &[u8]) {
+        self.size += piece.len() as u64;
+        self.non_ascii |= !piece.is_ascii();
+        self.wire.update(piece);
+    }
+
+    fn body(&self) -> BodyType {
+        if self.non_ascii {
+            BodyType::EightBitMime
+        } else {
+            BodyType::SevenBit
+        }
+    }
 }
 
 /// What one pass over a regular file found, and which version of the file
@@ -268,6 +473,9 @@ pub fn plan(args: &SendArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Pla
 
     let repeat = args.repeat.max(1);
     let connections = args.connections.clamp(1, repeat);
+    let limit = env(MAX_BODY_ENV)
+        .and_then(|value| value.trim().parse::<u64>().ok())
+        .map_or(MAX_BODY, |value| value.min(MAX_BODY));
     let data = match args.data.as_deref() {
         None => {
             return Err(Failure::usage(
@@ -275,17 +483,19 @@ pub fn plan(args: &SendArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Pla
             ))
         }
         // Several transactions need the message several times: stdin can
-        // only be read once, so it is buffered then.
+        // only be read once, so it is spooled to a temporary file then.
         Some("-") if repeat > 1 => {
-            let mut buf = Vec::new();
-            io::stdin()
-                .lock()
-                .read_to_end(&mut buf)
-                .map_err(|err| Failure::new(Kind::Io, format!("reading stdin: {err}")))?;
-            Data::Memory(Arc::new(buf))
+            let spool =
+                Spool::read(&mut io::stdin().lock(), "-", limit).map_err(|err| match err {
+                    SpoolError::Read(err) => {
+                        Failure::new(Kind::Io, format!("reading stdin: {err}"))
+                    }
+                    other => spool_failure("-", other),
+                })?;
+            Data::Spooled(Arc::new(spool))
         }
-        Some("-") => Data::Stdin,
-        Some(path) => file_data(PathBuf::from(path), repeat)?,
+        Some("-") => Data::Stdin { limit },
+        Some(path) => file_data(PathBuf::from(path), repeat, limit)?,
     };
     let timeout = args
         .timeout
@@ -409,11 +619,25 @@ fn parse_connect(value: &str) -> Result<SocketAddr, Failure> {
 /// The largest message kept in memory when it is sent several times.
 const KEEP_IN_MEMORY: usize = 1 << 20;
 
+/// A failure to spool `--data what` other than reading it: the limit (a
+/// usage error, before anything is connected) or the temporary file (`io`).
+fn spool_failure(what: &str, err: SpoolError) -> Failure {
+    match err {
+        SpoolError::TooLong(message) => Failure::usage(message),
+        SpoolError::Temp(err) => Failure::new(
+            Kind::Io,
+            format!("--data {what}: writing it to a temporary file: {err}"),
+        ),
+        SpoolError::Read(err) => Failure::new(Kind::Io, format!("--data {what}: {err}")),
+    }
+}
+
 /// Checks a regular file once: its size (declared as `SIZE=`), whether it
 /// is 8-bit, and its length on the wire, in one streaming pass; the message
 /// itself is streamed again per transaction. Anything else (a FIFO) can be
-/// read only once: streamed for one transaction, buffered for several.
-fn file_data(path: PathBuf, repeat: u32) -> Result<Data, Failure> {
+/// read only once: streamed for one transaction, spooled to a temporary
+/// file for several; at most `limit` bytes of it either way.
+fn file_data(path: PathBuf, repeat: u32, limit: u64) -> Result<Data, Failure> {
     let unreadable = |err: io::Error| Failure::usage(format!("--data {}: {err}", path.display()));
     let mut file = File::open(&path).map_err(unreadable)?;
     let metadata = file.metadata().map_err(unreadable)?;
@@ -427,11 +651,18 @@ fn file_data(path: PathBuf, repeat: u32) -> Result<Data, Failure> {
     }
     if !metadata.is_file() {
         if repeat == 1 {
-            return Ok(Data::Pipe(Arc::new(Mutex::new(Some(file)))));
+            return Ok(Data::Pipe {
+                file: Arc::new(Mutex::new(Some(file))),
+                path,
+                limit,
+            });
         }
-        let mut buf = Vec::new();
-        file.read_to_end(&mut buf).map_err(unreadable)?;
-        return Ok(Data::Memory(Arc::new(buf)));
+        let what = path.display().to_string();
+        let spool = Spool::read(&mut file, &what, limit).map_err(|err| match err {
+            SpoolError::Read(err) => unreadable(err),
+            other => spool_failure(&what, other),
+        })?;
+        return Ok(Data::Spooled(Arc::new(spool)));
     }
     // A small message sent several times is kept in memory rather than
     // reopened and read for every transaction.
@@ -462,9 +693,7 @@ pub fn measure(path: &Path) -> Result<Measure, MeasureError> {
 fn measure_file(file: &mut File, kept: &mut Option<Vec<u8>>) -> Result<Measure, MeasureError> {
     let stamp = Stamp::of(&file.metadata()?);
     let mut chunk = vec![0; 64 * 1024];
-    let mut size = 0u64;
-    let mut ascii = true;
-    let mut wire = smtp_blocking::smtp_proto::data::NormalizedLen::default();
+    let mut counts = Counts::default();
     loop {
         let n = match file.read(&mut chunk) {
             Ok(0) => break,
@@ -472,9 +701,7 @@ fn measure_file(file: &mut File, kept: &mut Option<Vec<u8>>) -> Result<Measure, 
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
             Err(err) => return Err(err.into()),
         };
-        size += n as u64;
-        ascii &= chunk[..n].is_ascii();
-        wire.update(&chunk[..n]);
+        counts.update(&chunk[..n]);
         if let Some(buf) = kept.as_mut() {
             if buf.len() + n > KEEP_IN_MEMORY {
                 *kept = None;
@@ -485,18 +712,13 @@ fn measure_file(file: &mut File, kept: &mut Option<Vec<u8>>) -> Result<Measure, 
     }
     // The counts must be of the version the stamp names, or a later check
     // against the stamp would vouch for counts of another one.
-    if size != stamp.len || Stamp::of(&file.metadata()?) != stamp {
+    if counts.size != stamp.len || Stamp::of(&file.metadata()?) != stamp {
         return Err(MeasureError::Changed);
     }
-    let body = if ascii {
-        BodyType::SevenBit
-    } else {
-        BodyType::EightBitMime
-    };
     Ok(Measure {
-        size,
-        body,
-        wire: wire.total(),
+        size: counts.size,
+        body: counts.body(),
+        wire: counts.wire.total(),
         stamp,
     })
 }
@@ -571,13 +793,80 @@ mod tests {
         assert_eq!(m.wire, 31);
         assert_eq!(m.stamp, Stamp::of(&std::fs::metadata(&path).unwrap()));
         // Kept in memory only when sent several times and small.
-        assert!(matches!(file_data(path.clone(), 2).unwrap(), Data::Memory(b) if b.len() == 26));
-        match file_data(path.clone(), 1).unwrap() {
+        assert!(
+            matches!(file_data(path.clone(), 2, MAX_BODY).unwrap(), Data::Memory(b) if b.len() == 26)
+        );
+        match file_data(path.clone(), 1, MAX_BODY).unwrap() {
             Data::File { measure, .. } => assert_eq!(measure, m),
             other => panic!("{other:?}"),
         }
         std::fs::remove_file(&path).unwrap();
         assert!(matches!(measure(&path), Err(MeasureError::Read(_))));
+    }
+
+    #[test]
+    fn a_spool_is_read_whole_any_number_of_times_and_measured() {
+        let message = b"Subject: x\n\n.dot\r\n\xe9t\xe9\rlast".repeat(5000);
+        let spool = Spool::read(&mut message.as_slice(), "-", MAX_BODY).unwrap();
+        assert_eq!(spool.size, message.len() as u64);
+        assert_eq!(spool.body, BodyType::EightBitMime);
+        assert_eq!(
+            spool.wire,
+            smtp_blocking::smtp_proto::data::normalized_len(&message)
+        );
+        // Two readers at once, each from the start, in different steps.
+        let (mut a, mut b) = (spool.reader(), spool.reader());
+        let (mut got_a, mut got_b) = (Vec::new(), Vec::new());
+        let mut buf = [0u8; 1000];
+        loop {
+            let n = a.read(&mut buf[..700]).unwrap();
+            got_a.extend_from_slice(&buf[..n]);
+            let m = b.read(&mut buf).unwrap();
+            got_b.extend_from_slice(&buf[..m]);
+            if n == 0 && m == 0 {
+                break;
+            }
+        }
+        assert!(got_a == message && got_b == message);
+        let mut again = Vec::new();
+        spool.reader().read_to_end(&mut again).unwrap();
+        assert!(again == message);
+        // ASCII, and empty.
+        let spool = Spool::read(&mut &b"plain\n"[..], "-", MAX_BODY).unwrap();
+        assert_eq!(
+            (spool.size, spool.body, spool.wire),
+            (6, BodyType::SevenBit, 7)
+        );
+        let spool = Spool::read(&mut io::empty(), "-", MAX_BODY).unwrap();
+        assert_eq!((spool.size, spool.wire), (0, 0));
+        assert_eq!(spool.reader().read(&mut buf).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_source_past_the_limit_is_refused_with_the_limit_named() {
+        // Exactly the limit is fine; one byte more is not.
+        let spool = Spool::read(&mut io::repeat(b'x').take(4096), "-", 4096).unwrap();
+        assert_eq!(spool.size, 4096);
+        match Spool::read(&mut io::repeat(0), "/dev/zero", 4096) {
+            Err(SpoolError::TooLong(message)) => assert_eq!(
+                message,
+                "--data /dev/zero: longer than 4 KiB (4096 bytes), the most smtp-send reads \
+                 from stdin or a non-regular file (a source that never ends is refused)"
+            ),
+            other => panic!("{other:?}"),
+        }
+        let mut capped = Capped::new(io::repeat(b'x').take(4096), 4096, "-");
+        assert_eq!(io::copy(&mut capped, &mut io::sink()).unwrap(), 4096);
+        let mut capped = Capped::new(io::repeat(0), 4096, "-");
+        let err = io::copy(&mut capped, &mut io::sink()).unwrap_err();
+        assert!(
+            err.to_string().starts_with("--data -: longer than 4 KiB"),
+            "{err}"
+        );
+        assert_eq!(limit_text(MAX_BODY), "1 GiB (1073741824 bytes)");
+        assert_eq!(limit_text(3 << 20), "3 MiB (3145728 bytes)");
+        assert_eq!(limit_text(1000), "1000 bytes");
+        assert_eq!(limit_text(0), "0 bytes");
     }
 
     #[test]

@@ -5,7 +5,9 @@ use serde_json::Value;
 use smtp_blocking::smtp_proto::{self, Reply};
 use smtp_blocking::{Delivery, RecipientResult};
 use std::fmt::Write as _;
-use std::io;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write as _};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 /// The error kinds of the `--json` output, one per way a run can fail.
@@ -221,6 +223,11 @@ impl TransactionReport {
         }
     }
 
+    /// Whether the server accepted the message (a 2xx reply to its end).
+    pub fn sent(&self) -> bool {
+        self.data_code.is_some_and(|c| (200..300).contains(&c))
+    }
+
     /// Whether the message was accepted for at least one recipient.
     pub fn delivered(&self) -> bool {
         self.data_code.is_some_and(|c| (200..300).contains(&c))
@@ -228,7 +235,14 @@ impl TransactionReport {
     }
 }
 
-/// Everything a run produced.
+/// How many transactions the human summary lists: every one when there are
+/// at most this many, else only the first.
+pub const SHOWN: usize = 10;
+
+/// Everything a run produced that is kept: aggregates, and the few
+/// transactions the human summary lists. Every transaction's result goes to
+/// the `--json` report as it comes ([`JsonReport`]) and is not kept, so a
+/// run of any length holds a bounded report.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report {
     /// Every transaction was asked for, and delivered to at least one recipient.
@@ -240,8 +254,11 @@ pub struct Report {
     /// The mechanisms the server offered (after TLS, when TLS was on), as
     /// far as a session got that far; human output only.
     pub auth_offered: Vec<String>,
-    /// The transactions attempted, by session then order.
-    pub transactions: Vec<TransactionReport>,
+    /// How many transactions were attempted.
+    pub attempted: usize,
+    /// The transactions the human summary lists, by session then order:
+    /// all of them when at most [`SHOWN`] were attempted, else the first.
+    pub shown: Vec<TransactionReport>,
     /// How many messages the server accepted.
     pub messages_sent: usize,
     /// Wall-clock time of the run.
@@ -258,7 +275,8 @@ impl Report {
             tls: false,
             auth_mechanism: None,
             auth_offered: Vec::new(),
-            transactions: Vec::new(),
+            attempted: 0,
+            shown: Vec::new(),
             messages_sent: 0,
             elapsed,
             error: Some(error),
@@ -274,57 +292,34 @@ impl Report {
         }
     }
 
-    /// The `--json` object, written straight out: no value tree is built, so
-    /// a report of many transactions costs little more than its text.
-    pub fn write_json(&self, out: &mut impl io::Write) -> io::Result<()> {
-        let text = |s: &str| Value::from(s).to_string();
-        let code = |c: Option<u16>| c.map_or("null".to_owned(), |c| c.to_string());
+    /// The `--json` object's fields after `transactions`: `ok`, `tls`,
+    /// `auth_mechanism`, `messages_sent`, `elapsed_ms` and `error`.
+    fn write_summary_json(&self, out: &mut dyn io::Write) -> io::Result<()> {
         write!(
             out,
-            "{{\"ok\":{},\"tls\":{},\"auth_mechanism\":",
+            "\"ok\":{},\"tls\":{},\"auth_mechanism\":",
             self.ok, self.tls
         )?;
         match &self.auth_mechanism {
-            Some(m) => write!(out, "{}", text(m))?,
-            None => write!(out, "null")?,
-        }
-        write!(out, ",\"transactions\":[")?;
-        for (i, t) in self.transactions.iter().enumerate() {
-            if i > 0 {
-                write!(out, ",")?;
-            }
-            write!(out, "{{\"recipients\":[")?;
-            for (j, r) in t.recipients.iter().enumerate() {
-                if j > 0 {
-                    write!(out, ",")?;
-                }
-                write!(
-                    out,
-                    "{{\"address\":{},\"code\":{},\"accepted\":{}}}",
-                    text(&r.address),
-                    r.code,
-                    r.accepted
-                )?;
-            }
-            write!(out, "],\"data_code\":{}}}", code(t.data_code))?;
+            Some(m) => write_str(out, m)?,
+            None => out.write_all(b"null")?,
         }
         write!(
             out,
-            "],\"messages_sent\":{},\"elapsed_ms\":{},\"error\":",
+            ",\"messages_sent\":{},\"elapsed_ms\":{},\"error\":",
             self.messages_sent,
             Value::from(self.elapsed.as_secs_f64() * 1000.0)
         )?;
         match &self.error {
-            Some(f) => write!(
-                out,
-                "{{\"kind\":{},\"code\":{},\"message\":{}}}",
-                text(f.kind.as_str()),
-                code(f.code),
-                text(&f.message)
-            )?,
-            None => write!(out, "null")?,
+            Some(f) => {
+                out.write_all(b"{\"kind\":")?;
+                write_str(out, f.kind.as_str())?;
+                write!(out, ",\"code\":{},\"message\":", code(f.code))?;
+                write_str(out, &f.message)?;
+                out.write_all(b"}")
+            }
+            None => out.write_all(b"null"),
         }
-        writeln!(out, "}}")
     }
 
     /// The human summary (without the error, see [`Report::human_error`]).
@@ -341,14 +336,11 @@ impl Report {
         } else {
             let _ = writeln!(out, " (offered: {})", self.auth_offered.join(" "));
         }
-        let many = self.transactions.len() > 1;
+        let many = self.attempted > 1;
         // Every transaction when there are few; the first one otherwise.
-        let shown = if self.transactions.len() <= 10 {
-            self.transactions.len()
-        } else {
-            1
-        };
-        for (i, t) in self.transactions.iter().take(shown).enumerate() {
+        let shown = if self.attempted <= SHOWN { SHOWN } else { 1 };
+        let shown = &self.shown[..self.shown.len().min(shown)];
+        for (i, t) in shown.iter().enumerate() {
             if many {
                 let _ = writeln!(out, "transaction {}:", i + 1);
             }
@@ -365,11 +357,11 @@ impl Report {
                 }
             }
         }
-        if shown < self.transactions.len() {
+        if shown.len() < self.attempted {
             let _ = writeln!(
                 out,
                 "({} more transactions not shown)",
-                self.transactions.len() - shown
+                self.attempted - shown.len()
             );
         }
         let _ = writeln!(
@@ -389,6 +381,246 @@ impl Report {
             Some(code) => format!("error: {} ({code}): {}", f.kind.as_str(), f.message),
             None => format!("error: {}: {}", f.kind.as_str(), f.message),
         })
+    }
+}
+
+fn code(c: Option<u16>) -> String {
+    c.map_or("null".to_owned(), |c| c.to_string())
+}
+
+/// A JSON string, escaped, straight to `out`.
+fn write_str(out: &mut dyn io::Write, s: &str) -> io::Result<()> {
+    serde_json::to_writer(out, s).map_err(io::Error::from)
+}
+
+/// One element of `transactions`.
+fn write_transaction(out: &mut dyn io::Write, t: &TransactionReport) -> io::Result<()> {
+    out.write_all(b"{\"recipients\":[")?;
+    for (j, r) in t.recipients.iter().enumerate() {
+        if j > 0 {
+            out.write_all(b",")?;
+        }
+        out.write_all(b"{\"address\":")?;
+        write_str(out, &r.address)?;
+        write!(out, ",\"code\":{},\"accepted\":{}}}", r.code, r.accepted)?;
+    }
+    write!(out, "],\"data_code\":{}}}", code(t.data_code))
+}
+
+/// Where a session hands each transaction's outcome as soon as it is known.
+pub trait TransactionSink: Send {
+    /// One transaction's outcome.
+    fn transaction(&mut self, t: &TransactionReport);
+}
+
+/// The `--json` object, written as the run goes, so that what is held for
+/// it does not grow with the run: `{"transactions":[`, every transaction as
+/// its result comes (by session then order, see [`ReportSpool`]), then
+/// the summary fields after the array (`ok`, `tls`, `auth_mechanism`,
+/// `messages_sent`, `elapsed_ms`, `error`), on one line.
+///
+/// Errors writing `out` are ignored (like a reader of stdout that went
+/// away): the run and its exit status do not depend on them.
+pub struct JsonReport<'a> {
+    out: Box<dyn io::Write + Send + 'a>,
+    /// Elements of `transactions` written so far.
+    written: u64,
+    /// A session's spooled elements that could not be read back.
+    lost: Option<io::Error>,
+}
+
+impl<'a> JsonReport<'a> {
+    /// Starts the object on `out`.
+    pub fn start(out: impl io::Write + Send + 'a) -> JsonReport<'a> {
+        let mut report = JsonReport {
+            out: Box::new(out),
+            written: 0,
+            lost: None,
+        };
+        let _ = report.out.write_all(b"{\"transactions\":[");
+        report
+    }
+
+    /// Writes out the elements a later session kept in its spool.
+    pub fn append(&mut self, spool: SessionSpool<'_>) {
+        if spool.count == 0 {
+            return;
+        }
+        if self.written > 0 {
+            let _ = self.out.write_all(b",");
+        }
+        self.written += spool.count;
+        if let Err(err) = spool.write_to(&mut self.out) {
+            self.lost.get_or_insert(err);
+        }
+    }
+
+    /// Ends the array, writes the summary fields of `report`, ends the
+    /// object and the line, and flushes. An error reading back a session's
+    /// spool (its part of `transactions` is incomplete) is returned.
+    pub fn finish(mut self, report: &Report) -> Option<io::Error> {
+        let _ = self
+            .out
+            .write_all(b"],")
+            .and_then(|()| report.write_summary_json(&mut self.out))
+            .and_then(|()| self.out.write_all(b"}\n"))
+            .and_then(|()| self.out.flush());
+        self.lost
+    }
+}
+
+impl TransactionSink for JsonReport<'_> {
+    fn transaction(&mut self, t: &TransactionReport) {
+        if self.written > 0 {
+            let _ = self.out.write_all(b",");
+        }
+        self.written += 1;
+        let _ = write_transaction(&mut self.out, t);
+    }
+}
+
+/// Where the parallel sessions after the first keep their elements of
+/// `transactions` until the sessions before them are written out, so that
+/// `--json` lists the transactions by session then order in bounded
+/// memory: one anonymous temporary file (`TMPDIR`) for all of them, which
+/// each session fills with chunks of its own (see [`SessionSpool`]).
+pub struct ReportSpool {
+    state: Mutex<SpoolFile>,
+}
+
+struct SpoolFile {
+    /// `None` when no temporary file could be had.
+    file: Option<File>,
+    /// Bytes written whole; a failed write is cut back to this.
+    len: u64,
+    /// A write failed: nothing more goes to the file.
+    failed: bool,
+}
+
+impl ReportSpool {
+    /// An empty spool, in a new anonymous temporary file. Should none be
+    /// had (or writing it fail later), the sessions keep their elements in
+    /// memory instead: the report stays whole.
+    pub fn new() -> ReportSpool {
+        let file = tempfile::tempfile().ok();
+        ReportSpool {
+            state: Mutex::new(SpoolFile {
+                failed: file.is_none(),
+                file,
+                len: 0,
+            }),
+        }
+    }
+
+    /// A session's part of it.
+    pub fn session(&self) -> SessionSpool<'_> {
+        SessionSpool {
+            spool: self,
+            chunks: Vec::new(),
+            pending: Vec::new(),
+            count: 0,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SpoolFile> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Default for ReportSpool {
+    fn default() -> ReportSpool {
+        ReportSpool::new()
+    }
+}
+
+/// One session's elements of `transactions`, comma-separated: gathered in
+/// memory up to [`SessionSpool::CHUNK`] bytes, then written to the shared
+/// [`ReportSpool`] as one chunk whose place is noted.
+pub struct SessionSpool<'a> {
+    spool: &'a ReportSpool,
+    /// This session's chunks in the file, in order: offset and length.
+    chunks: Vec<(u64, u64)>,
+    /// Elements not yet in the file (all of them once the file failed).
+    pending: Vec<u8>,
+    /// Elements in all.
+    count: u64,
+}
+
+impl SessionSpool<'_> {
+    /// How many bytes of elements a session gathers before it writes them
+    /// to the file (one element of many recipients may be more).
+    pub const CHUNK: usize = 16 * 1024;
+
+    /// Moves the pending elements to the file, if it is usable.
+    fn flush(&mut self) {
+        let mut state = self.spool.lock();
+        let SpoolFile { file, len, failed } = &mut *state;
+        let Some(file) = file.as_mut().filter(|_| !*failed) else {
+            return;
+        };
+        match file.write_all(&self.pending) {
+            Ok(()) => {
+                let written = self.pending.len() as u64;
+                self.chunks.push((*len, written));
+                *len += written;
+                self.pending.clear();
+            }
+            // What the file holds whole stays there; the rest of every
+            // session's elements is kept in memory.
+            Err(_) => {
+                let _ = file.set_len(*len);
+                *failed = true;
+            }
+        }
+    }
+
+    /// Copies the elements to `out`; only an error reading the file back
+    /// is returned.
+    fn write_to(self, out: &mut dyn io::Write) -> io::Result<()> {
+        if !self.chunks.is_empty() {
+            let mut state = self.spool.lock();
+            let file = state
+                .file
+                .as_mut()
+                .ok_or_else(|| io::Error::other("the report's temporary file is gone"))?;
+            let mut buf = vec![0; 64 * 1024];
+            for &(at, len) in &self.chunks {
+                file.seek(SeekFrom::Start(at))?;
+                let mut left = len;
+                while left > 0 {
+                    let want = usize::try_from(left).map_or(buf.len(), |l| l.min(buf.len()));
+                    let n = match file.read(&mut buf[..want]) {
+                        Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                        Ok(n) => n,
+                        Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(err) => return Err(err),
+                    };
+                    let _ = out.write_all(&buf[..n]);
+                    left -= n as u64;
+                }
+            }
+            // Writes go on at the end of what was written whole.
+            let end = state.len;
+            if let Some(file) = state.file.as_mut() {
+                file.seek(SeekFrom::Start(end))?;
+            }
+        }
+        let _ = out.write_all(&self.pending);
+        Ok(())
+    }
+}
+
+impl TransactionSink for SessionSpool<'_> {
+    fn transaction(&mut self, t: &TransactionReport) {
+        if self.count > 0 {
+            self.pending.push(b',');
+        }
+        // Writing to a Vec cannot fail.
+        let _ = write_transaction(&mut self.pending, t);
+        self.count += 1;
+        if self.pending.len() >= Self::CHUNK {
+            self.flush();
+        }
     }
 }
 
@@ -490,6 +722,174 @@ mod tests {
             classify(&smtp_blocking::Error::Timeout { stage: Stage::Ehlo }).kind,
             Kind::Timeout
         );
+    }
+
+    fn transaction(code: u16, addresses: &[&str]) -> TransactionReport {
+        TransactionReport {
+            recipients: addresses
+                .iter()
+                .map(|a| RecipientReport {
+                    address: (*a).to_owned(),
+                    code,
+                    accepted: code < 300,
+                })
+                .collect(),
+            data_code: (code < 300).then_some(250),
+        }
+    }
+
+    /// How the spools keep their elements.
+    #[derive(Clone, Copy)]
+    enum Keep {
+        TempFile,
+        /// No temporary file could be had.
+        NoFile,
+        /// A file that cannot be written.
+        Unwritable,
+    }
+
+    /// `sessions[i]` are session i's transactions; the first goes straight
+    /// to the report, the others through spools. The sessions take turns,
+    /// one transaction at a time, as parallel ones would.
+    fn streamed(sessions: &[Vec<TransactionReport>], keep: Keep) -> serde_json::Value {
+        let mut out = Vec::new();
+        let mut json = JsonReport::start(&mut out);
+        let shared = ReportSpool::new();
+        {
+            let mut state = shared.lock();
+            match keep {
+                Keep::TempFile => assert!(state.file.is_some()),
+                Keep::NoFile => (state.file, state.failed) = (None, true),
+                Keep::Unwritable => {
+                    // Opened for reading only: every write fails.
+                    let named = tempfile::NamedTempFile::new().unwrap();
+                    state.file = Some(File::open(named.path()).unwrap());
+                }
+            }
+        }
+        let mut spools: Vec<SessionSpool> = (1..sessions.len()).map(|_| shared.session()).collect();
+        let longest = sessions.iter().map(Vec::len).max().unwrap_or(0);
+        for n in 0..longest {
+            for (i, session) in sessions.iter().enumerate() {
+                if let Some(t) = session.get(n) {
+                    match i {
+                        0 => json.transaction(t),
+                        _ => spools[i - 1].transaction(t),
+                    }
+                }
+            }
+        }
+        // What went to the file: chunks, unless it was unwritable.
+        let big = spools.iter().any(|s| s.count > 300);
+        let (in_file, failed) = {
+            let state = shared.lock();
+            (state.len, state.failed)
+        };
+        match keep {
+            Keep::TempFile => assert_eq!(in_file > 0, big),
+            Keep::NoFile | Keep::Unwritable => assert!(in_file == 0 && (failed || !big)),
+        }
+        for spool in spools {
+            json.append(spool);
+        }
+        let mut report =
+            Report::failed(Failure::new(Kind::Io, "a \"quoted\"\nline"), Duration::ZERO);
+        report.auth_mechanism = Some("LOGIN".into());
+        report.messages_sent = 3;
+        assert!(json.finish(&report).is_none());
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.matches('\n').count(), 1, "one line: {text}");
+        assert!(text.ends_with("}\n"));
+        serde_json::from_str(&text).unwrap()
+    }
+
+    #[test]
+    fn the_streamed_json_report_is_one_object_by_session_then_order() {
+        // Session k's transactions: `n` of them with code 250 + k, the i-th
+        // to `r{i}@s{k}` (and `extra` more recipients on the first).
+        let session = |k: u16, n: usize, extra: usize| -> Vec<TransactionReport> {
+            (0..n)
+                .map(|i| {
+                    let mut to = vec![format!("r{i}@s{k}\"q")];
+                    if i == 0 {
+                        to.extend((0..extra).map(|j| format!("x{j}@s{k}")));
+                    }
+                    let to: Vec<&str> = to.iter().map(String::as_str).collect();
+                    transaction(250 + k, &to)
+                })
+                .collect()
+        };
+        let expect = |sessions: &[Vec<TransactionReport>]| -> serde_json::Value {
+            sessions
+                .iter()
+                .flatten()
+                .map(|t| {
+                    serde_json::json!({
+                        "recipients": t.recipients.iter().map(|r| serde_json::json!({
+                            "address": r.address, "code": r.code, "accepted": r.accepted
+                        })).collect::<Vec<_>>(),
+                        "data_code": t.data_code,
+                    })
+                })
+                .collect::<Vec<_>>()
+                .into()
+        };
+        for keep in [Keep::TempFile, Keep::NoFile, Keep::Unwritable] {
+            for sessions in [
+                // Several chunks per session (about 60 bytes a transaction),
+                // one element over a chunk, an empty session.
+                vec![
+                    session(0, 700, 0),
+                    session(1, 0, 0),
+                    session(2, 900, 500),
+                    session(3, 5, 0),
+                ],
+                // The first session with nothing: no stray comma.
+                vec![
+                    session(0, 0, 0),
+                    session(1, 0, 0),
+                    session(2, 1, 0),
+                    session(3, 2, 0),
+                ],
+                vec![session(0, 3, 0)],
+                vec![session(0, 0, 0)],
+                vec![session(0, 0, 0), session(1, 0, 0)],
+            ] {
+                let v = streamed(&sessions, keep);
+                assert!(v["transactions"] == expect(&sessions), "not in order");
+                assert_eq!(v["ok"], false);
+                assert_eq!(v["tls"], false);
+                assert_eq!(v["auth_mechanism"], "LOGIN");
+                assert_eq!(v["messages_sent"], 3);
+                assert_eq!(v["elapsed_ms"], 0.0);
+                assert_eq!(
+                    v["error"],
+                    serde_json::json!({"kind": "io", "code": null, "message": "a \"quoted\"\nline"})
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn human_summary_from_what_was_kept() {
+        let t = transaction(250, &["a@x"]);
+        let mut r = Report::failed(Failure::usage("x"), Duration::ZERO);
+        r.error = None;
+        r.attempted = 12;
+        r.shown = vec![t.clone()];
+        r.messages_sent = 12;
+        let text = r.human();
+        assert!(text.contains("transaction 1:\n  RCPT a@x  250  accepted\n  DATA  250\n"));
+        assert!(!text.contains("transaction 2:"));
+        assert!(
+            text.contains("(11 more transactions not shown)\n"),
+            "{text}"
+        );
+        r.attempted = 3;
+        r.shown = vec![t.clone(), t.clone(), transaction(550, &["b@x"])];
+        let text = r.human();
+        assert!(text.contains("transaction 3:\n  RCPT b@x  550  refused\n  DATA  not sent\n"));
+        assert!(!text.contains("not shown"), "{text}");
     }
 
     #[test]

@@ -1,12 +1,15 @@
 //! Running a [`Plan`]: C sessions on std threads sharing N transactions.
 
-use crate::plan::{self, Data, Measure, MeasureError, Plan, Stamp};
-use crate::report::{classify, Failure, Kind, Report, TransactionReport};
+use crate::plan::{self, Capped, Data, Measure, MeasureError, Plan, Stamp};
+use crate::report::{
+    classify, Failure, JsonReport, Kind, Report, ReportSpool, SessionSpool, TransactionReport,
+    TransactionSink, SHOWN,
+};
 use smtp_blocking::{Client, Config, Delivery, Error, TranscriptHook};
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::thread;
 use std::time::Instant;
@@ -19,11 +22,36 @@ struct SessionOutcome {
     tls: bool,
     mechanism: Option<String>,
     offered: Vec<String>,
-    transactions: Vec<TransactionReport>,
+    tally: Tally,
     /// The failure that ended it, and when.
     error: Option<(Instant, Failure)>,
     /// The connection, left open for [`Open::quit`].
     client: Option<Client>,
+}
+
+/// What a session keeps of its transactions: counts, and the ones the human
+/// summary may list (never all of them).
+#[derive(Default)]
+struct Tally {
+    attempted: usize,
+    sent: usize,
+    undelivered: usize,
+    /// Its first transaction, and later ones while the whole run has seen
+    /// at most [`SHOWN`]: what the summary lists is among them.
+    kept: Vec<TransactionReport>,
+}
+
+impl Tally {
+    /// Counts `t`; `seen` counts the transactions of every session.
+    fn add(&mut self, t: TransactionReport, seen: &AtomicUsize) {
+        self.attempted += 1;
+        self.sent += usize::from(t.sent());
+        self.undelivered += usize::from(!t.delivered());
+        let nth = seen.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.kept.is_empty() || nth <= SHOWN {
+            self.kept.push(t);
+        }
+    }
 }
 
 /// A finished run: the report, and the connections still to be closed with
@@ -67,10 +95,18 @@ impl Open {
 /// parallel sessions (the first sessions take one more when they do not
 /// divide evenly). A session stops at its first failure, and the others
 /// start no new transaction after it. `hook` gets every transcript line.
-/// The connections stay open: [`Open::quit`] closes them.
-pub fn run(plan: &Plan, hook: Option<TranscriptHook>) -> Finished {
+/// With `json`, every transaction goes to it, by session then order: the
+/// first session's as they come, each other session's from its part of a
+/// [`ReportSpool`] once the sessions before it are done. The connections
+/// stay open: [`Open::quit`] closes them.
+pub fn run(
+    plan: &Plan,
+    hook: Option<TranscriptHook>,
+    mut json: Option<&mut JsonReport<'_>>,
+) -> Finished {
     let started = Instant::now();
     let stop = AtomicBool::new(false);
+    let seen = AtomicUsize::new(0);
     // One measurement for all sessions: a changed file is measured again
     // once, not once per session.
     let latest = match &plan.data {
@@ -81,13 +117,32 @@ pub fn run(plan: &Plan, hook: Option<TranscriptHook>) -> Finished {
     let connections = plan.connections.clamp(1, plan.repeat.max(1));
     let share = |i: u32| plan.repeat / connections + u32::from(i < plan.repeat % connections);
     let outcomes: Vec<SessionOutcome> = if connections == 1 {
-        vec![session(plan, latest, plan.repeat, hook, &stop)]
+        let sink = json.as_deref_mut().map(|j| j as &mut dyn TransactionSink);
+        vec![session(plan, latest, plan.repeat, hook, &stop, &seen, sink)]
     } else {
-        thread::scope(|scope| {
-            let handles: Vec<_> = (0..connections)
-                .map(|i| {
-                    let (hook, stop) = (hook.clone(), &stop);
-                    scope.spawn(move || session(plan, latest, share(i), hook, stop))
+        let shared = json.as_ref().map(|_| ReportSpool::new());
+        let mut spools: Vec<SessionSpool> = match &shared {
+            Some(shared) => (1..connections).map(|_| shared.session()).collect(),
+            None => Vec::new(),
+        };
+        let mut sinks: Vec<Option<&mut dyn TransactionSink>> = Vec::new();
+        sinks.push(json.as_deref_mut().map(|j| j as &mut dyn TransactionSink));
+        if spools.is_empty() {
+            sinks.extend((1..connections).map(|_| None));
+        } else {
+            sinks.extend(
+                spools
+                    .iter_mut()
+                    .map(|s| Some(s as &mut dyn TransactionSink)),
+            );
+        }
+        let outcomes = thread::scope(|scope| {
+            let handles: Vec<_> = sinks
+                .into_iter()
+                .zip(0..connections)
+                .map(|(sink, i)| {
+                    let (hook, stop, seen) = (hook.clone(), &stop, &seen);
+                    scope.spawn(move || session(plan, latest, share(i), hook, stop, seen, sink))
                 })
                 .collect();
             handles
@@ -102,7 +157,13 @@ pub fn run(plan: &Plan, hook: Option<TranscriptHook>) -> Finished {
                     })
                 })
                 .collect()
-        })
+        });
+        if let Some(json) = json {
+            for spool in spools {
+                json.append(spool);
+            }
+        }
+        outcomes
     };
 
     let connected: Vec<&SessionOutcome> = outcomes.iter().filter(|o| o.connected).collect();
@@ -118,24 +179,28 @@ pub fn run(plan: &Plan, hook: Option<TranscriptHook>) -> Finished {
         .min_by_key(|(at, _)| *at)
         .map(|(_, failure)| failure.clone());
     let mut clients = Vec::new();
-    let mut transactions: Vec<TransactionReport> = Vec::new();
+    let (mut attempted, mut messages_sent, mut undelivered) = (0, 0, 0);
+    let mut shown: Vec<TransactionReport> = Vec::new();
     for outcome in outcomes {
-        transactions.extend(outcome.transactions);
+        attempted += outcome.tally.attempted;
+        messages_sent += outcome.tally.sent;
+        undelivered += outcome.tally.undelivered;
+        shown.extend(outcome.tally.kept);
         clients.extend(outcome.client);
     }
-    let messages_sent = transactions
-        .iter()
-        .filter(|t| t.data_code.is_some_and(|c| (200..300).contains(&c)))
-        .count();
-    let ok = error.is_none()
-        && transactions.len() == plan.repeat as usize
-        && transactions.iter().all(TransactionReport::delivered);
+    // All of them were kept when there are at most SHOWN; else the first
+    // is the first kept (every session keeps its first).
+    if attempted > SHOWN {
+        shown.truncate(1);
+    }
+    let ok = error.is_none() && attempted == plan.repeat as usize && undelivered == 0;
     let report = Report {
         ok,
         tls,
         auth_mechanism,
         auth_offered,
-        transactions,
+        attempted,
+        shown,
         messages_sent,
         elapsed: started.elapsed(),
         error,
@@ -146,15 +211,18 @@ pub fn run(plan: &Plan, hook: Option<TranscriptHook>) -> Finished {
     }
 }
 
-/// One session: connect, then `count` transactions; the connection is
-/// handed back for QUIT after the report. `latest` is the
-/// `--data` file's latest measurement, for a [`Data::File`].
+/// One session: connect, then `count` transactions, each handed to `sink`
+/// as its result comes; the connection is handed back for QUIT after the
+/// report. `latest` is the `--data` file's latest measurement, for a
+/// [`Data::File`]; `seen` counts the transactions of every session.
 fn session(
     plan: &Plan,
     latest: Option<&Mutex<Measure>>,
     count: u32,
     hook: Option<TranscriptHook>,
     stop: &AtomicBool,
+    seen: &AtomicUsize,
+    mut sink: Option<&mut dyn TransactionSink>,
 ) -> SessionOutcome {
     let mut outcome = SessionOutcome::default();
     let fail = |outcome: &mut SessionOutcome, failure: Failure| {
@@ -198,9 +266,11 @@ fn session(
     // fails is still sent and reported; none is started after.
     let messages = (0..count).map_while(|_| (!stop.load(Ordering::SeqCst)).then_some(()));
     transactions(&mut client, plan, latest, messages, &mut |result| {
-        outcome
-            .transactions
-            .push(TransactionReport::from_result(&result));
+        let t = TransactionReport::from_result(&result);
+        if let Some(sink) = sink.as_deref_mut() {
+            sink.transaction(&t);
+        }
+        outcome.tally.add(t, seen);
         if let Err(err) = result {
             if outcome.error.is_none() {
                 fail(&mut outcome, classify(&err));
@@ -258,11 +328,28 @@ fn transactions(
                 on_result,
             )
         }
-        Data::Stdin => on_result(client.send_reader(envelope.clone(), io::stdin().lock())),
-        Data::Pipe(pipe) => {
-            let taken = pipe.lock().unwrap_or_else(|p| p.into_inner()).take();
+        Data::Spooled(spool) => {
+            let envelope = envelope
+                .clone()
+                .size(spool.size)
+                .body(spool.body)
+                .exact_size(spool.wire);
+            client.send_each(
+                messages.map(|()| (envelope.clone(), spool.reader())),
+                on_result,
+            )
+        }
+        Data::Stdin { limit } => on_result(client.send_reader(
+            envelope.clone(),
+            Capped::new(io::stdin().lock(), *limit, "-"),
+        )),
+        Data::Pipe { path, file, limit } => {
+            let taken = file.lock().unwrap_or_else(|p| p.into_inner()).take();
             on_result(match taken {
-                Some(pipe) => client.send_reader(envelope.clone(), pipe),
+                Some(pipe) => client.send_reader(
+                    envelope.clone(),
+                    Capped::new(pipe, *limit, path.display().to_string()),
+                ),
                 None => Err(Error::BodyRead(io::Error::other(
                     "the --data pipe was already read",
                 ))),

@@ -46,15 +46,40 @@ impl Out {
 }
 
 fn run(args: &[&str], env: &[(&str, &str)], stdin: Option<&[u8]>) -> Out {
-    let mut cmd = Command::new(BIN);
+    let input = if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    };
+    run_with(args, env, input, stdin)
+}
+
+/// [`run`] with stdin from `input` (`stdin`, if any, is written to it).
+fn run_with(args: &[&str], env: &[(&str, &str)], input: Stdio, stdin: Option<&[u8]>) -> Out {
+    run_command(Command::new(BIN), args, env, input, stdin)
+}
+
+/// [`run_with`] under `ulimit -v` (2 GiB of address space), for a source
+/// that never ends: a client that reads it into memory fails rather than
+/// take the machine's.
+fn run_capped(args: &[&str], env: &[(&str, &str)], input: Stdio) -> Out {
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "ulimit -v 2097152 && exec \"$0\" \"$@\"", BIN]);
+    run_command(cmd, args, env, input, None)
+}
+
+fn run_command(
+    mut cmd: Command,
+    args: &[&str],
+    env: &[(&str, &str)],
+    input: Stdio,
+    stdin: Option<&[u8]>,
+) -> Out {
     cmd.args(args)
         .env_remove("SMTP_PASSWORD")
         .env_remove("SMTP_OAUTH_TOKEN")
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
+        .env_remove("SMTP_SEND_MAX_BODY")
+        .stdin(input)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     for (k, v) in env {
@@ -63,7 +88,12 @@ fn run(args: &[&str], env: &[(&str, &str)], stdin: Option<&[u8]>) -> Out {
     let mut child = cmd.spawn().unwrap();
     if let Some(input) = stdin {
         let mut pipe = child.stdin.take().unwrap();
-        pipe.write_all(input).unwrap();
+        // A feeder thread: stdout is read meanwhile, and a client that
+        // stops reading early (a refused source) does not block the test.
+        let input = input.to_vec();
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(&input);
+        });
     }
     let out = child.wait_with_output().unwrap();
     Out {
@@ -419,7 +449,7 @@ fn connections_spread_transactions_over_parallel_tls_sessions() {
 }
 
 #[test]
-fn stdin_is_buffered_for_repeat() {
+fn stdin_is_spooled_for_repeat() {
     let (server, bodies) = start(Script::default());
     let mut args = plain_args(&server, &PathBuf::from("-"));
     args.extend(["--repeat", "3", "--connections", "2"].map(String::from));
@@ -432,6 +462,454 @@ fn stdin_is_buffered_for_repeat() {
     assert!(bodies
         .iter()
         .all(|b| b == b"Subject: x\r\n\r\nsame body\r\n"));
+}
+
+/// A message of about `len` bytes with bare LFs, bare CRs, leading dots
+/// and non-ASCII bytes, and how a server stores it (CRLF lines, dots
+/// unstuffed).
+fn awkward_message(len: usize) -> (Vec<u8>, Vec<u8>) {
+    let mut sent = b"Subject: spooled\n\n".to_vec();
+    let mut stored = b"Subject: spooled\r\n\r\n".to_vec();
+    let mut i = 0;
+    while sent.len() < len {
+        let line = format!(".line {i} caf\u{e9}");
+        sent.extend_from_slice(line.as_bytes());
+        sent.extend_from_slice(if i % 3 == 0 { b"\r" } else { b"\n" });
+        stored.extend_from_slice(line.as_bytes());
+        stored.extend_from_slice(b"\r\n");
+        i += 1;
+    }
+    (sent, stored)
+}
+
+#[test]
+fn stdin_for_several_transactions_is_spooled_and_sent_identically_with_its_size() {
+    let (server, bodies) = start(Script {
+        ehlo: vec![
+            "PIPELINING".into(),
+            "8BITMIME".into(),
+            "SIZE 100000000".into(),
+        ],
+        ..Script::default()
+    });
+    // Larger than the 1 MiB a regular file may be kept in memory.
+    let (message, stored) = awkward_message(3 << 20);
+    let mut args = plain_args(&server, Path::new("-"));
+    args.extend(["--repeat", "4", "--connections", "2"].map(String::from));
+    let out = run(&strs(&args), &[], Some(&message));
+    assert_eq!(out.status, 0, "{} {}", out.stdout, out.stderr);
+    assert_eq!(out.json()["messages_sent"], 4);
+    assert!(server.wait_finished(2, WAIT));
+    let bodies = bodies.lock().unwrap();
+    assert_eq!(bodies.len(), 4);
+    assert!(bodies.iter().all(|b| *b == stored), "a body differs");
+    // Measured once, declared every time.
+    let size = format!("SIZE={}", message.len());
+    for received in server.received() {
+        let text = received.plain_text();
+        let mails: Vec<&str> = text.lines().filter(|l| l.starts_with("MAIL")).collect();
+        assert_eq!(mails.len(), 2, "{mails:?}");
+        for mail in mails {
+            assert!(
+                has_param(mail, &size) && has_param(mail, "BODY=8BITMIME"),
+                "{mail}"
+            );
+        }
+    }
+}
+
+#[test]
+fn stdin_for_several_transactions_goes_to_a_temporary_file_not_memory() {
+    // The spool is an anonymous file in TMPDIR: with no usable TMPDIR the
+    // run fails before connecting, as io, and says why.
+    let (server, _) = start(Script::default());
+    let mut args = plain_args(&server, Path::new("-"));
+    args.extend(["--repeat".into(), "2".into()]);
+    let missing = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("no-such-dir");
+    let out = run(
+        &strs(&args),
+        &[("TMPDIR", missing.to_str().unwrap())],
+        Some(BODY),
+    );
+    assert_eq!(out.status, 1, "{}", out.stdout);
+    let json = out.json();
+    assert_eq!(json["error"]["kind"], "io", "{json}");
+    let message = json["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("--data -: writing it to a temporary file: "),
+        "{message}"
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(server.connections(), 0);
+}
+
+/// The hidden test-only cap on stdin and pipes, lowered to 1 MiB.
+const SMALL_CAP: (&str, &str) = ("SMTP_SEND_MAX_BODY", "1048576");
+
+fn endless() -> Stdio {
+    Stdio::from(std::fs::File::open("/dev/zero").unwrap())
+}
+
+#[test]
+fn an_endless_source_sent_several_times_is_a_usage_error_naming_the_limit() {
+    let (server, _) = start(Script::default());
+    for (data, input) in [("/dev/zero", Stdio::null()), ("-", endless())] {
+        let mut args = plain_args(&server, Path::new(data));
+        args.extend(["--repeat".into(), "2".into()]);
+        let out = run_capped(&strs(&args), &[SMALL_CAP], input);
+        assert_eq!(out.status, 2, "{data}: {}", out.stdout);
+        let json = out.json();
+        assert_eq!(json["error"]["kind"], "usage", "{json}");
+        assert_eq!(json["transactions"], serde_json::json!([]));
+        assert_eq!(
+            json["error"]["message"],
+            format!(
+                "--data {data}: longer than 1 MiB (1048576 bytes), the most smtp-send reads \
+                 from stdin or a non-regular file (a source that never ends is refused)"
+            )
+        );
+        // Without --json: the same line on stderr, nothing on stdout.
+        let mut args = plain_args(&server, Path::new("/dev/zero"));
+        args.retain(|a| a != "--json");
+        args.extend(["--repeat".into(), "2".into()]);
+        let out = run_capped(&strs(&args), &[SMALL_CAP], Stdio::null());
+        assert_eq!(out.status, 2);
+        assert_eq!(out.stdout, "");
+        assert!(
+            out.stderr
+                .starts_with("error: usage: --data /dev/zero: longer than 1 MiB"),
+            "{}",
+            out.stderr
+        );
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(server.connections(), 0, "nothing was connected");
+}
+
+#[test]
+fn an_endless_source_streamed_once_fails_as_io_before_its_end_of_data() {
+    // `yes` never ends; its lines keep the server reading the body (at
+    // most 4 MiB of it).
+    for data in ["-", "/dev/stdin"] {
+        let server = start_fast(Arc::new(|_| {}));
+        let mut yes = Command::new("yes")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let input = Stdio::from(yes.stdout.take().unwrap());
+        let args = plain_args(&server, Path::new(data));
+        let out = run_capped(&strs(&args), &[SMALL_CAP], input);
+        let _ = yes.kill();
+        let _ = yes.wait();
+        assert_eq!(out.status, 1, "{data}: {}", out.stdout);
+        let json = out.json();
+        assert_eq!(json["error"]["kind"], "io", "{json}");
+        let message = json["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("longer than 1 MiB (1048576 bytes)"),
+            "{message}"
+        );
+        assert_eq!(json["messages_sent"], 0);
+        assert_eq!(
+            json["transactions"],
+            serde_json::json!([{"recipients": [], "data_code": null}])
+        );
+        // DATA went, about a mebibyte of lines, and never its end.
+        let wire = sent(&server);
+        assert!(wire.contains("\r\nDATA\r\n"), "{data}");
+        assert!(
+            wire.len() > 1 << 20 && wire.len() < 2 << 20,
+            "{}",
+            wire.len()
+        );
+        assert!(
+            !wire.contains("\r\n.\r\n"),
+            "{data}: an end of data was sent"
+        );
+        assert!(!wire.contains("QUIT"), "{data}");
+    }
+}
+
+// ---- the report of a long run: streamed, and memory bounded ---------------
+
+/// Called with the number of MAIL commands over all connections so far,
+/// before the reply to that MAIL; or at QUIT, with `None`.
+type OnCommand = Arc<dyn Fn(Option<usize>) + Send + Sync>;
+
+/// A plaintext server for long runs: PIPELINING, every recipient accepted
+/// with `25N` where N is the connection's index (so a transaction tells
+/// which connection carried it), bodies of at most 4 MiB read and dropped,
+/// replies to pipelined commands in one write, and `on` called at every
+/// MAIL and at QUIT.
+fn start_fast(on: OnCommand) -> ScriptedServer {
+    let mails = Arc::new(AtomicUsize::new(0));
+    ScriptedServer::start_fn(move |peer| {
+        let mut pending = String::new();
+        peer.reply("220 mail.test ESMTP")?;
+        loop {
+            let line = match peer.line() {
+                Ok(line) => line,
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            let verb = String::from_utf8_lossy(&line[..line.len().min(4)]).to_ascii_uppercase();
+            match verb.as_str() {
+                "EHLO" => pending.push_str("250-mail.test\r\n250 PIPELINING\r\n"),
+                "MAIL" => {
+                    peer.send(std::mem::take(&mut pending).as_bytes())?;
+                    on(Some(mails.fetch_add(1, Ordering::SeqCst) + 1));
+                    pending.push_str("250 2.1.0 ok\r\n");
+                }
+                "RCPT" => pending.push_str(&format!("25{} 2.1.5 ok\r\n", peer.index().min(9))),
+                "DATA" => {
+                    pending.push_str("354 go ahead\r\n");
+                    peer.send(std::mem::take(&mut pending).as_bytes())?;
+                    // At most 4 MiB of lines, or the connection is closed.
+                    let mut left = 4usize << 20;
+                    loop {
+                        let line = peer.line()?;
+                        if line == b"." {
+                            break;
+                        }
+                        left = left.checked_sub(line.len() + 2).ok_or_else(|| {
+                            io::Error::new(io::ErrorKind::InvalidData, "body over 4 MiB")
+                        })?;
+                    }
+                    pending.push_str("250 2.0.0 queued\r\n");
+                }
+                "QUIT" => {
+                    on(None);
+                    pending.push_str("221 bye\r\n");
+                    return peer.send(pending.as_bytes());
+                }
+                _ => pending.push_str("500 what\r\n"),
+            }
+            if peer.buffered().is_empty() {
+                peer.send(std::mem::take(&mut pending).as_bytes())?;
+            }
+        }
+    })
+    .unwrap()
+}
+
+/// `--to` for `n` recipients.
+fn recipients(args: &mut Vec<String>, n: usize) {
+    args.retain(|a| a != "you@example.org");
+    args.retain(|a| a != "--to");
+    for i in 0..n {
+        args.extend(["--to".to_owned(), format!("recipient-{i}@example.org")]);
+    }
+}
+
+#[test]
+fn json_of_parallel_sessions_is_one_object_by_session_then_order() {
+    let server = start_fast(Arc::new(|_| {}));
+    let data = temp_file(BODY);
+    let mut args = plain_args(&server, &data);
+    recipients(&mut args, 20);
+    args.extend(["--repeat", "1000", "--connections", "3"].map(String::from));
+    let out = run(&strs(&args), &[], None);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    assert_eq!(out.stdout.lines().count(), 1, "one line");
+    let json = out.json();
+    assert_eq!(json["ok"], true);
+    assert_eq!(json["messages_sent"], 1000);
+    assert_eq!(json["error"], Value::Null);
+    let transactions = json["transactions"].as_array().unwrap();
+    assert_eq!(transactions.len(), 1000);
+    // Each transaction whole: 20 recipients of one connection's code.
+    let codes: Vec<u64> = transactions
+        .iter()
+        .map(|t| {
+            let recipients = t["recipients"].as_array().unwrap();
+            assert_eq!(recipients.len(), 20);
+            assert_eq!(t["data_code"], 250);
+            let code = recipients[0]["code"].as_u64().unwrap();
+            assert!(recipients.iter().all(|r| r["code"] == code));
+            assert_eq!(recipients[19]["address"], "recipient-19@example.org");
+            code
+        })
+        .collect();
+    // By session then order: three runs, one per session (the first takes
+    // the one left over), never interleaved.
+    let mut runs: Vec<(u64, usize)> = Vec::new();
+    for code in codes {
+        match runs.last_mut() {
+            Some((last, n)) if *last == code => *n += 1,
+            _ => runs.push((code, 1)),
+        }
+    }
+    let lengths: Vec<usize> = runs.iter().map(|r| r.1).collect();
+    assert_eq!(lengths, [334, 333, 333], "{runs:?}");
+    let mut distinct: Vec<u64> = runs.iter().map(|r| r.0).collect();
+    distinct.sort_unstable();
+    assert_eq!(distinct, [250, 251, 252]);
+}
+
+#[test]
+fn the_json_report_is_written_as_the_results_come() {
+    // The server holds the reply to the 31st MAIL until the test has read
+    // the first transactions from stdout (over 64 KiB of them): they were
+    // written while the run was still going.
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let held = Mutex::new(held);
+    let server = start_fast(Arc::new(move |mail| {
+        if mail == Some(31) {
+            let _ = held.lock().unwrap().recv_timeout(Duration::from_secs(20));
+        }
+    }));
+    let data = temp_file(BODY);
+    let mut args = plain_args(&server, &data);
+    recipients(&mut args, 100);
+    set(&mut args, "--timeout", "30");
+    args.extend(["--repeat".into(), "40".into()]);
+    let mut child = Command::new(BIN)
+        .args(strs(&args))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let (chunks, got) = std::sync::mpsc::channel::<Vec<u8>>();
+    let reader = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match io::Read::read(&mut stdout, &mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if chunks.send(buf[..n].to_vec()).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    let mut text = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while text.len() < 64 * 1024 {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match got.recv_timeout(left) {
+            Ok(chunk) => text.extend_from_slice(&chunk),
+            Err(_) => break,
+        }
+    }
+    let before_release = text.len();
+    release.send(()).unwrap();
+    while let Ok(chunk) = got.recv() {
+        text.extend_from_slice(&chunk);
+    }
+    reader.join().unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let head = String::from_utf8_lossy(&text[..before_release.min(40)]).into_owned();
+    assert!(
+        before_release >= 64 * 1024,
+        "only {before_release} bytes of the report before the run ended: {head:?}"
+    );
+    assert!(
+        head.starts_with("{\"transactions\":[{\"recipients\":["),
+        "{head}"
+    );
+    let json: Value = serde_json::from_slice(&text).unwrap();
+    assert_eq!(json["messages_sent"], 40);
+    assert_eq!(json["transactions"].as_array().unwrap().len(), 40);
+}
+
+/// The peak resident memory of process `pid` (`VmHWM`), in KiB.
+#[cfg(target_os = "linux")]
+fn peak_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Runs `extra` with 100 recipients and `transactions` transactions, and
+/// returns the client's peak resident memory (KiB) when the server saw
+/// the 200th MAIL and at the end (at QUIT, once the report is out).
+#[cfg(target_os = "linux")]
+fn peak_memory_of_a_long_run(transactions: usize, extra: &[&str]) -> (u64, u64) {
+    let pid = Arc::new(Mutex::new(None::<u32>));
+    let samples: Arc<Mutex<(u64, u64)>> = Arc::default();
+    let (p, sink) = (pid.clone(), samples.clone());
+    let server = start_fast(Arc::new(move |mail| {
+        let Some(pid) = *p.lock().unwrap() else {
+            return;
+        };
+        let mut samples = sink.lock().unwrap();
+        match mail {
+            Some(200) => samples.0 = peak_kib(pid),
+            None => samples.1 = samples.1.max(peak_kib(pid)),
+            Some(_) => {}
+        }
+    }));
+    let data = temp_file(BODY);
+    let mut args = plain_args(&server, &data);
+    recipients(&mut args, 100);
+    args.retain(|a| a != "--json");
+    args.extend(["--repeat".into(), transactions.to_string()]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let mut child = Command::new(BIN)
+        .args(strs(&args))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    *pid.lock().unwrap() = Some(child.id());
+    let mut stdout = child.stdout.take().unwrap();
+    // Read as it comes (not kept): a full pipe would stall the client.
+    let reader = std::thread::spawn(move || {
+        let mut tail = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut total = 0usize;
+        while let Ok(n @ 1..) = io::Read::read(&mut stdout, &mut buf) {
+            total += n;
+            tail.extend_from_slice(&buf[..n]);
+            let keep = tail.len().saturating_sub(4096);
+            tail.drain(..keep);
+        }
+        (total, String::from_utf8_lossy(&tail).into_owned())
+    });
+    let status = child.wait().unwrap();
+    let (total, tail) = reader.join().unwrap();
+    assert_eq!(status.code(), Some(0), "{tail}");
+    assert!(server.wait_finished(1, WAIT));
+    if extra.contains(&"--json") {
+        // About 5.6 KiB per transaction of 100 recipients.
+        assert!(total > transactions * 5000, "{total}");
+        assert!(
+            tail.ends_with(&format!("\"messages_sent\":{transactions},\"elapsed_ms\":"))
+                || tail.contains(&format!("\"messages_sent\":{transactions},")),
+            "{tail}"
+        );
+    } else {
+        assert!(
+            tail.contains(&format!("sent:      {transactions} messages")),
+            "{tail}"
+        );
+    }
+    let samples = *samples.lock().unwrap();
+    assert!(samples.0 > 0 && samples.1 > 0, "{samples:?}");
+    samples
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn memory_does_not_grow_with_the_number_of_transactions() {
+    // Kept, each transaction of 100 recipients cost about 9 KiB: 1,800
+    // more transactions grew the peak by over 15 MiB. Now nothing per
+    // transaction is kept, with or without --json (the parallel sessions'
+    // part of the JSON report waits in temporary files).
+    for extra in [&[][..], &["--json"], &["--json", "--connections", "2"]] {
+        let (early, end) = peak_memory_of_a_long_run(2000, extra);
+        let growth = end.saturating_sub(early);
+        eprintln!("{extra:?}: {early} KiB -> {end} KiB");
+        assert!(
+            growth < 4 * 1024,
+            "{extra:?}: peak {early} KiB at the 200th transaction, {end} KiB at the end"
+        );
+    }
 }
 
 // ---- TLS, AUTH, transcript ------------------------------------------------
