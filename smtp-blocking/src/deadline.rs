@@ -187,6 +187,33 @@ mod tests {
     }
 
     #[test]
+    fn a_new_command_at_the_same_stage_gets_a_whole_timeout() {
+        let timeouts = Timeouts::uniform(Duration::from_millis(50));
+        let mut deadlines = Deadlines::default();
+        assert!(deadlines.read(Stage::Rcpt, &timeouts).is_ok());
+        std::thread::sleep(Duration::from_millis(60));
+        deadlines.reset();
+        let left = deadlines.read(Stage::Rcpt, &timeouts).unwrap();
+        assert!(left > Duration::from_millis(40), "{left:?}");
+    }
+
+    #[test]
+    fn waits_without_a_stage_are_cut_to_the_limit() {
+        let wait = Duration::from_secs(60);
+        let mut deadlines = Deadlines::new(Some(Duration::from_millis(50)));
+        assert_eq!(deadlines.within(wait), wait, "no unit under way");
+        deadlines.start(Instant::now());
+        let cut = deadlines.within(wait);
+        assert!(
+            cut <= Duration::from_millis(50) && cut > Duration::ZERO,
+            "{cut:?}"
+        );
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(deadlines.within(wait), Duration::ZERO);
+        assert_eq!(Deadlines::default().within(wait), wait, "no limit");
+    }
+
+    #[test]
     fn a_stage_timeout_shorter_than_what_is_left_of_the_limit_wins() {
         let timeouts = Timeouts::uniform(Duration::from_millis(20));
         let mut deadlines = Deadlines::new(Some(Duration::from_secs(60)));

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 use smtp_blocking::smtp_proto::{self, Reply};
-use smtp_blocking::{Delivery, RecipientResult};
+use smtp_blocking::{Delivery, Outcome, RecipientResult};
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write as _};
@@ -99,6 +99,13 @@ impl Failure {
 pub fn classify(err: &smtp_blocking::Error) -> Failure {
     use smtp_blocking::Error as B;
     use smtp_proto::Error as P;
+    if let smtp_blocking::Error::DeliveryUnknown { source } = err {
+        // The kind is what ended the connection; the message says that the
+        // message may have been delivered all the same.
+        let mut failure = classify(source);
+        failure.message = format!("{UNKNOWN} ({})", failure.message);
+        return failure;
+    }
     let message = err.to_string();
     let (kind, code) = match err {
         B::Smtp(smtp) => {
@@ -188,7 +195,7 @@ impl From<&RecipientResult> for RecipientReport {
 }
 
 /// One transaction's outcome.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransactionReport {
     /// Per-recipient results, in the order given (empty when the
     /// transaction failed before they were known).
@@ -196,6 +203,18 @@ pub struct TransactionReport {
     /// The reply code to the end of the data (or to `DATA` when that was
     /// refused); `None` when no data was sent.
     pub data_code: Option<u16>,
+    /// What became of the message (`status` in `--json`).
+    pub status: Outcome,
+}
+
+impl Default for TransactionReport {
+    fn default() -> TransactionReport {
+        TransactionReport {
+            recipients: Vec::new(),
+            data_code: None,
+            status: Outcome::NotSent,
+        }
+    }
 }
 
 impl TransactionReport {
@@ -206,11 +225,13 @@ impl TransactionReport {
             Ok(delivery) => TransactionReport {
                 recipients: delivery.recipients().iter().map(Into::into).collect(),
                 data_code: Some(reply_code(delivery.reply())),
+                status: Outcome::Accepted,
             },
             Err(smtp_blocking::Error::Smtp(P::RecipientsRejected { recipients })) => {
                 TransactionReport {
                     recipients: recipients.iter().map(Into::into).collect(),
                     data_code: None,
+                    status: Outcome::Refused,
                 }
             }
             Err(smtp_blocking::Error::Smtp(P::MessageRejected {
@@ -218,8 +239,12 @@ impl TransactionReport {
             })) => TransactionReport {
                 recipients: recipients.iter().map(Into::into).collect(),
                 data_code: Some(reply_code(reply)),
+                status: Outcome::Refused,
             },
-            Err(_) => TransactionReport::default(),
+            Err(err) => TransactionReport {
+                status: err.outcome(),
+                ..TransactionReport::default()
+            },
         }
     }
 
@@ -234,6 +259,10 @@ impl TransactionReport {
             && self.recipients.iter().any(|r| r.accepted)
     }
 }
+
+/// What the human report says of a message whose delivery is unknown.
+pub const UNKNOWN: &str =
+    "delivery unknown: the server may have accepted the message; do not resend blindly";
 
 /// How many transactions the human summary lists: every one when there are
 /// at most this many, else only the first.
@@ -352,6 +381,9 @@ impl Report {
                 Some(code) => {
                     let _ = writeln!(out, "  DATA  {code}");
                 }
+                None if t.status == Outcome::Unknown => {
+                    let _ = writeln!(out, "  DATA  {UNKNOWN}");
+                }
                 None => {
                     let _ = writeln!(out, "  DATA  not sent");
                 }
@@ -404,7 +436,9 @@ fn write_transaction(out: &mut dyn io::Write, t: &TransactionReport) -> io::Resu
         write_str(out, &r.address)?;
         write!(out, ",\"code\":{},\"accepted\":{}}}", r.code, r.accepted)?;
     }
-    write!(out, "],\"data_code\":{}}}", code(t.data_code))
+    write!(out, "],\"data_code\":{},\"status\":", code(t.data_code))?;
+    write_str(out, t.status.as_str())?;
+    out.write_all(b"}")
 }
 
 /// Where a session hands each transaction's outcome as soon as it is known.
@@ -735,6 +769,11 @@ mod tests {
                 })
                 .collect(),
             data_code: (code < 300).then_some(250),
+            status: if code < 300 {
+                Outcome::Accepted
+            } else {
+                Outcome::Refused
+            },
         }
     }
 
@@ -829,6 +868,7 @@ mod tests {
                             "address": r.address, "code": r.code, "accepted": r.accepted
                         })).collect::<Vec<_>>(),
                         "data_code": t.data_code,
+                        "status": t.status.as_str(),
                     })
                 })
                 .collect::<Vec<_>>()

@@ -175,6 +175,8 @@ struct Script {
     silent_quit: bool,
     /// Wait this long before each RCPT reply.
     slow_rcpt: Option<Duration>,
+    /// Read the data, final dot included, then close without a reply.
+    hang_up_after_data: bool,
 }
 
 impl Default for Script {
@@ -194,6 +196,7 @@ impl Default for Script {
             stall: None,
             silent_quit: false,
             slow_rcpt: None,
+            hang_up_after_data: false,
         }
     }
 }
@@ -274,6 +277,9 @@ fn serve(s: &Script, peer: &mut Peer, bodies: &Bodies) -> io::Result<()> {
                 accepted = 0;
                 peer.reply("354 go ahead")?;
                 let body = peer.read_data()?;
+                if s.hang_up_after_data {
+                    return Ok(());
+                }
                 bodies.lock().unwrap().push(body);
                 peer.reply(&s.end_reply)?;
             }
@@ -336,7 +342,7 @@ fn plaintext_success_json_and_exact_dot_stuffed_bytes() {
     assert!(json["elapsed_ms"].is_f64());
     assert_eq!(
         json["transactions"],
-        serde_json::json!([{"recipients": [{"address": "you@example.org", "code": 250, "accepted": true}], "data_code": 250}])
+        serde_json::json!([{"recipients": [{"address": "you@example.org", "code": 250, "accepted": true}], "data_code": 250, "status": "accepted"}])
     );
 
     let wire = sent(&server);
@@ -613,7 +619,7 @@ fn an_endless_source_streamed_once_fails_as_io_before_its_end_of_data() {
         assert_eq!(json["messages_sent"], 0);
         assert_eq!(
             json["transactions"],
-            serde_json::json!([{"recipients": [], "data_code": null}])
+            serde_json::json!([{"recipients": [], "data_code": null, "status": "not_sent"}])
         );
         // DATA went, about a mebibyte of lines, and never its end.
         let wire = sent(&server);
@@ -1581,7 +1587,7 @@ fn all_recipients_refused(script: Script, pipelining: bool) {
         serde_json::json!([{"recipients": [
             {"address": "reject-a@example.org", "code": 550, "accepted": false},
             {"address": "reject-b@example.org", "code": 550, "accepted": false}
-        ], "data_code": null}])
+        ], "data_code": null, "status": "rejected"}])
     );
     if !pipelining {
         assert!(!sent(&server).contains("DATA"));
@@ -1697,6 +1703,64 @@ fn max_time_bounds_each_message() {
     );
     assert!(took < Duration::from_secs(3), "{took:?}");
     assert!(bodies.lock().unwrap().is_empty());
+}
+
+/// Each transaction's `status`: accepted, rejected (every recipient
+/// refused), not_sent (the connection dropped at MAIL) and unknown (the
+/// final dot went out and no reply came), with the error kind and exit
+/// status as before; human output warns against resending an unknown one.
+#[test]
+fn each_transaction_says_what_became_of_its_message() {
+    let data = temp_file(BODY);
+    let status = |out: &Out| out.json()["transactions"][0]["status"].clone();
+
+    let (server, _) = start(Script::default());
+    let out = run(&strs(&plain_args(&server, &data)), &[], None);
+    assert_eq!(status(&out), "accepted", "{}", out.stdout);
+
+    let (server, _) = start(Script::default());
+    let mut args = plain_args(&server, &data);
+    set(&mut args, "--to", "reject-me@example.org");
+    let out = run(&strs(&args), &[], None);
+    assert_eq!(out.status, 1);
+    assert_eq!(status(&out), "rejected", "{}", out.stdout);
+
+    let (server, _) = start(Script {
+        hang_up_on: Some("MAIL"),
+        ..Script::default()
+    });
+    let out = run(&strs(&plain_args(&server, &data)), &[], None);
+    assert_eq!(out.status, 1);
+    assert_eq!(out.error(), ("io".into(), None));
+    assert_eq!(status(&out), "not_sent", "{}", out.stdout);
+
+    let (server, bodies) = start(Script {
+        hang_up_after_data: true,
+        ..Script::default()
+    });
+    let out = run(&strs(&plain_args(&server, &data)), &[], None);
+    assert_eq!(out.status, 1);
+    assert_eq!(out.error(), ("io".into(), None));
+    assert_eq!(status(&out), "unknown", "{}", out.stdout);
+    assert!(bodies.lock().unwrap().is_empty());
+    let message = out.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.starts_with("delivery unknown"), "{message}");
+
+    let (server, _) = start(Script {
+        hang_up_after_data: true,
+        ..Script::default()
+    });
+    let mut args = plain_args(&server, &data);
+    args.retain(|a| a != "--json");
+    let out = run(&strs(&args), &[], None);
+    assert_eq!(out.status, 1);
+    let text = format!("{}{}", out.stdout, out.stderr);
+    assert!(
+        text.contains(
+            "delivery unknown: the server may have accepted the message; do not resend blindly"
+        ),
+        "{text}"
+    );
 }
 
 #[test]
@@ -2006,7 +2070,7 @@ fn a_data_file_deleted_between_transactions_fails_that_transaction_cleanly() {
     assert_eq!(transactions.len(), before + 1);
     assert_eq!(
         transactions[before],
-        serde_json::json!({"recipients": [], "data_code": null})
+        serde_json::json!({"recipients": [], "data_code": null, "status": "not_sent"})
     );
     assert_eq!(sent(&server).matches("MAIL FROM:").count(), before);
 }

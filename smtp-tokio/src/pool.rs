@@ -92,10 +92,10 @@
 //! 3. the body was never read: the server had not yet invited it (no `354`,
 //!    no first BDAT chunk), so not a byte of the message, and certainly not
 //!    the final dot, was written. Nothing can have been accepted: the
-//!    message's [`Outcome`] is `NotSent`, the only one the pool (or anyone)
-//!    may resend without risking a duplicate (see [`Outcome`] for RFC 1047's
-//!    reason); a body already read cannot be read again, so the pool asks
-//!    for both.
+//!    message's [`Outcome`](smtp_proto::Outcome) is `NotSent` (or `Refused`, for a `421` to
+//!    `MAIL`), never `Unknown`, the one outcome nobody may resend blindly
+//!    (see [`Outcome`](smtp_proto::Outcome) for RFC 1047's reason); a body already read cannot be
+//!    read again, so the pool asks for both.
 //!
 //! A failure once the body has started is returned as is, whatever it is: the
 //! pool never resends a message the server may have accepted. Opening the new
@@ -139,7 +139,7 @@ use crate::tokio::Client;
 use crate::{Error, Options};
 use ::tokio::io::{AsyncRead, ReadBuf};
 use ::tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use smtp_proto::{Config, Credentials, Delivery, Envelope, Outcome};
+use smtp_proto::{Config, Credentials, Delivery, Envelope};
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -596,13 +596,13 @@ impl Pool {
             };
             let touched = AtomicBool::new(false);
             let results = lease.send(messages, &touched).await;
-            // Only a message not sent may go again (never one whose outcome
-            // is unknown: RFC 1047), and only a body never read, since a
-            // reader cannot be rewound.
+            // Only a message refused or not sent may go again (never one
+            // whose outcome is unknown: RFC 1047), and only a body never
+            // read, since a reader cannot be rewound.
             let broken_before_any_body = lease.reused
                 && !touched.load(Ordering::Relaxed)
                 && matches!(results.as_slice(), [Err(err)]
-                    if is_broken(err) && err.outcome() == Outcome::NotSent);
+                    if is_broken(err) && err.outcome().may_resend());
             if !broken_before_any_body {
                 lease.done(last_error(&results));
                 return not_sent_to_the_end(results, messages.len());
