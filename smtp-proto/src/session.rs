@@ -759,13 +759,6 @@ impl ClientSession {
             // RFC 5321 §3.8: 421 may come in answer to any command.
             if reply.code() == ReplyCode::SERVICE_UNAVAILABLE && expect != Expect::Quit {
                 let stage = expect.stage();
-                // An answer, in order: the server took nothing after the
-                // command it refuses, so no transaction in flight can have
-                // been accepted, whatever went out behind it (the first is
-                // refused by this reply, the others were not sent).
-                for txn in &mut self.txns {
-                    txn.end_of_data = None;
-                }
                 return Err(self.fail(Error::ServiceClosing { stage, reply }));
             }
             if !reply_fits(expect, &reply) {

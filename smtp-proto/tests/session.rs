@@ -3277,3 +3277,28 @@ fn errors_say_refused_or_not_sent() {
         ["accepted", "rejected", "not_sent", "unknown"]
     );
 }
+
+/// A `421` in answer to the final dot may come from a middlebox while the
+/// server kept the message: once the dot went out, unknown; a `421` to MAIL
+/// before anything of the message went out leaves it not sent.
+#[test]
+fn a_421_after_the_final_dot_leaves_the_delivery_unknown() {
+    let mut session = ended_not_taken("250 localhost");
+    let _ = session.take_output();
+    let err = session.handle_input(b"421 4.4.2 closing\r\n").unwrap_err();
+    assert!(matches!(
+        err,
+        Error::ServiceClosing {
+            stage: Stage::DataEnd,
+            ..
+        }
+    ));
+    assert_eq!(session.unfinished(), [Outcome::Unknown]);
+
+    let mut session = ready_local("250 localhost");
+    session.send_mail(envelope(&["a@example.org"])).unwrap();
+    let _ = session.take_output();
+    let err = session.handle_input(b"421 4.4.2 closing\r\n").unwrap_err();
+    assert_eq!(err.outcome(), Outcome::Refused);
+    assert_eq!(session.unfinished(), [Outcome::NotSent]);
+}
