@@ -274,12 +274,14 @@ impl Error {
         }
     }
 
-    /// What this error, as a transaction's result, says became of its
-    /// message: [`Outcome::Refused`] for a refusal by the server of `MAIL`,
-    /// every `RCPT`, `DATA` or the end of data (a `421` there included),
-    /// else [`Outcome::NotSent`]. A session that fails with a transaction in
-    /// flight says which of them may have been delivered:
-    /// [`ClientSession::unfinished`](crate::ClientSession::unfinished).
+    /// What this error, taken alone as a transaction's result, says became
+    /// of its message: [`Outcome::Refused`] for a refusal by the server of
+    /// `MAIL`, every `RCPT`, `DATA` or the end of data, else
+    /// [`Outcome::NotSent`]. When the session fails with a transaction in
+    /// flight, [`ClientSession::unfinished`](crate::ClientSession::unfinished)
+    /// has the last word: once its end of data went out, it is
+    /// [`Outcome::Unknown`] whatever ended the session, a `421` included (a
+    /// middlebox may say it while the server kept the message).
     pub fn outcome(&self) -> Outcome {
         let transaction = |stage: &Stage| {
             matches!(
