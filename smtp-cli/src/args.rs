@@ -144,4 +144,10 @@ pub struct SendArgs {
     /// Print one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+
+    /// Print one JSON object per transaction on stdout as soon as its
+    /// outcome is known (with "session" and "index"), then one with the
+    /// summary ("summary": true).
+    #[arg(long, conflicts_with = "json")]
+    pub json_lines: bool,
 }

@@ -12,7 +12,7 @@
 
 use crate::plan::{Data, Plan};
 use crate::report::{Failure, Kind, Report};
-use crate::run::{run, Finished};
+use crate::run::{run, Finished, Output};
 use smtp_blocking::smtp_proto::EhloName;
 use smtp_blocking::tls::{client_config, TlsRoots};
 use smtp_blocking::{Address, Credentials, Envelope, Options, Timeouts, TlsPolicy};
@@ -108,7 +108,7 @@ pub fn demo() -> Result<DemoOutcome, Failure> {
         println!("{line}");
         sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
     });
-    let Finished { mut report, open } = run(&plan, Some(hook), None);
+    let Finished { mut report, open } = run(&plan, Some(hook), Output::Summary);
     // The demo shows the whole dialogue, QUIT included, before its summary.
     open.quit();
     report.elapsed = started.elapsed();

@@ -58,9 +58,12 @@ where
             if !usage {
                 return 0;
             }
+            let failed =
+                || Report::failed(Failure::usage(err.kind().to_string()), started.elapsed());
             if argv.iter().any(|a| a == "--json") {
-                let failure = Failure::usage(err.kind().to_string());
-                print_json(&Report::failed(failure, started.elapsed()));
+                print_json(&failed());
+            } else if argv.iter().any(|a| a == "--json-lines") {
+                report::JsonLines::new(std::io::stdout()).finish(&failed());
             }
             return 2;
         }
@@ -85,6 +88,11 @@ where
             std::io::stdout(),
         ))
     });
+    // With --json-lines, a line per transaction as it comes, then the summary.
+    let lines = cli
+        .send
+        .json_lines
+        .then(|| report::JsonLines::new(std::io::stdout()));
     let mut open = None;
     let report = match plan::plan(&cli.send, env) {
         Ok(plan) => {
@@ -97,23 +105,29 @@ where
             } else {
                 None
             };
+            let output = match (&mut json, &lines) {
+                (Some(json), _) => run::Output::Json(json),
+                (None, Some(lines)) => run::Output::Lines(lines),
+                (None, None) => run::Output::Summary,
+            };
             let run::Finished {
                 mut report,
                 open: connections,
-            } = run::run(&plan, hook, json.as_mut());
+            } = run::run(&plan, hook, output);
             report.elapsed = started.elapsed();
             open = Some(connections);
             report
         }
         Err(failure) => Report::failed(failure, started.elapsed()),
     };
-    match json {
-        Some(json) => {
+    match (json, lines) {
+        (Some(json), _) => {
             if let Some(err) = json.finish(&report) {
                 eprintln!("smtp-send: part of the --json report could not be read back: {err}");
             }
         }
-        None => {
+        (None, Some(lines)) => lines.finish(&report),
+        (None, None) => {
             if report.attempted > 0 || report.error.is_none() {
                 print!("{}", report.human());
             }

@@ -427,7 +427,14 @@ fn write_str(out: &mut dyn io::Write, s: &str) -> io::Result<()> {
 
 /// One element of `transactions`.
 fn write_transaction(out: &mut dyn io::Write, t: &TransactionReport) -> io::Result<()> {
-    out.write_all(b"{\"recipients\":[")?;
+    out.write_all(b"{")?;
+    write_transaction_fields(out, t)?;
+    out.write_all(b"}")
+}
+
+/// The fields of one element of `transactions`, without the braces.
+fn write_transaction_fields(out: &mut dyn io::Write, t: &TransactionReport) -> io::Result<()> {
+    out.write_all(b"\"recipients\":[")?;
     for (j, r) in t.recipients.iter().enumerate() {
         if j > 0 {
             out.write_all(b",")?;
@@ -437,8 +444,73 @@ fn write_transaction(out: &mut dyn io::Write, t: &TransactionReport) -> io::Resu
         write!(out, ",\"code\":{},\"accepted\":{}}}", r.code, r.accepted)?;
     }
     write!(out, "],\"data_code\":{},\"status\":", code(t.data_code))?;
-    write_str(out, t.status.as_str())?;
-    out.write_all(b"}")
+    write_str(out, t.status.as_str())
+}
+
+/// `--json-lines`: one object per transaction as soon as its outcome is
+/// known, from whichever session, with `"session"` and `"index"` (both
+/// 0-based, the index within its session); then one object with the
+/// summary fields and `"summary": true`. Nothing is kept: memory does not
+/// grow with the run. Each line is written whole under a lock, so parallel
+/// sessions never interleave inside one.
+pub struct JsonLines<'a> {
+    out: Mutex<Box<dyn io::Write + Send + 'a>>,
+}
+
+impl<'a> JsonLines<'a> {
+    /// Lines go to `out`.
+    pub fn new(out: impl io::Write + Send + 'a) -> JsonLines<'a> {
+        JsonLines {
+            out: Mutex::new(Box::new(out)),
+        }
+    }
+
+    /// Where session `session`'s transactions go.
+    pub fn session(&self, session: u32) -> SessionLines<'_, 'a> {
+        SessionLines {
+            lines: self,
+            session,
+            index: 0,
+        }
+    }
+
+    /// The summary line of `report`; flushes. Errors writing are ignored,
+    /// like a reader of stdout that went away.
+    pub fn finish(self, report: &Report) {
+        let mut out = self
+            .out
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
+        let _ = out
+            .write_all(b"{\"summary\":true,")
+            .and_then(|()| report.write_summary_json(&mut out))
+            .and_then(|()| out.write_all(b"}\n"))
+            .and_then(|()| out.flush());
+    }
+
+    fn line(&self, session: u32, index: u64, t: &TransactionReport) {
+        let mut line = Vec::with_capacity(256);
+        let _ = write!(line, "{{\"session\":{session},\"index\":{index},");
+        let _ = write_transaction_fields(&mut line, t);
+        line.extend_from_slice(b"}\n");
+        let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
+        // Each line as soon as it is known: a reader follows the run live.
+        let _ = out.write_all(&line).and_then(|()| out.flush());
+    }
+}
+
+/// One session's part of [`JsonLines`].
+pub struct SessionLines<'l, 'a> {
+    lines: &'l JsonLines<'a>,
+    session: u32,
+    index: u64,
+}
+
+impl TransactionSink for SessionLines<'_, '_> {
+    fn transaction(&mut self, t: &TransactionReport) {
+        self.lines.line(self.session, self.index, t);
+        self.index += 1;
+    }
 }
 
 /// Where a session hands each transaction's outcome as soon as it is known.

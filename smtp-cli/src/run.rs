@@ -2,8 +2,8 @@
 
 use crate::plan::{self, Capped, Data, Measure, MeasureError, Plan, Stamp};
 use crate::report::{
-    classify, Failure, JsonReport, Kind, Report, ReportSpool, SessionSpool, TransactionReport,
-    TransactionSink, SHOWN,
+    classify, Failure, JsonLines, JsonReport, Kind, Report, ReportSpool, SessionLines,
+    SessionSpool, TransactionReport, TransactionSink, SHOWN,
 };
 use smtp_blocking::{Client, Config, Delivery, Error, TranscriptHook};
 use std::fs::File;
@@ -64,6 +64,16 @@ pub struct Finished {
     pub open: Open,
 }
 
+/// Where each transaction's outcome goes as it comes, besides the counts.
+pub enum Output<'r, 'a> {
+    /// Nowhere: the human summary needs only the counts.
+    Summary,
+    /// `--json`: into the one object.
+    Json(&'r mut JsonReport<'a>),
+    /// `--json-lines`: a line each, from every session.
+    Lines(&'r JsonLines<'a>),
+}
+
 /// Connections whose transactions are over, waiting for QUIT.
 pub struct Open(Vec<Client>);
 
@@ -99,11 +109,19 @@ impl Open {
 /// first session's as they come, each other session's from its part of a
 /// [`ReportSpool`] once the sessions before it are done. The connections
 /// stay open: [`Open::quit`] closes them.
-pub fn run(
-    plan: &Plan,
-    hook: Option<TranscriptHook>,
-    mut json: Option<&mut JsonReport<'_>>,
-) -> Finished {
+pub fn run(plan: &Plan, hook: Option<TranscriptHook>, output: Output<'_, '_>) -> Finished {
+    let (mut json, lines) = match output {
+        Output::Summary => (None, None),
+        Output::Json(json) => (Some(json), None),
+        Output::Lines(lines) => (None, Some(lines)),
+    };
+    // With --json-lines every session writes its own lines as they come.
+    let mut session_lines: Vec<SessionLines> = match lines {
+        Some(lines) => (0..plan.connections.clamp(1, plan.repeat.max(1)))
+            .map(|i| lines.session(i))
+            .collect(),
+        None => Vec::new(),
+    };
     let started = Instant::now();
     let stop = AtomicBool::new(false);
     let seen = AtomicUsize::new(0);
@@ -117,7 +135,10 @@ pub fn run(
     let connections = plan.connections.clamp(1, plan.repeat.max(1));
     let share = |i: u32| plan.repeat / connections + u32::from(i < plan.repeat % connections);
     let outcomes: Vec<SessionOutcome> = if connections == 1 {
-        let sink = json.as_deref_mut().map(|j| j as &mut dyn TransactionSink);
+        let sink = match session_lines.first_mut() {
+            Some(lines) => Some(lines as &mut dyn TransactionSink),
+            None => json.as_deref_mut().map(|j| j as &mut dyn TransactionSink),
+        };
         vec![session(plan, latest, plan.repeat, hook, &stop, &seen, sink)]
     } else {
         let shared = json.as_ref().map(|_| ReportSpool::new());
@@ -126,15 +147,23 @@ pub fn run(
             None => Vec::new(),
         };
         let mut sinks: Vec<Option<&mut dyn TransactionSink>> = Vec::new();
-        sinks.push(json.as_deref_mut().map(|j| j as &mut dyn TransactionSink));
-        if spools.is_empty() {
-            sinks.extend((1..connections).map(|_| None));
-        } else {
+        if !session_lines.is_empty() {
             sinks.extend(
-                spools
+                session_lines
                     .iter_mut()
                     .map(|s| Some(s as &mut dyn TransactionSink)),
             );
+        } else {
+            sinks.push(json.as_deref_mut().map(|j| j as &mut dyn TransactionSink));
+            if spools.is_empty() {
+                sinks.extend((1..connections).map(|_| None));
+            } else {
+                sinks.extend(
+                    spools
+                        .iter_mut()
+                        .map(|s| Some(s as &mut dyn TransactionSink)),
+                );
+            }
         }
         let outcomes = thread::scope(|scope| {
             let handles: Vec<_> = sinks

@@ -2123,3 +2123,112 @@ fn a_fifo_as_data_is_streamed_once() {
         [b"Subject: fifo\r\n\r\nvia a path\r\n".to_vec()]
     );
 }
+
+/// `--json-lines`: one object per transaction as it comes (the fields of a
+/// `transactions` element plus `session` and `index`), then the summary
+/// with `"summary": true`; parsed line by line over 1,000 transactions on
+/// two sessions.
+#[test]
+fn json_lines_reports_each_transaction_then_the_summary() {
+    let (server, bodies) = start(Script::default());
+    let data = temp_file(BODY);
+    let mut args = plain_args(&server, &data);
+    args.retain(|a| a != "--json");
+    args.extend(["--json-lines", "--repeat", "1000", "--connections", "2"].map(String::from));
+    let out = run(&strs(&args), &[], None);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    let lines: Vec<Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(lines.len(), 1001);
+    let mut next = [0u64; 2];
+    for t in &lines[..1000] {
+        let session = t["session"].as_u64().unwrap() as usize;
+        assert_eq!(t["index"].as_u64(), Some(next[session]), "{t}");
+        next[session] += 1;
+        assert_eq!(t["status"], "accepted");
+        assert_eq!(t["data_code"], 250);
+        assert_eq!(t["recipients"][0]["address"], "you@example.org");
+        assert!(t.get("summary").is_none());
+    }
+    assert_eq!(next, [500, 500]);
+    let summary = &lines[1000];
+    assert_eq!(summary["summary"], true);
+    assert_eq!(summary["ok"], true);
+    assert_eq!(summary["tls"], false);
+    assert_eq!(summary["auth_mechanism"], Value::Null);
+    assert_eq!(summary["messages_sent"], 1000);
+    assert!(summary["elapsed_ms"].is_f64());
+    assert_eq!(summary["error"], Value::Null);
+    assert_eq!(bodies.lock().unwrap().len(), 1000);
+}
+
+#[test]
+fn json_lines_reports_a_failure_and_a_usage_error() {
+    let (server, _) = start(Script {
+        hang_up_on: Some("MAIL"),
+        ..Script::default()
+    });
+    let data = temp_file(BODY);
+    let mut args = plain_args(&server, &data);
+    args.retain(|a| a != "--json");
+    args.push("--json-lines".into());
+    let out = run(&strs(&args), &[], None);
+    assert_eq!(out.status, 1);
+    let lines: Vec<Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{}", out.stdout);
+    assert_eq!(lines[0]["status"], "not_sent");
+    assert_eq!(
+        (lines[0]["session"].clone(), lines[0]["index"].clone()),
+        (0.into(), 0.into())
+    );
+    assert_eq!(lines[1]["summary"], true);
+    assert_eq!(lines[1]["ok"], false);
+    assert_eq!(lines[1]["error"]["kind"], "io");
+
+    // With --json: a usage error, reported as one JSON object.
+    let out = run(
+        &[
+            "--server",
+            "mail.test",
+            "--from",
+            "a@b.c",
+            "--to",
+            "d@e.f",
+            "--data",
+            "-",
+            "--json",
+            "--json-lines",
+        ],
+        &[],
+        None,
+    );
+    assert_eq!(out.status, 2);
+    assert_eq!(out.error(), ("usage".into(), None));
+    // Alone, a usage error is the summary line.
+    let out = run(
+        &[
+            "--server",
+            "mail.test:nope",
+            "--from",
+            "a@b.c",
+            "--to",
+            "d@e.f",
+            "--data",
+            "-",
+            "--json-lines",
+        ],
+        &[],
+        None,
+    );
+    assert_eq!(out.status, 2);
+    let summary: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(summary["summary"], true);
+    assert_eq!(summary["error"]["kind"], "usage");
+}
