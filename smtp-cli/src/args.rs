@@ -111,9 +111,20 @@ pub struct SendArgs {
     /// The message file, or - for stdin. Stdin or a pipe sent more than
     /// once is spooled to a temporary file (TMPDIR) first; at most 1 GiB is
     /// read from stdin or a pipe, and a longer source (or one that never
-    /// ends, like /dev/zero) is refused.
-    #[arg(long, value_name = "PATH|-", required = true)]
+    /// ends, like /dev/zero) is refused [default: a test message with Date,
+    /// Message-ID, From, To, Subject and a one-line body].
+    #[arg(long, value_name = "PATH|-", conflicts_with_all = ["header", "body"])]
     pub data: Option<String>,
+
+    /// A header for the test message, replacing the one of that name or
+    /// added; repeat for more (not with --data).
+    #[arg(long, value_name = "NAME: VALUE")]
+    pub header: Vec<String>,
+
+    /// The test message's body instead of the one-line default, or - to
+    /// read it from stdin (not with --data).
+    #[arg(long, value_name = "TEXT|-")]
+    pub body: Option<String>,
 
     /// Send the message N times, as N transactions.
     #[arg(long, value_name = "N", default_value_t = 1,

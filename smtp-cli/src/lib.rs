@@ -23,6 +23,7 @@
 
 pub mod args;
 pub mod demo;
+pub mod message;
 pub mod plan;
 pub mod report;
 pub mod run;

@@ -477,11 +477,7 @@ pub fn plan(args: &SendArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Pla
         .and_then(|value| value.trim().parse::<u64>().ok())
         .map_or(MAX_BODY, |value| value.min(MAX_BODY));
     let data = match args.data.as_deref() {
-        None => {
-            return Err(Failure::usage(
-                "--data is required (a file, or - for stdin)",
-            ))
-        }
+        None => Data::Memory(Arc::new(test_message(args, &envelope, limit)?)),
         // Several transactions need the message several times: stdin can
         // only be read once, so it is spooled to a temporary file then.
         Some("-") if repeat > 1 => {
@@ -541,6 +537,45 @@ fn seconds(flag: &str, secs: f64) -> Result<Duration, Failure> {
         )));
     }
     Duration::try_from_secs_f64(secs).map_err(|err| Failure::usage(format!("{flag} {secs}: {err}")))
+}
+
+/// The test message sent without `--data` (see [`crate::message`]).
+fn test_message(args: &SendArgs, envelope: &Envelope, limit: u64) -> Result<Vec<u8>, Failure> {
+    let body = match args.body.as_deref() {
+        None => None,
+        Some("-") => {
+            let mut body = Vec::new();
+            io::stdin()
+                .lock()
+                .take(limit.saturating_add(1))
+                .read_to_end(&mut body)
+                .map_err(|err| Failure::new(Kind::Io, format!("reading stdin: {err}")))?;
+            if body.len() as u64 > limit {
+                return Err(Failure::usage(format!(
+                    "--body -: stdin is longer than the limit of {limit} bytes"
+                )));
+            }
+            Some(body)
+        }
+        Some(text) => Some(text.as_bytes().to_vec()),
+    };
+    let to: Vec<Address> = envelope
+        .recipients()
+        .iter()
+        .map(|r| r.address().clone())
+        .collect();
+    // The local offset is read while the process has one thread (the
+    // sessions start later); should it not be known, UTC.
+    let now = time::OffsetDateTime::now_local().unwrap_or_else(|_| time::OffsetDateTime::now_utc());
+    crate::message::TestMessage {
+        from: envelope.from(),
+        to: &to,
+        helo: &args.helo,
+        headers: &args.header,
+        body: body.as_deref(),
+        now,
+    }
+    .build()
 }
 
 fn invalid(flag: &str, err: smtp_blocking::smtp_proto::Error) -> Failure {

@@ -2232,3 +2232,165 @@ fn json_lines_reports_a_failure_and_a_usage_error() {
     assert_eq!(summary["summary"], true);
     assert_eq!(summary["error"]["kind"], "usage");
 }
+
+// ---- the test message (no --data) -------------------------------------------
+
+/// Without `--data`, a test message goes to aiosmtpd (STARTTLS, AUTH
+/// LOGIN), and Python's own `email` parser, the receiving server's, reads
+/// every header back: Date (RFC 5322, with an offset), a Message-ID at the
+/// sender's domain, From, To with every recipient, the subject, MIME and
+/// the `--header` added; the body names the tool.
+#[test]
+fn without_data_a_test_message_is_sent_that_the_server_parses() {
+    let pki = TestPki::new().unwrap();
+    let cert = pki.leaf(&["localhost"]).unwrap();
+    let ca = temp_file(pki.ca_pem().as_bytes());
+    let server = smtp_tests::Aiosmtpd::start(&smtp_tests::AiosmtpdOptions::new(
+        cert,
+        "me@example.com",
+        "pw",
+    ))
+    .unwrap();
+    let out = run(
+        &[
+            "--server",
+            &format!("localhost:{}", server.port()),
+            "--connect",
+            &server.addr().to_string(),
+            "--ca-file",
+            ca.to_str().unwrap(),
+            "--user",
+            "me@example.com",
+            "--from",
+            "me@example.com",
+            "--to",
+            "you@example.org",
+            "--to",
+            "other@example.net",
+            "--helo",
+            "client.test",
+            "--header",
+            "X-Probe: yes",
+            "--json",
+        ],
+        &[("SMTP_PASSWORD", "pw")],
+        None,
+    );
+    assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
+    let message = server
+        .wait_for_messages(1, Duration::from_secs(10))
+        .unwrap()
+        .remove(0);
+    let python = smtp_tests::peers::tests_dir().join(".venv/bin/python");
+    let script = r#"
+import email, email.utils, json, sys
+m = email.message_from_bytes(sys.stdin.buffer.read())
+date = email.utils.parsedate_to_datetime(m["Date"])
+print(json.dumps({
+    "headers": [k for k in m.keys()],
+    "offset": date.utcoffset() is not None,
+    "message_id": m["Message-ID"],
+    "from": email.utils.parseaddr(m["From"])[1],
+    "to": [a for _, a in email.utils.getaddresses([m["To"]])],
+    "subject": m["Subject"],
+    "mime": m["MIME-Version"],
+    "type": m.get_content_type(),
+    "charset": m.get_content_charset(),
+    "x_probe": m["X-Probe"],
+    "body": m.get_payload(),
+    "defects": len(m.defects),
+}))
+"#;
+    let mut child = Command::new(python)
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&message.data)
+        .unwrap();
+    let parsed = child.wait_with_output().unwrap();
+    assert!(parsed.status.success());
+    let v: Value = serde_json::from_slice(&parsed.stdout).unwrap();
+    for header in [
+        "Date",
+        "Message-ID",
+        "From",
+        "To",
+        "Subject",
+        "MIME-Version",
+        "Content-Type",
+        "X-Probe",
+    ] {
+        assert!(
+            v["headers"].as_array().unwrap().iter().any(|h| h == header),
+            "{header}: {v}"
+        );
+    }
+    assert_eq!(v["offset"], true, "{v}");
+    let id = v["message_id"].as_str().unwrap();
+    assert!(id.starts_with('<') && id.ends_with("@example.com>"), "{id}");
+    assert_eq!(v["from"], "me@example.com");
+    assert_eq!(
+        v["to"],
+        serde_json::json!(["you@example.org", "other@example.net"])
+    );
+    assert!(
+        v["subject"]
+            .as_str()
+            .unwrap()
+            .starts_with("smtp-send test "),
+        "{v}"
+    );
+    assert_eq!(v["mime"], "1.0");
+    assert_eq!(
+        (v["type"].clone(), v["charset"].clone()),
+        ("text/plain".into(), "utf-8".into())
+    );
+    assert_eq!(v["x_probe"], "yes");
+    assert!(v["body"].as_str().unwrap().contains("smtp-send"), "{v}");
+    assert_eq!(v["defects"], 0, "{v}");
+    assert_eq!(
+        message.to,
+        ["you@example.org", "other@example.net"]
+            .map(String::from)
+            .to_vec()
+    );
+}
+
+/// `--body` replaces the body (`-` reads stdin); `--header` replaces a
+/// header of the same name; `--data` with either is a usage error before
+/// anything is connected; a header that would inject a line is refused.
+#[test]
+fn header_and_body_shape_the_test_message() {
+    let (server, bodies) = start(Script::default());
+    let mut args: Vec<String> = plain_args(&server, Path::new("unused"));
+    let at = args.iter().position(|a| a == "--data").unwrap();
+    args.drain(at..at + 2);
+    args.extend(["--header", "Subject: chosen", "--body", "-"].map(String::from));
+    let out = run(&strs(&args), &[], Some(b"from stdin\n"));
+    assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
+    let body = String::from_utf8(bodies.lock().unwrap().remove(0)).unwrap();
+    assert!(body.contains("\r\nSubject: chosen\r\n"), "{body}");
+    assert_eq!(body.matches("Subject:").count(), 1, "{body}");
+    assert!(body.ends_with("\r\n\r\nfrom stdin\r\n"), "{body}");
+
+    for extra in [
+        &["--data", "-", "--header", "X: y"][..],
+        &["--data", "-", "--body", "hi"],
+        &["--header", "X: a\r\nBcc: evil@example.org"],
+        &["--header", "no colon"],
+    ] {
+        let mut args = args.clone();
+        args.truncate(args.len() - 4);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let out = run(&strs(&args), &[], None);
+        assert_eq!(out.status, 2, "{extra:?}: {}", out.stdout);
+        assert_eq!(out.error().0, "usage", "{extra:?}");
+    }
+    assert_eq!(server.connections(), 1, "usage errors connect nowhere");
+}
