@@ -3302,3 +3302,43 @@ fn a_421_after_the_final_dot_leaves_the_delivery_unknown() {
     assert_eq!(err.outcome(), Outcome::Refused);
     assert_eq!(session.unfinished(), [Outcome::NotSent]);
 }
+
+/// An empty BDAT message: `BDAT 0 LAST` itself ends it, so once it is
+/// taken the delivery is unknown; before, not sent.
+#[test]
+fn an_empty_bdat_message_ends_with_its_command() {
+    let start = || {
+        let mut session = ready_local("250-localhost\n250-PIPELINING\n250 CHUNKING");
+        session
+            .send_mail(envelope(&["a@example.org"]).exact_size(0))
+            .unwrap();
+        assert_eq!(session.poll_event(), Some(Event::SendBody));
+        session.finish_body().unwrap();
+        session
+    };
+    let mut session = start();
+    let all = session.take_output();
+    assert!(all.ends_with(b"BDAT 0 LAST\r\n"), "{all:?}");
+    assert!(session.handle_eof().is_err());
+    assert_eq!(session.unfinished(), [Outcome::Unknown]);
+
+    let mut session = start();
+    let all = session.pending_output().len();
+    session.advance_output(all - 1);
+    session.abort();
+    assert_eq!(session.unfinished(), [Outcome::NotSent]);
+}
+
+#[test]
+fn outcomes_print_as_smtp_send_names_them() {
+    let names: Vec<String> = [
+        Outcome::Accepted,
+        Outcome::Refused,
+        Outcome::NotSent,
+        Outcome::Unknown,
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .collect();
+    assert_eq!(names, ["accepted", "rejected", "not_sent", "unknown"]);
+}
