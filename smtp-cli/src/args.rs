@@ -66,8 +66,16 @@ pub struct SendArgs {
     /// The server's name (for TLS name checks and the credential guard) and
     /// port; the port defaults to 587 (465 with --tls implicit, 25 with
     /// --tls none). IPv6: `[::1]:25`.
-    #[arg(long, value_name = "HOST[:PORT]", required = true)]
+    #[arg(long, value_name = "HOST[:PORT]", required_unless_present = "url")]
     pub server: Option<String>,
+
+    /// smtp://[USER@]HOST[:PORT] (STARTTLS required, port 587) or
+    /// smtps://[USER@]HOST[:PORT] (implicit TLS, port 465), with
+    /// ?tls=opportunistic|none, ?auth=MECHANISM, ?helo=NAME; the user is
+    /// percent-decoded (alice%40example.com). Instead of --server, --tls,
+    /// --user and --auth; the secret comes from the environment.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["server", "tls", "user", "auth"])]
+    pub url: Option<String>,
 
     /// Connect the TCP socket here instead of resolving HOST; HOST is still
     /// the name used for TLS and the credential guard.

@@ -3,7 +3,7 @@
 
 use crate::args::{AuthMode, SendArgs, TlsMode};
 use crate::report::{classify, Failure, Kind};
-use smtp_blocking::smtp_proto::{BodyType, EhloName};
+use smtp_blocking::smtp_proto::{BodyType, EhloName, SmtpUrl};
 use smtp_blocking::tls::{client_config, TlsRoots};
 use smtp_blocking::{
     Address, Credentials, Envelope, Mechanism, Options, Stage, Timeouts, TlsPolicy,
@@ -400,31 +400,93 @@ pub fn parse_server(server: &str, default_port: u16) -> Result<(String, u16), St
     }
 }
 
+/// What `--url` stands for.
+struct FromUrl {
+    /// `host:port`, as `--server` takes it.
+    server: String,
+    tls: TlsMode,
+    user: Option<String>,
+    auth: Option<AuthMode>,
+    helo: Option<String>,
+}
+
+/// `--url`, parsed by the library ([`SmtpUrl`]), so the CLI and the library
+/// accept the same URLs. A password in it is refused: command lines are
+/// visible to other users of the machine.
+fn from_url(text: &str) -> Result<FromUrl, Failure> {
+    let url = SmtpUrl::parse(text).map_err(|err| Failure::usage(format!("--url: {err}")))?;
+    if url.has_secret() {
+        return Err(Failure::usage(
+            "--url: a password or token in the URL would be visible to other users of the machine; \
+             give the user only and set SMTP_PASSWORD (or SMTP_OAUTH_TOKEN)",
+        ));
+    }
+    let host = url.host();
+    // A bare IPv6 address is given to --server in brackets too.
+    let server = format!("{host}:{}", url.port());
+    let tls = match url.tls() {
+        TlsPolicy::Implicit => TlsMode::Implicit,
+        TlsPolicy::Opportunistic => TlsMode::Opportunistic,
+        TlsPolicy::Disabled => TlsMode::None,
+        _ => TlsMode::Required,
+    };
+    let auth = url.mechanism().map(|m| match m {
+        Mechanism::Plain => AuthMode::Plain,
+        Mechanism::Login => AuthMode::Login,
+        Mechanism::XOAuth2 => AuthMode::Xoauth2,
+        _ => AuthMode::Oauthbearer,
+    });
+    Ok(FromUrl {
+        server,
+        tls,
+        user: url.user().map(str::to_owned),
+        auth,
+        helo: url.helo().map(|h| h.as_str().to_owned()),
+    })
+}
+
 /// Builds the plan from the flags; `env` looks up an environment variable.
 ///
 /// Usage errors (a missing secret, an unreadable file, a bad number) are
 /// [`Kind::Usage`]; an address, name or user name the core refuses is
 /// [`Kind::InvalidInput`]. Nothing is connected.
 pub fn plan(args: &SendArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Plan, Failure> {
-    let server = args
-        .server
-        .as_deref()
-        .ok_or_else(|| Failure::usage("--server is required"))?;
-    let default_port = match args.tls {
+    // --url stands for --server, --tls, --user and --auth (and --helo when
+    // it says helo=).
+    let url = args.url.as_deref().map(from_url).transpose()?;
+    let (server, tls_mode, user, auth, helo) = match &url {
+        Some(url) => (
+            url.server.as_str(),
+            url.tls,
+            url.user.clone(),
+            url.auth,
+            url.helo.clone().unwrap_or_else(|| args.helo.clone()),
+        ),
+        None => (
+            args.server
+                .as_deref()
+                .ok_or_else(|| Failure::usage("--server is required"))?,
+            args.tls,
+            args.user.clone(),
+            args.auth,
+            args.helo.clone(),
+        ),
+    };
+    let default_port = match tls_mode {
         TlsMode::Implicit => 465,
         TlsMode::None => 25,
         TlsMode::Required | TlsMode::Opportunistic => 587,
     };
     let (server_name, port) = parse_server(server, default_port).map_err(Failure::usage)?;
     let connect = args.connect.as_deref().map(parse_connect).transpose()?;
-    let tls = match args.tls {
+    let tls = match tls_mode {
         TlsMode::Required => TlsPolicy::Required,
         TlsMode::Opportunistic => TlsPolicy::Opportunistic,
         TlsMode::Implicit => TlsPolicy::Implicit,
         TlsMode::None => TlsPolicy::Disabled,
     };
     let mut options = Options::new();
-    match (&args.ca_file, args.tls) {
+    match (&args.ca_file, tls_mode) {
         (Some(_), TlsMode::None) | (None, _) => {}
         (Some(path), _) => {
             let pem = std::fs::read(path)
@@ -433,22 +495,22 @@ pub fn plan(args: &SendArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Pla
                 options.tls(client_config(&TlsRoots::Pem(pem)).map_err(|err| classify(&err))?);
         }
     }
-    let helo = EhloName::new(args.helo.clone()).map_err(|err| invalid("--helo", err))?;
+    let helo = EhloName::new(helo).map_err(|err| invalid("--helo", err))?;
 
-    let credentials = match &args.user {
+    let credentials = match &user {
         None => {
-            if args.auth.is_some() {
+            if auth.is_some() {
                 return Err(Failure::usage("--auth needs --user"));
             }
             None
         }
         Some(user) => {
-            let credentials = credentials(user, args.auth, env(PASSWORD_ENV), env(TOKEN_ENV))?;
+            let credentials = credentials(user, auth, env(PASSWORD_ENV), env(TOKEN_ENV))?;
             credentials.check().map_err(|err| invalid("--user", err))?;
             Some(credentials)
         }
     };
-    let mechanism = match args.auth {
+    let mechanism = match auth {
         None | Some(AuthMode::Auto) => None,
         Some(AuthMode::Plain) => Some(Mechanism::Plain),
         Some(AuthMode::Login) => Some(Mechanism::Login),

@@ -2394,3 +2394,119 @@ fn header_and_body_shape_the_test_message() {
     }
     assert_eq!(server.connections(), 1, "usage errors connect nowhere");
 }
+
+// ---- --url ------------------------------------------------------------------
+
+fn url_args(url: &str, server: &ScriptedServer, data: &Path) -> Vec<String> {
+    [
+        "--url",
+        url,
+        "--connect",
+        &server.addr().to_string(),
+        "--from",
+        "me@example.com",
+        "--to",
+        "you@example.org",
+        "--data",
+        data.to_str().unwrap(),
+        "--json",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// `--url` stands for `--server`, `--tls`, `--user` and `--auth`: plaintext
+/// with `tls=none`, implicit TLS with `smtps://`, a percent-decoded user
+/// with `auth=plain` and the password from the environment.
+#[test]
+fn url_configures_server_tls_user_and_mechanism() {
+    let data = temp_file(BODY);
+    let (server, bodies) = start(Script::default());
+    let url = format!("smtp://127.0.0.1:{}?tls=none", server.port());
+    let out = run(&strs(&url_args(&url, &server, &data)), &[], None);
+    assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
+    assert_eq!(out.json()["tls"], false);
+    assert_eq!(bodies.lock().unwrap().len(), 1);
+
+    let (_pki, cert, ca) = pki_and_cert();
+    let (server, _) = start(Script {
+        cert: Some(cert),
+        implicit: true,
+        ..Script::default()
+    });
+    let url = format!("smtps://{NAME}:{}", server.port());
+    let mut args = url_args(&url, &server, &data);
+    args.extend(["--ca-file", ca.to_str().unwrap()].map(String::from));
+    let out = run(&strs(&args), &[], None);
+    assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
+    assert_eq!(out.json()["tls"], true);
+
+    let (server, _) = start(Script {
+        ehlo: vec!["AUTH PLAIN LOGIN".into()],
+        ..Script::default()
+    });
+    let url = format!(
+        "smtp://alice%40example.com@localhost:{}?tls=none&auth=plain",
+        server.port()
+    );
+    let out = run(
+        &strs(&url_args(&url, &server, &data)),
+        &[("SMTP_PASSWORD", "pw")],
+        None,
+    );
+    assert_eq!(out.status, 0, "{}{}", out.stdout, out.stderr);
+    assert_eq!(out.json()["auth_mechanism"], "PLAIN");
+    let wire = sent(&server);
+    let plain = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode("\0alice@example.com\0pw")
+    };
+    assert!(wire.contains(&format!("AUTH PLAIN {plain}")), "{wire}");
+}
+
+/// `--url` with any of the flags it replaces, a password in the URL, or a
+/// URL that is wrong in one part: a usage error naming it, before anything
+/// is connected.
+#[test]
+fn url_usage_errors_name_the_part() {
+    let data = temp_file(BODY);
+    let (server, _) = start(Script::default());
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--url", "smtp://mail.test", "--server", "mail.test"],
+            "--server",
+        ),
+        (&["--url", "smtp://mail.test", "--tls", "none"], "--tls"),
+        (&["--url", "smtp://mail.test", "--user", "u"], "--user"),
+        (&["--url", "smtp://mail.test", "--auth", "login"], "--auth"),
+        (&["--url", "smtp://u:hunter2@mail.test"], "SMTP_PASSWORD"),
+        (&["--url", "http://mail.test"], "scheme"),
+        (&["--url", "smtp://mail.test:0"], "port"),
+        (&["--url", "smtp://mail.test?tls=maybe"], "tls"),
+        (&["--url", "smtp://mail.test?bogus=1"], "bogus"),
+        (&["--url", "smtp://u@mail.test?auth=cram-md5"], "auth"),
+    ];
+    for (flags, needle) in cases {
+        let mut args: Vec<String> = [
+            "--connect",
+            &server.addr().to_string(),
+            "--from",
+            "me@example.com",
+            "--to",
+            "you@example.org",
+            "--data",
+            data.to_str().unwrap(),
+            "--json",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend(flags.iter().map(|s| s.to_string()));
+        let out = run(&strs(&args), &[("SMTP_PASSWORD", "pw")], None);
+        assert_eq!(out.status, 2, "{flags:?}: {}", out.stdout);
+        assert_eq!(out.error().0, "usage", "{flags:?}");
+        let text = format!("{}{}", out.stdout, out.stderr);
+        assert!(text.contains(needle), "{flags:?}: {text}");
+        assert!(!out.stdout.contains("hunter2"), "{flags:?}: {}", out.stdout);
+    }
+    assert_eq!(server.connections(), 0);
+}

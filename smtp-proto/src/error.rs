@@ -25,6 +25,8 @@ pub enum InputField {
     Parameter,
     /// The envelope as a whole (no recipients, say).
     Envelope,
+    /// An `smtp://` or `smtps://` URL ([`SmtpUrl`](crate::SmtpUrl)).
+    Url,
 }
 
 impl fmt::Display for InputField {
@@ -37,6 +39,7 @@ impl fmt::Display for InputField {
             InputField::Secret => "password or token",
             InputField::Parameter => "parameter",
             InputField::Envelope => "envelope",
+            InputField::Url => "URL",
         })
     }
 }

@@ -108,6 +108,7 @@ pub mod stage;
 pub mod testing;
 pub mod transaction;
 pub mod transcript;
+mod url;
 
 pub use address::Address;
 pub use auth::{Credentials, Mechanism, Secret};
@@ -123,3 +124,4 @@ pub use transaction::{
     BodyType, Delivery, DsnReturn, Envelope, Notify, Recipient, RecipientResult,
 };
 pub use transcript::{Direction, TranscriptLine};
+pub use url::SmtpUrl;
