@@ -10,6 +10,7 @@ use std::path::PathBuf;
     name = "smtp-send",
     version,
     about = "Send a message over SMTP and report what the server said",
+    after_help = EXAMPLES,
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true
 )]
@@ -22,12 +23,34 @@ pub struct Cli {
     pub send: SendArgs,
 }
 
+/// The three common jobs, shown after `--help`.
+const EXAMPLES: &str = "\
+Examples:
+  Send a message through Microsoft 365 (STARTTLS, then AUTH; the token, or
+  the password, from the environment):
+    SMTP_OAUTH_TOKEN=... smtp-send --url 'smtp://me%40example.com@smtp.office365.com' \\
+        --from me@example.com --to you@example.org --data message.eml
+
+  Probe a server: what it offers before and after TLS, its certificate:
+    smtp-send probe --server mail.example.com:587 --json
+
+  Send a test message (Date, Message-ID, From, To, Subject made up):
+    smtp-send --server mail.example.com --from me@example.com --to you@example.org";
+
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the whole path against an in-process Exchange-Online-like server
     /// on loopback, trusting its throwaway certificate for this run only.
     Demo,
+    /// Print a shell completion script for SHELL on stdout.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) on stdout.
+    Man,
 }
 
 /// `--tls`.

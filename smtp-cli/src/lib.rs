@@ -69,6 +69,32 @@ where
             return 2;
         }
     };
+    match &cli.command {
+        Some(args::Command::Completions { shell }) => {
+            let mut command = <args::Cli as clap::CommandFactory>::command();
+            // Into memory first: clap_complete panics on a failed write (a
+            // reader that went away), a closed stdout is no failure here.
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut command, "smtp-send", &mut script);
+            let _ = std::io::stdout().write_all(&script);
+            return 0;
+        }
+        Some(args::Command::Man) => {
+            let command = <args::Cli as clap::CommandFactory>::command();
+            let mut page = Vec::new();
+            return match clap_mangen::Man::new(command).render(&mut page) {
+                Ok(()) => {
+                    let _ = std::io::stdout().write_all(&page);
+                    0
+                }
+                Err(err) => {
+                    eprintln!("smtp-send: rendering the manual page: {err}");
+                    1
+                }
+            };
+        }
+        _ => {}
+    }
     if let Some(args::Command::Demo) = cli.command {
         return match demo::demo() {
             Ok(outcome) => outcome.report.exit_status(),

@@ -2510,3 +2510,41 @@ fn url_usage_errors_name_the_part() {
     }
     assert_eq!(server.connections(), 0);
 }
+
+// ---- completions, man page, help ---------------------------------------------
+
+#[test]
+fn completions_man_page_and_help_examples() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = run(&["completions", shell], &[], None);
+        assert_eq!(out.status, 0, "{shell}: {}", out.stderr);
+        assert!(out.stdout.contains("smtp-send"), "{shell}");
+        for flag in ["json-lines", "max-time", "url", "header"] {
+            assert!(out.stdout.contains(flag), "{shell}: no {flag}");
+        }
+    }
+    let out = run(&["completions", "tcsh"], &[], None);
+    assert_eq!(out.status, 2);
+
+    let out = run(&["man"], &[], None);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains(".TH smtp-send 1"),
+        "{}",
+        &out.stdout[..200]
+    );
+    for flag in ["json\\-lines", "max\\-time", "\\-\\-url"] {
+        assert!(out.stdout.contains(flag), "man page without {flag}");
+    }
+
+    let out = run(&["--help"], &[], None);
+    assert_eq!(out.status, 0);
+    assert!(out.stdout.contains("Examples:"), "{}", out.stdout);
+    for job in [
+        "smtp.office365.com",
+        "smtp-send probe",
+        "Send a test message",
+    ] {
+        assert!(out.stdout.contains(job), "--help without {job}");
+    }
+}
