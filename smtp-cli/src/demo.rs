@@ -108,7 +108,7 @@ pub fn demo() -> Result<DemoOutcome, Failure> {
         println!("{line}");
         sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
     });
-    let Finished { mut report, open } = run(&plan, Some(hook), Output::Summary);
+    let Finished { mut report, open } = run(&plan, Some(hook), Output::Summary, None);
     // The demo shows the whole dialogue, QUIT included, before its summary.
     open.quit();
     report.elapsed = started.elapsed();

@@ -25,6 +25,7 @@ pub mod args;
 pub mod demo;
 pub mod message;
 pub mod plan;
+pub mod progress;
 pub mod report;
 pub mod run;
 
@@ -132,6 +133,8 @@ where
             } else {
                 None
             };
+            let progress =
+                progress::Progress::for_run(plan.repeat, cli.send.json, cli.send.transcript);
             let output = match (&mut json, &lines) {
                 (Some(json), _) => run::Output::Json(json),
                 (None, Some(lines)) => run::Output::Lines(lines),
@@ -140,7 +143,10 @@ where
             let run::Finished {
                 mut report,
                 open: connections,
-            } = run::run(&plan, hook, output);
+            } = run::run(&plan, hook, output, progress.as_ref());
+            if let Some(progress) = &progress {
+                progress.finish();
+            }
             report.elapsed = started.elapsed();
             open = Some(connections);
             report

@@ -1,6 +1,7 @@
 //! Running a [`Plan`]: C sessions on std threads sharing N transactions.
 
 use crate::plan::{self, Capped, Data, Measure, MeasureError, Plan, Stamp};
+use crate::progress::Progress;
 use crate::report::{
     classify, Failure, JsonLines, JsonReport, Kind, Report, ReportSpool, SessionLines,
     SessionSpool, TransactionReport, TransactionSink, SHOWN,
@@ -64,6 +65,19 @@ pub struct Finished {
     pub open: Open,
 }
 
+/// What every session of a run shares.
+#[derive(Clone, Copy)]
+struct Shared<'r> {
+    plan: &'r Plan,
+    /// The `--data` file's latest measurement, for a [`Data::File`].
+    latest: Option<&'r Mutex<Measure>>,
+    /// Set at the first failure: no session starts a transaction after it.
+    stop: &'r AtomicBool,
+    /// The transactions of every session so far.
+    seen: &'r AtomicUsize,
+    progress: Option<&'r Progress>,
+}
+
 /// Where each transaction's outcome goes as it comes, besides the counts.
 pub enum Output<'r, 'a> {
     /// Nowhere: the human summary needs only the counts.
@@ -109,7 +123,12 @@ impl Open {
 /// first session's as they come, each other session's from its part of a
 /// [`ReportSpool`] once the sessions before it are done. The connections
 /// stay open: [`Open::quit`] closes them.
-pub fn run(plan: &Plan, hook: Option<TranscriptHook>, output: Output<'_, '_>) -> Finished {
+pub fn run(
+    plan: &Plan,
+    hook: Option<TranscriptHook>,
+    output: Output<'_, '_>,
+    progress: Option<&Progress>,
+) -> Finished {
     let (mut json, lines) = match output {
         Output::Summary => (None, None),
         Output::Json(json) => (Some(json), None),
@@ -139,7 +158,14 @@ pub fn run(plan: &Plan, hook: Option<TranscriptHook>, output: Output<'_, '_>) ->
             Some(lines) => Some(lines as &mut dyn TransactionSink),
             None => json.as_deref_mut().map(|j| j as &mut dyn TransactionSink),
         };
-        vec![session(plan, latest, plan.repeat, hook, &stop, &seen, sink)]
+        let shared = Shared {
+            plan,
+            latest,
+            stop: &stop,
+            seen: &seen,
+            progress,
+        };
+        vec![session(&shared, plan.repeat, hook, sink)]
     } else {
         let shared = json.as_ref().map(|_| ReportSpool::new());
         let mut spools: Vec<SessionSpool> = match &shared {
@@ -170,8 +196,15 @@ pub fn run(plan: &Plan, hook: Option<TranscriptHook>, output: Output<'_, '_>) ->
                 .into_iter()
                 .zip(0..connections)
                 .map(|(sink, i)| {
-                    let (hook, stop, seen) = (hook.clone(), &stop, &seen);
-                    scope.spawn(move || session(plan, latest, share(i), hook, stop, seen, sink))
+                    let hook = hook.clone();
+                    let shared = Shared {
+                        plan,
+                        latest,
+                        stop: &stop,
+                        seen: &seen,
+                        progress,
+                    };
+                    scope.spawn(move || session(&shared, share(i), hook, sink))
                 })
                 .collect();
             handles
@@ -245,14 +278,18 @@ pub fn run(plan: &Plan, hook: Option<TranscriptHook>, output: Output<'_, '_>) ->
 /// report. `latest` is the `--data` file's latest measurement, for a
 /// [`Data::File`]; `seen` counts the transactions of every session.
 fn session(
-    plan: &Plan,
-    latest: Option<&Mutex<Measure>>,
+    shared: &Shared<'_>,
     count: u32,
     hook: Option<TranscriptHook>,
-    stop: &AtomicBool,
-    seen: &AtomicUsize,
     mut sink: Option<&mut dyn TransactionSink>,
 ) -> SessionOutcome {
+    let Shared {
+        plan,
+        latest,
+        stop,
+        seen,
+        progress,
+    } = *shared;
     let mut outcome = SessionOutcome::default();
     let fail = |outcome: &mut SessionOutcome, failure: Failure| {
         stop.store(true, Ordering::SeqCst);
@@ -298,6 +335,9 @@ fn session(
         let t = TransactionReport::from_result(&result);
         if let Some(sink) = sink.as_deref_mut() {
             sink.transaction(&t);
+        }
+        if let Some(progress) = progress {
+            progress.record(&t);
         }
         outcome.tally.add(t, seen);
         if let Err(err) = result {

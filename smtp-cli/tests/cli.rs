@@ -2548,3 +2548,52 @@ fn completions_man_page_and_help_examples() {
         assert!(out.stdout.contains(job), "--help without {job}");
     }
 }
+
+// ---- the progress bar -------------------------------------------------------
+
+/// A run of several transactions shows a progress bar on stderr when it is
+/// a terminal (checked under a pseudo-terminal with `script`), and none when
+/// stderr is a pipe, nor with `--json` or `--transcript` on a terminal.
+#[test]
+fn a_progress_bar_only_on_a_terminal() {
+    let data = temp_file(BODY);
+    let under_pty = |extra: &[&str]| -> String {
+        let (server, _) = start(Script {
+            slow_rcpt: Some(Duration::from_millis(5)),
+            ..Script::default()
+        });
+        let mut args = plain_args(&server, &data);
+        args.retain(|a| a != "--json");
+        args.extend(["--repeat", "100"].map(String::from));
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let command = std::iter::once(BIN.to_owned())
+            .chain(args)
+            .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let out = Command::new("script")
+            .args(["-qec", &format!("{command} >/dev/null"), "/dev/null"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let shown = under_pty(&[]);
+    assert!(
+        shown.contains("/100 sent") && shown.contains("refused"),
+        "{shown:?}"
+    );
+    for extra in [&["--json"][..], &["--transcript"]] {
+        let text = under_pty(extra);
+        assert!(!text.contains("/100 sent"), "{extra:?}: {text:?}");
+    }
+    // stderr a pipe: no bar.
+    let (server, _) = start(Script::default());
+    let mut args = plain_args(&server, &data);
+    args.retain(|a| a != "--json");
+    args.extend(["--repeat", "100"].map(String::from));
+    let out = run(&strs(&args), &[], None);
+    assert_eq!(out.status, 0);
+    assert!(!out.stderr.contains("sent"), "{}", out.stderr);
+}
