@@ -2597,3 +2597,47 @@ fn a_progress_bar_only_on_a_terminal() {
     assert_eq!(out.status, 0);
     assert!(!out.stderr.contains("sent"), "{}", out.stderr);
 }
+
+/// The refusals Microsoft 365 and Gmail document get a line of advice, in
+/// the JSON error message and in human output; another refusal gets none.
+#[test]
+fn documented_auth_refusals_say_what_to_do() {
+    let cases = [
+        ("550 5.7.30 Basic authentication is not supported for Client Submission.", Some("OAuth2")),
+        ("535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant.", Some("Set-CASMailbox")),
+        ("535 5.7.3 Authentication unsuccessful", Some("SMTP.Send")),
+        ("534 5.7.9 Application-specific password required.", Some("app password")),
+        ("535 5.7.8 Username and Password not accepted.", Some("app password")),
+        ("535 5.7.0 Authentication failed", None),
+    ];
+    let data = temp_file(BODY);
+    for (reply, advice) in cases {
+        for json in [true, false] {
+            let (server, _) = start(Script {
+                ehlo: vec!["ENHANCEDSTATUSCODES".into(), "AUTH PLAIN LOGIN".into()],
+                auth_reply: reply.into(),
+                ..Script::default()
+            });
+            let mut args = base(&server, "localhost", server.port(), &data);
+            args.extend(["--tls", "none", "--user", "me@example.com"].map(String::from));
+            if !json {
+                args.retain(|a| a != "--json");
+            }
+            let out = run(&strs(&args), &[("SMTP_PASSWORD", "pw")], None);
+            assert_eq!(out.status, 1, "{reply}");
+            let text = if json {
+                assert_eq!(out.error().0, "auth_rejected", "{reply}");
+                out.json()["error"]["message"].as_str().unwrap().to_owned()
+            } else {
+                out.stderr.clone()
+            };
+            match advice {
+                Some(needle) => assert!(
+                    text.contains("\nhint: ") && text.contains(needle),
+                    "{reply}: {text}"
+                ),
+                None => assert!(!text.contains("hint:"), "{reply}: {text}"),
+            }
+        }
+    }
+}

@@ -76,8 +76,10 @@ pub enum Error {
         actual: u64,
     },
 
-    /// The server refused a command.
-    #[error("server rejected {stage}: {reply}")]
+    /// The server refused a command. When the reply is a refusal Microsoft
+    /// 365 or Gmail documents (`530 5.7.57`, say), a second line says what
+    /// to do ([`Error::hint`]).
+    #[error("server rejected {stage}: {reply}{}", crate::hint::line(reply))]
     Rejected {
         /// The step that was refused.
         stage: Stage,
@@ -105,7 +107,11 @@ pub enum Error {
     },
 
     /// The server refused the credentials or the exchange (`535`, `454`, ...).
-    #[error("{mechanism} authentication failed: {reply}{}", detail.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    /// For the refusals Microsoft 365 and Gmail document (`550 5.7.30`
+    /// Basic authentication off, `535 5.7.139` SMTP AUTH disabled, `535
+    /// 5.7.3`, `534 5.7.9`, `535 5.7.8`) a second line says what to do
+    /// ([`Error::hint`]).
+    #[error("{mechanism} authentication failed: {reply}{}{}", detail.as_ref().map(|d| format!(" ({d})")).unwrap_or_default(), crate::hint::line(reply))]
     AuthFailed {
         /// The mechanism used.
         mechanism: Mechanism,
@@ -300,6 +306,19 @@ impl Error {
                 Outcome::Refused
             }
             _ => Outcome::NotSent,
+        }
+    }
+
+    /// What a person can do about this refusal, when it is one Microsoft 365
+    /// or Gmail documents (matched on the reply code and the enhanced
+    /// status code): use OAuth2, enable SMTP AUTH for the mailbox, check the
+    /// token's permission, use an app password... The `Display` of the
+    /// error ends with it, on a line of its own after `hint: `.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            Error::Rejected { reply, .. } => crate::hint::for_reply(reply),
+            Error::AuthFailed { reply, .. } => crate::hint::for_reply(reply),
+            _ => None,
         }
     }
 

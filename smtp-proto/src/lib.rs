@@ -99,6 +99,7 @@ pub mod command;
 pub mod config;
 pub mod data;
 pub mod error;
+mod hint;
 mod outcome;
 pub mod reply;
 pub mod session;

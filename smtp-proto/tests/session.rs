@@ -3342,3 +3342,38 @@ fn outcomes_print_as_smtp_send_names_them() {
     .collect();
     assert_eq!(names, ["accepted", "rejected", "not_sent", "unknown"]);
 }
+
+/// A documented refusal at AUTH (Microsoft's 5.7.139) and at MAIL (5.7.57)
+/// ends the error's Display with a line of advice; `hint()` has it.
+#[test]
+fn documented_refusals_carry_a_hint() {
+    let reply = |text: &str| smtp_proto::Reply::parse(text.as_bytes()).unwrap();
+    let err = Error::AuthFailed {
+        mechanism: smtp_proto::Mechanism::Login,
+        reply: Box::new(reply(
+            "535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant.\r\n",
+        )),
+        detail: None,
+    };
+    let text = err.to_string();
+    let (first, second) = text.split_once('\n').unwrap();
+    assert!(
+        first.starts_with("LOGIN authentication failed: 535"),
+        "{text}"
+    );
+    assert!(second.starts_with("hint: SMTP AUTH is disabled"), "{text}");
+    assert_eq!(err.hint().map(|h| h.contains("Set-CASMailbox")), Some(true));
+
+    let err = Error::Rejected {
+        stage: Stage::Mail,
+        reply: reply("530 5.7.57 Client not authenticated to send mail.\r\n"),
+    };
+    assert!(err
+        .to_string()
+        .contains("\nhint: the server accepts mail only from authenticated clients"));
+    let err = Error::Rejected {
+        stage: Stage::Mail,
+        reply: reply("550 5.1.0 Sender denied\r\n"),
+    };
+    assert!(err.hint().is_none() && !err.to_string().contains('\n'));
+}
