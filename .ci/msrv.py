@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
 """Checks that each workspace crate's declared `rust-version` is true of the
-lockfile: no crate it depends on (normal and build dependencies, as
-resolved in Cargo.lock) declares a newer `rust-version`. Exits 1 and names
-the offenders otherwise."""
+lockfile with every feature on: no crate it depends on (normal and build
+dependencies, as resolved in Cargo.lock) declares a newer `rust-version`.
+Exits 1 and names the offenders otherwise.
+
+Cargo.lock pins `idna_adapter` to 1.1 (its unicode-rs backend): the newest
+one (ICU4X) needs Rust 1.88, and lettre's address checks (the `lettre`
+feature) reach it through `idna`."""
 import json
 import subprocess
 import sys
@@ -16,7 +20,7 @@ def version(text):
 def main():
     metadata = json.loads(
         subprocess.run(
-            ["cargo", "metadata", "--format-version", "1", "--locked"],
+            ["cargo", "metadata", "--format-version", "1", "--locked", "--all-features"],
             check=True,
             capture_output=True,
             text=True,

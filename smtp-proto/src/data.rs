@@ -640,7 +640,7 @@ mod tests {
                     if i % 3 == 0 {
                         input.push(b'.');
                     }
-                    input.extend(core::iter::repeat(b'y').take(line_len - i % 5));
+                    input.extend(core::iter::repeat_n(b'y', line_len - i % 5));
                     input.extend_from_slice(ending);
                 }
                 let whole = encode(&input);

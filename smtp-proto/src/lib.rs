@@ -100,6 +100,7 @@ pub mod config;
 pub mod data;
 pub mod error;
 mod hint;
+pub mod messages;
 mod outcome;
 pub mod reply;
 pub mod session;

@@ -156,6 +156,7 @@ suite! {
         real_postfix_size_limit_announced,
         real_postfix_size_limit_unannounced,
         real_postfix_size_limit_unannounced_data,
+        real_postfix_lettre_and_mail_builder,
     ],
     native: [streamed_100_mib],
 }

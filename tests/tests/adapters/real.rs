@@ -455,3 +455,46 @@ fn size_limit_unannounced(adapter: &dyn Adapter, command: &str, hidden: &[&str])
     assert_eq!(count(&counts, "mail"), Some("2"), "{counts:?}");
     assert_eq!(count(&counts, command), Some("1/2"), "{counts:?}");
 }
+
+/// Messages built the way applications build them, with lettre and with
+/// mail-builder (`smtp_proto::messages`), through every adapter to Postfix:
+/// the `Bcc` recipient is in the envelope and gets the message, and no
+/// copy shows the `Bcc` header.
+pub fn real_postfix_lettre_and_mail_builder(adapter: &dyn Adapter) {
+    let server = postfix(PostfixOptions::default());
+    let mut client = connect(adapter, server.addr(), config_plain(), &real_opts(None));
+    let lettre = lettre::Message::builder()
+        .from("Me <me@example.com>".parse().unwrap())
+        .to("You <you@example.org>".parse().unwrap())
+        .bcc("hidden@example.org".parse().unwrap())
+        .subject("from lettre")
+        .body(String::from("Built with lettre.\r\n"))
+        .unwrap();
+    let (envelope, bytes) = proto::messages::from_lettre(&lettre).unwrap();
+    client.send(envelope, &bytes).unwrap();
+    let builder = mail_builder::MessageBuilder::new()
+        .from(("Me", "me@example.com"))
+        .to(("You", "you@example.org"))
+        .bcc("hidden@example.org")
+        .subject("from mail-builder")
+        .text_body("Built with mail-builder.\r\n");
+    let (envelope, bytes) = proto::messages::from_mail_builder(builder).unwrap();
+    client.send(envelope, &bytes).unwrap();
+    client.quit().unwrap();
+    let received = server.wait_for_messages(2, WAIT).unwrap();
+    for (m, subject) in received.iter().zip(["from lettre", "from mail-builder"]) {
+        assert_eq!(m.from, "me@example.com", "{}", adapter.name());
+        assert_eq!(
+            m.to,
+            ["hidden@example.org", "you@example.org"],
+            "{}",
+            adapter.name()
+        );
+        let text = String::from_utf8_lossy(&m.data);
+        assert!(text.contains(&format!("Subject: {subject}")), "{text}");
+        assert!(
+            !text.contains("hidden@") && !text.to_ascii_lowercase().contains("\nbcc:"),
+            "{text}"
+        );
+    }
+}
