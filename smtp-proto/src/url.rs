@@ -444,6 +444,26 @@ mod tests {
     }
 
     #[test]
+    fn every_parameter_value() {
+        let url = SmtpUrl::parse("smtp://u@h.example?tls=required&auth=plain").unwrap();
+        assert_eq!(
+            (url.tls(), url.mechanism()),
+            (TlsPolicy::Required, Some(&Mechanism::Plain))
+        );
+        let url = SmtpUrl::parse("smtp://u@h.example?auth=oauthbearer").unwrap();
+        assert_eq!(url.mechanism(), Some(&Mechanism::OAuthBearer));
+        let url = SmtpUrl::parse("smtp://u:t@h.example?auth=oauthbearer").unwrap();
+        assert!(matches!(url.credentials(), Some(Credentials::Token { .. })));
+        let url = SmtpUrl::parse("smtp://u@h.example?auth=xoauth2").unwrap();
+        assert_eq!(url.mechanism(), Some(&Mechanism::XOAuth2));
+        let url = SmtpUrl::parse("smtps://[::1]").unwrap();
+        assert_eq!((url.host(), url.port()), ("[::1]", 465));
+        for fragment in ["smtp://h.example#top", "smtp://h.example/#x"] {
+            assert!(SmtpUrl::parse(fragment).is_err(), "{fragment}");
+        }
+    }
+
+    #[test]
     fn percent_decoding() {
         assert_eq!(percent_decode("a%40b%2fc").as_deref(), Some("a@b/c"));
         assert_eq!(percent_decode("%C3%A9").as_deref(), Some("é"));
