@@ -34,7 +34,8 @@ use crate::config::is_loopback_name;
 use crate::data::{normalize, unstuff, BodyEncoder, Framing};
 use crate::reply::{ReplyLimits, ReplyParser};
 use crate::{
-    Address, BodyType, ClientSession, Config, Credentials, Envelope, Error, Event, TlsPolicy,
+    Address, BodyType, ClientSession, Config, Credentials, Envelope, Error, Event, InputField,
+    TlsPolicy,
 };
 use base64::Engine;
 use bytes::BytesMut;
@@ -448,6 +449,62 @@ fn parse_replies(
         }
     }
     (replies, None)
+}
+
+/// Fuzz entry for URLs ([`crate::SmtpUrl`]): `data` as text, and as the
+/// userinfo of a URL around it. Parsing never panics; what parses has a
+/// valid host, a non-zero port and a policy its scheme allows; an error
+/// names a part and never contains the secret, which never shows in
+/// `Debug` either; parsing is stable (the parts, put back into a URL,
+/// parse to the same).
+pub fn url(data: &[u8]) {
+    let Ok(text) = core::str::from_utf8(data) else {
+        return;
+    };
+    check_url(text, None);
+    let secret = "s3cr3t-FUZZ";
+    let wrapped = format!("smtp://{text}:{secret}@mail.example.com:25?tls=none");
+    // Text that spells the secret itself (as the user name, say) may show
+    // it: only the secret's own place is checked.
+    let decoded = crate::url::percent_decode(text).unwrap_or_default();
+    let planted = text.contains(secret) || decoded.contains(secret);
+    check_url(&wrapped, (!planted).then_some(secret));
+}
+
+fn check_url(text: &str, secret: Option<&str>) {
+    match crate::SmtpUrl::parse(text) {
+        Ok(url) => {
+            assert!(crate::config::is_valid_server_name(url.host()), "{text}");
+            assert_ne!(url.port(), 0);
+            if text.to_ascii_lowercase().starts_with("smtps://") {
+                assert_eq!(url.tls(), TlsPolicy::Implicit);
+            } else {
+                assert_ne!(url.tls(), TlsPolicy::Implicit);
+            }
+            if let Some(secret) = secret {
+                assert!(!format!("{url:?}").contains(secret), "{url:?}");
+            }
+            let config = url.config();
+            assert_eq!(config.server_name(), url.host());
+            assert_eq!(config.tls_policy(), url.tls());
+        }
+        Err(err) => {
+            assert!(
+                matches!(
+                    err,
+                    Error::InvalidInput {
+                        field: InputField::Url,
+                        ..
+                    }
+                ),
+                "{err:?}"
+            );
+            if let Some(secret) = secret {
+                assert!(!err.to_string().contains(secret), "{err}");
+                assert!(!format!("{err:?}").contains(secret), "{err:?}");
+            }
+        }
+    }
 }
 
 /// Fuzz entry for EHLO parsing: never panics, keywords are upper-case and

@@ -114,25 +114,24 @@ impl SmtpUrl {
                 .parse::<u16>()
                 .ok()
                 .filter(|p| *p != 0)
-                .ok_or_else(|| bad("the port", format!("{port:?} is not a port number")))?,
+                .ok_or_else(|| bad("the port", "not a port number (1 to 65535)"))?,
         };
         if !is_valid_server_name(host) {
-            return Err(bad(
-                "the host",
-                format!("{host:?} is not a host name or address"),
-            ));
+            return Err(bad("the host", "not a host name or address"));
         }
         let mut mechanism = None;
         let mut helo = None;
         let mut seen: Vec<&str> = Vec::new();
         for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            // Only a plain name is ever shown, and no value: a malformed
+            // URL may have carried the secret into the query.
+            let part = parameter(key);
             if seen.contains(&key) {
-                return Err(bad(&format!("the parameter {key:?}"), "given twice"));
+                return Err(bad(&part, "given twice"));
             }
             seen.push(key);
-            let value = percent_decode(value)
-                .ok_or_else(|| bad(&format!("the parameter {key:?}"), "bad %-escape"))?;
+            let value = percent_decode(value).ok_or_else(|| bad(&part, "bad %-escape"))?;
             match key {
                 "tls" => {
                     if scheme.eq_ignore_ascii_case("smtps") {
@@ -148,7 +147,7 @@ impl SmtpUrl {
                         _ => {
                             return Err(bad(
                                 "the parameter \"tls\"",
-                                format!("{value:?} is not required, opportunistic or none"),
+                                "not required, opportunistic or none",
                             ))
                         }
                     }
@@ -162,17 +161,18 @@ impl SmtpUrl {
                         _ => {
                             return Err(bad(
                                 "the parameter \"auth\"",
-                                format!("{value:?} is not plain, login, xoauth2 or oauthbearer"),
+                                "not plain, login, xoauth2 or oauthbearer",
                             ))
                         }
                     })
                 }
                 "helo" => {
                     helo = Some(
-                        EhloName::new(value).map_err(|err| bad("the parameter \"helo\"", err))?,
+                        EhloName::new(value)
+                            .map_err(|_| bad("the parameter \"helo\"", "not a valid EHLO name"))?,
                     )
                 }
-                _ => return Err(bad(&format!("the parameter {key:?}"), "unknown")),
+                _ => return Err(bad(&part, "unknown")),
             }
         }
         if mechanism.is_some() && user.is_none() {
@@ -265,6 +265,21 @@ impl Config {
     }
 }
 
+/// How an error names the parameter `key`: by name when it is a plain
+/// word, else without it.
+fn parameter(key: &str) -> String {
+    let plain = !key.is_empty()
+        && key.len() <= 20
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if plain {
+        format!("the parameter {key:?}")
+    } else {
+        "a parameter".to_owned()
+    }
+}
+
 /// `host[:port]`, with an IPv6 literal in brackets.
 fn split_host_port(hostport: &str) -> Result<(&str, Option<&str>), Error> {
     if hostport.is_empty() {
@@ -291,7 +306,7 @@ fn split_host_port(hostport: &str) -> Result<(&str, Option<&str>), Error> {
 
 /// `%XX` escapes decoded; `None` for a broken escape or bytes that are not
 /// UTF-8.
-fn percent_decode(text: &str) -> Option<String> {
+pub(crate) fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -424,6 +439,11 @@ mod tests {
             ("smtp://:secret-one@mail.example.com", "the user"),
             ("smtp://u:secret%G1@mail.example.com", "the password"),
             ("smtp://u:secret two@mail.example.com", "the URL"),
+            // A malformed URL can carry the secret into the query: no value
+            // and no odd parameter name is ever echoed.
+            ("smtp://u?tls=n:secret-x@mail.example.com", "\"tls\""),
+            ("smtp://h?x:secret-y@mail.example.com=1", "a parameter"),
+            ("smtp://h:secret-z", "the port"),
         ];
         for (text, part) in cases {
             let err = SmtpUrl::parse(text).unwrap_err();

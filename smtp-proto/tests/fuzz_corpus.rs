@@ -46,6 +46,11 @@ fn data_corpus() {
 }
 
 #[test]
+fn url_corpus() {
+    replay("url", smtp_proto::testing::url);
+}
+
+#[test]
 fn api_corpus() {
     replay("api", smtp_proto::testing::api);
 }

@@ -159,6 +159,15 @@ proptest! {
         check_split_invariance(&Scenario::from_selector(selector), &bytes, &cuts);
     }
 
+    /// URL-shaped text: the URL parser's invariants (`testing::url`).
+    #[test]
+    fn url_invariants(
+        scheme in prop::sample::select(vec!["smtp://", "smtps://", "SMTP://", "http://", ""]),
+        rest in "[a-zA-Z0-9%:@?&=.\\[\\]/#_ -]{0,60}",
+    ) {
+        smtp_proto::testing::url(format!("{scheme}{rest}").as_bytes());
+    }
+
     /// The reply parser's and the DATA encoder's fuzz checks, as properties.
     #[test]
     fn reply_parser_and_encoder_checks(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
