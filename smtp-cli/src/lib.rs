@@ -14,7 +14,10 @@
 //!   from the adapter's and the core's errors), the `--json` object
 //!   (streamed as the run goes) and the human summary (from aggregates);
 //! - [`demo`]: `smtp-send demo`, against an in-process Exchange-Online-like
-//!   server from the workspace's test support (`smtp-tests`).
+//!   server from the workspace's test support (`smtp-tests`);
+//! - [`probe`]: `smtp-send probe`, what a server offers and shows (EHLO
+//!   before and after TLS, the certificate, [`certificate`]) without
+//!   sending mail.
 //!
 //! Every protocol decision (TLS policy, credential guard, mechanism choice,
 //! dot-stuffing, redaction of the transcript) is the core's; this crate
@@ -22,8 +25,10 @@
 #![forbid(unsafe_code)]
 
 pub mod args;
+pub mod certificate;
 pub mod demo;
 pub mod plan;
+pub mod probe;
 pub mod report;
 pub mod run;
 
@@ -60,11 +65,18 @@ where
             }
             if argv.iter().any(|a| a == "--json") {
                 let failure = Failure::usage(err.kind().to_string());
-                print_json(&Report::failed(failure, started.elapsed()));
+                if probe::is_probe(&argv) {
+                    println!("{}", probe::usage_json(failure, started.elapsed()));
+                } else {
+                    print_json(&Report::failed(failure, started.elapsed()));
+                }
             }
             return 2;
         }
     };
+    if let Some(args::Command::Probe(probe)) = &cli.command {
+        return probe::main(probe, env, started);
+    }
     if let Some(args::Command::Demo) = cli.command {
         return match demo::demo() {
             Ok(outcome) => outcome.report.exit_status(),
