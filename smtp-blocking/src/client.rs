@@ -123,7 +123,74 @@ impl Client {
     ) -> Result<Client, Error> {
         let span = tracing::info_span!("smtp.connect", host, port);
         let _enter = span.enter();
-        let client = Client::new(config, options)?;
+        let mut client = Client::open_inner(host, port, config, options)?;
+        client.establish_inner()?;
+        Ok(client)
+    }
+
+    /// Connects to `address` and drives the session until it is ready, like
+    /// [`Client::connect`]. TLS and the credential guard still use the
+    /// configured server name, not the address.
+    pub fn connect_to(
+        address: SocketAddr,
+        config: Config,
+        options: Options,
+    ) -> Result<Client, Error> {
+        let span = tracing::info_span!("smtp.connect", %address);
+        let _enter = span.enter();
+        let mut client = Client::open_to_inner(address, config, options)?;
+        client.establish_inner()?;
+        Ok(client)
+    }
+
+    /// The first half of [`Client::connect`]: checks the configuration,
+    /// resolves `host` and connects the socket, and stops there, with
+    /// nothing read or written. [`Client::establish`] does the rest.
+    ///
+    /// For a caller that wants to see how far a set-up that fails got (a
+    /// diagnostic tool): the client outlives a failed `establish`, and its
+    /// [`session`](Self::session) still holds the greeting, the EHLO
+    /// replies and the capabilities read so far. [`Options::time_limit`]
+    /// counts from this call.
+    pub fn open(host: &str, port: u16, config: Config, options: Options) -> Result<Client, Error> {
+        let span = tracing::info_span!("smtp.connect", host, port);
+        let _enter = span.enter();
+        Client::open_inner(host, port, config, options)
+    }
+
+    /// [`Client::open`] to `address` instead of a resolved name, as
+    /// [`Client::connect_to`] does.
+    pub fn open_to(address: SocketAddr, config: Config, options: Options) -> Result<Client, Error> {
+        let span = tracing::info_span!("smtp.connect", %address);
+        let _enter = span.enter();
+        Client::open_to_inner(address, config, options)
+    }
+
+    /// The second half of [`Client::connect`], after [`Client::open`] or
+    /// [`Client::open_to`]: drives the session until it is ready for a
+    /// transaction (greeting, EHLO, STARTTLS, EHLO again, AUTH, as the
+    /// configuration says). Nothing else is sent: no `MAIL`, no `NOOP`.
+    ///
+    /// On failure the client is kept, failed or poisoned like after any
+    /// failure, for [`session`](Self::session) and the TLS accessors; then
+    /// [`quit`](Self::quit) closes it. Once the session is ready this does
+    /// nothing; after a failure it returns the failure again.
+    pub fn establish(&mut self) -> Result<(), Error> {
+        let span = tracing::info_span!(
+            "smtp.establish",
+            server_name = self.session.config().server_name()
+        );
+        let _enter = span.enter();
+        self.establish_inner()
+    }
+
+    fn open_inner(
+        host: &str,
+        port: u16,
+        config: Config,
+        options: Options,
+    ) -> Result<Client, Error> {
+        let mut client = Client::new(config, options)?;
         let lookup = strip_brackets(host).to_owned();
         let resolve = move || -> io::Result<Vec<SocketAddr>> {
             Ok((lookup.as_str(), port).to_socket_addrs()?.collect())
@@ -137,7 +204,10 @@ impl Client {
         let mut last = None;
         for address in addrs {
             match TcpStream::connect_timeout(&address, client.connect_wait()) {
-                Ok(tcp) => return client.start(tcp),
+                Ok(tcp) => {
+                    client.attach(tcp);
+                    return Ok(client);
+                }
                 Err(source) => {
                     tracing::debug!(%address, error = %source, "connection attempt failed");
                     last = Some(Error::Connect { address, source });
@@ -151,20 +221,16 @@ impl Client {
         }))
     }
 
-    /// Connects to `address` and drives the session until it is ready, like
-    /// [`Client::connect`]. TLS and the credential guard still use the
-    /// configured server name, not the address.
-    pub fn connect_to(
+    fn open_to_inner(
         address: SocketAddr,
         config: Config,
         options: Options,
     ) -> Result<Client, Error> {
-        let span = tracing::info_span!("smtp.connect", %address);
-        let _enter = span.enter();
-        let client = Client::new(config, options)?;
+        let mut client = Client::new(config, options)?;
         let tcp = TcpStream::connect_timeout(&address, client.connect_wait())
             .map_err(|source| Error::Connect { address, source })?;
-        client.start(tcp)
+        client.attach(tcp);
+        Ok(client)
     }
 
     /// Sends one message, dot-stuffed and with CRLF line endings, and returns
@@ -371,6 +437,30 @@ impl Client {
         self.session.auth_mechanism()
     }
 
+    /// The TLS protocol version negotiated (`TLSv1_2` or `TLSv1_3`), once
+    /// a handshake has succeeded; `None` in plaintext.
+    #[cfg(feature = "rustls")]
+    pub fn tls_protocol_version(&self) -> Option<rustls::ProtocolVersion> {
+        self.stream.tls()?.protocol_version()
+    }
+
+    /// The cipher suite negotiated, once a handshake has succeeded (its
+    /// `suite().as_str()` is the rustls name, e.g.
+    /// `TLS13_AES_256_GCM_SHA384`); `None` in plaintext.
+    #[cfg(feature = "rustls")]
+    pub fn tls_cipher_suite(&self) -> Option<rustls::SupportedCipherSuite> {
+        self.stream.tls()?.negotiated_cipher_suite()
+    }
+
+    /// The certificate chain the server presented and rustls verified,
+    /// end-entity certificate first, once a handshake has succeeded;
+    /// `None` in plaintext. A chain that failed verification never gets
+    /// here (see [`tls::recording_client_config`](crate::tls::recording_client_config)).
+    #[cfg(feature = "rustls")]
+    pub fn tls_peer_certificates(&self) -> Option<&[rustls::pki_types::CertificateDer<'static>]> {
+        self.stream.tls()?.peer_certificates()
+    }
+
     /// Checks an idle connection without waiting and without writing: what
     /// the server sent meanwhile is fed to the session, and a `421` (an idle
     /// timeout, a shutdown), any other reply or a close fails it and gives
@@ -459,8 +549,8 @@ impl Client {
         })
     }
 
-    /// Takes the connected socket and drives the session to `Ready`.
-    fn start(mut self, tcp: TcpStream) -> Result<Client, Error> {
+    /// Takes the connected socket; nothing is read or written yet.
+    fn attach(&mut self, tcp: TcpStream) {
         if let Err(err) = tcp.set_nodelay(true) {
             tracing::debug!(error = %err, "TCP_NODELAY could not be set");
         }
@@ -471,10 +561,17 @@ impl Client {
             Err(err) => tracing::debug!(error = %err, "the peer address is unknown"),
         }
         self.stream = Stream::Plain(tcp);
+    }
+
+    /// Drives the session to `Ready`, unless it is there already.
+    fn establish_inner(&mut self) -> Result<(), Error> {
+        if self.session.is_ready() && !self.poisoned {
+            return Ok(());
+        }
         self.expect_ready()?;
         self.deadlines.stop();
         tracing::debug!(tls = self.is_tls(), auth = ?self.auth_mechanism(), "ready");
-        Ok(self)
+        Ok(())
     }
 
     // ---- operations --------------------------------------------------------

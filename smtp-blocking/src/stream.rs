@@ -22,6 +22,15 @@ impl Stream {
         }
     }
 
+    /// The TLS connection, once the handshake succeeded.
+    #[cfg(feature = "rustls")]
+    pub(crate) fn tls(&self) -> Option<&rustls::ClientConnection> {
+        match self {
+            Stream::Tls(tls) => Some(&tls.conn),
+            _ => None,
+        }
+    }
+
     pub(crate) fn set_read_timeout(&self, timeout: Duration) -> io::Result<()> {
         self.tcp().map_or(Err(not_connected()), |tcp| {
             tcp.set_read_timeout(Some(at_least_1ms(timeout)))

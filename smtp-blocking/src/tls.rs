@@ -18,12 +18,13 @@
 //! 4. else [`Error::TlsConfig`].
 
 use crate::Error;
-use rustls::client::ClientConfig;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{ClientConfig, WebPkiServerVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::RootCertStore;
-use std::sync::{Arc, OnceLock};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 /// Which certificate authorities a server certificate must chain to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -69,6 +70,139 @@ pub fn client_config(roots: &TlsRoots) -> Result<Arc<ClientConfig>, Error> {
         .with_root_certificates(store)
         .with_no_client_auth();
     Ok(Arc::new(config))
+}
+
+/// [`client_config`] whose certificate verifier also records what each
+/// server presented, for a caller that reports the certificate even when
+/// it fails verification (a diagnostic tool): the same provider, roots and
+/// protocol versions, and the same verdicts, reached by the same rustls
+/// webpki verifier, which the recorder only wraps. What the server
+/// presented, and that verdict, are then in the returned
+/// [`PresentedCertificates`].
+///
+/// The record is shared by every connection made with this configuration
+/// and holds the latest handshake's chain: use one configuration per
+/// connection whose certificate you want to see.
+pub fn recording_client_config(
+    roots: &TlsRoots,
+) -> Result<(Arc<ClientConfig>, PresentedCertificates), Error> {
+    let provider = crypto_provider()?;
+    let store = Arc::new(root_store(roots)?);
+    let inner = WebPkiServerVerifier::builder_with_provider(store, Arc::clone(&provider))
+        .build()
+        .map_err(|err| Error::tls_config(format!("the certificate verifier: {err}")))?;
+    let presented = PresentedCertificates::default();
+    let verifier = Arc::new(RecordingVerifier {
+        inner,
+        presented: presented.clone(),
+    });
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|err| Error::tls_config(format!("the crypto provider: {err}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    Ok((Arc::new(config), presented))
+}
+
+/// What the servers a [`recording_client_config`] configuration talked to
+/// presented: the latest certificate chain, recorded before it was
+/// verified, and whether it verified. Cheap to clone; the clones share the
+/// record.
+#[derive(Debug, Clone, Default)]
+pub struct PresentedCertificates {
+    latest: Arc<Mutex<Option<Presented>>>,
+}
+
+#[derive(Debug, Clone)]
+struct Presented {
+    chain: Vec<CertificateDer<'static>>,
+    verified: bool,
+}
+
+impl PresentedCertificates {
+    /// The latest chain presented, end-entity certificate first, whether
+    /// or not it verified; `None` before any server presented one.
+    pub fn chain(&self) -> Option<Vec<CertificateDer<'static>>> {
+        self.lock().as_ref().map(|p| p.chain.clone())
+    }
+
+    /// Whether the latest chain verified against the trust roots for the
+    /// server name (chain, validity period, name); `None` before any
+    /// server presented one. The handshake may still fail after a
+    /// verified chain (a bad signature, a broken connection).
+    pub fn verified(&self) -> Option<bool> {
+        self.lock().as_ref().map(|p| p.verified)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Presented>> {
+        self.latest.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Records the chain, then lets the webpki verifier decide.
+#[derive(Debug)]
+struct RecordingVerifier {
+    inner: Arc<WebPkiServerVerifier>,
+    presented: PresentedCertificates,
+}
+
+impl ServerCertVerifier for RecordingVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let verdict = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        );
+        let chain = std::iter::once(end_entity)
+            .chain(intermediates)
+            .map(|cert| cert.clone().into_owned())
+            .collect();
+        *self.presented.lock() = Some(Presented {
+            chain,
+            verified: verdict.is_ok(),
+        });
+        verdict
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+
+    fn requires_raw_public_keys(&self) -> bool {
+        self.inner.requires_raw_public_keys()
+    }
+
+    fn root_hint_subjects(&self) -> Option<&[DistinguishedName]> {
+        self.inner.root_hint_subjects()
+    }
 }
 
 /// The configuration used when [`Options::tls`](crate::Options::tls) is

@@ -51,6 +51,60 @@ pub enum Command {
     },
     /// Print the manual page (roff) on stdout.
     Man,
+    /// Diagnose a server without sending mail: the greeting, what EHLO
+    /// offers before and after TLS, the TLS version, cipher and
+    /// certificate, and whether the credentials work. Never sends MAIL,
+    /// RCPT, DATA or BDAT.
+    Probe(ProbeArgs),
+}
+
+/// The flags of `smtp-send probe` (see [`crate::probe`]).
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// The server's name (for TLS name checks and the credential guard) and
+    /// port; the port defaults to 587 (465 with --tls implicit, 25 with
+    /// --tls none). IPv6: `[::1]:25`.
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub server: String,
+
+    /// Connect the TCP socket here instead of resolving HOST; HOST is still
+    /// the name used for TLS and the credential guard.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub connect: Option<String>,
+
+    /// The TLS policy.
+    #[arg(long, value_enum, value_name = "POLICY", default_value_t = TlsMode::Required)]
+    pub tls: TlsMode,
+
+    /// PEM file of root certificates to trust (replaces the built-in roots).
+    #[arg(long, value_name = "PATH")]
+    pub ca_file: Option<PathBuf>,
+
+    /// The EHLO/HELO name.
+    #[arg(long, value_name = "NAME", default_value = "localhost")]
+    pub helo: String,
+
+    /// Also try to authenticate as this user; the secret comes from env
+    /// SMTP_PASSWORD (or SMTP_OAUTH_TOKEN for a bearer token).
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+
+    /// The AUTH mechanism [default: auto].
+    #[arg(long, value_enum, value_name = "MECHANISM")]
+    pub auth: Option<AuthMode>,
+
+    /// One timeout (seconds, fractions allowed) for connecting and for every
+    /// read and write [default: RFC 5321 §4.5.3.2 values per stage].
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+
+    /// Print the dialogue on stderr, AUTH payloads redacted.
+    #[arg(long)]
+    pub transcript: bool,
+
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `--tls`.

@@ -14,7 +14,10 @@
 //!   from the adapter's and the core's errors), the `--json` object
 //!   (streamed as the run goes) and the human summary (from aggregates);
 //! - [`demo`]: `smtp-send demo`, against an in-process Exchange-Online-like
-//!   server from the workspace's test support (`smtp-tests`).
+//!   server from the workspace's test support (`smtp-tests`);
+//! - [`probe`]: `smtp-send probe`, what a server offers and shows (EHLO
+//!   before and after TLS, the certificate, [`certificate`]) without
+//!   sending mail.
 //!
 //! Every protocol decision (TLS policy, credential guard, mechanism choice,
 //! dot-stuffing, redaction of the transcript) is the core's; this crate
@@ -22,9 +25,11 @@
 #![forbid(unsafe_code)]
 
 pub mod args;
+pub mod certificate;
 pub mod demo;
 pub mod message;
 pub mod plan;
+pub mod probe;
 pub mod progress;
 pub mod report;
 pub mod run;
@@ -63,7 +68,12 @@ where
             let failed =
                 || Report::failed(Failure::usage(err.kind().to_string()), started.elapsed());
             if argv.iter().any(|a| a == "--json") {
-                print_json(&failed());
+                if probe::is_probe(&argv) {
+                    let failure = Failure::usage(err.kind().to_string());
+                    println!("{}", probe::usage_json(failure, started.elapsed()));
+                } else {
+                    print_json(&failed());
+                }
             } else if argv.iter().any(|a| a == "--json-lines") {
                 report::JsonLines::new(std::io::stdout()).finish(&failed());
             }
@@ -94,6 +104,7 @@ where
                 }
             };
         }
+        Some(args::Command::Probe(probe)) => return probe::main(probe, env, started),
         _ => {}
     }
     if let Some(args::Command::Demo) = cli.command {

@@ -592,7 +592,7 @@ pub fn plan(args: &SendArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Pla
 }
 
 /// `secs` given to `flag` as a duration: positive, finite, not too large.
-fn seconds(flag: &str, secs: f64) -> Result<Duration, Failure> {
+pub(crate) fn seconds(flag: &str, secs: f64) -> Result<Duration, Failure> {
     if !(secs.is_finite() && secs > 0.0) {
         return Err(Failure::usage(format!(
             "{flag} {secs}: must be a positive number of seconds"
@@ -640,7 +640,7 @@ fn test_message(args: &SendArgs, envelope: &Envelope, limit: u64) -> Result<Vec<
     .build()
 }
 
-fn invalid(flag: &str, err: smtp_blocking::smtp_proto::Error) -> Failure {
+pub(crate) fn invalid(flag: &str, err: smtp_blocking::smtp_proto::Error) -> Failure {
     let mut failure = classify(&err.into());
     failure.message = format!("{flag}: {}", failure.message);
     failure
@@ -650,7 +650,7 @@ fn invalid(flag: &str, err: smtp_blocking::smtp_proto::Error) -> Failure {
 /// for XOAUTH2 and OAUTHBEARER; with the mechanism left to the session,
 /// whichever is set, or both, so that a server offering only the token's
 /// mechanisms (or only the password's) is still served.
-fn credentials(
+pub(crate) fn credentials(
     user: &str,
     auth: Option<AuthMode>,
     password: Option<String>,
@@ -691,7 +691,7 @@ fn credentials(
 
 /// `--connect ADDR:PORT`: an IP address and port, or a name resolved now
 /// (its first address).
-fn parse_connect(value: &str) -> Result<SocketAddr, Failure> {
+pub(crate) fn parse_connect(value: &str) -> Result<SocketAddr, Failure> {
     if let Ok(addr) = value.parse::<SocketAddr>() {
         return Ok(addr);
     }

@@ -191,6 +191,15 @@ pub struct ClientSession {
     taken: u64,
     /// The transactions in flight when the session failed, oldest first.
     unfinished: Vec<Outcome>,
+    /// The server's greeting, once read.
+    greeting: Option<Reply>,
+    /// The positive reply to the latest EHLO, while its capabilities are
+    /// the ones in force.
+    ehlo: Option<Reply>,
+    /// The plaintext EHLO reply, kept after STARTTLS for the caller only.
+    ehlo_before_tls: Option<Reply>,
+    /// The server's last reply to AUTH other than a `334` challenge.
+    auth_reply: Option<Reply>,
 }
 
 impl fmt::Debug for ClientSession {
@@ -244,6 +253,10 @@ impl ClientSession {
             held: None,
             taken: 0,
             unfinished: Vec::new(),
+            greeting: None,
+            ehlo: None,
+            ehlo_before_tls: None,
+            auth_reply: None,
         };
         if session.config.tls == TlsPolicy::Implicit {
             session.phase = Phase::Handshake {
@@ -427,6 +440,8 @@ impl ClientSession {
         self.caps = Capabilities::default();
         self.phase = Phase::Busy;
         if after_starttls {
+            // Kept for the caller to see, never consulted again here.
+            self.ehlo_before_tls = self.ehlo.take();
             self.send_hello(Expect::Ehlo);
         } else {
             self.expect.push_back(Expect::Greeting);
@@ -723,6 +738,39 @@ impl ClientSession {
         self.authenticated.as_ref()
     }
 
+    /// The server's greeting as it was read, whatever its code (with
+    /// [`TlsPolicy::Implicit`], the one read over TLS); `None` until it
+    /// arrives.
+    pub fn greeting(&self) -> Option<&Reply> {
+        self.greeting.as_ref()
+    }
+
+    /// The server's positive reply to the latest `EHLO`, from which
+    /// [`capabilities`](Self::capabilities) was read: its lines after the
+    /// first ([`Reply::lines`]) are the keyword lines exactly as the server
+    /// sent them, in order. `None` before that reply, after an `EHLO`
+    /// refused and answered by `HELO` (which advertises nothing), and after
+    /// STARTTLS until the `EHLO` over TLS is answered.
+    pub fn ehlo_reply(&self) -> Option<&Reply> {
+        self.ehlo.as_ref()
+    }
+
+    /// After STARTTLS, the reply to the `EHLO` sent in plaintext, for a
+    /// caller that reports what the server offered before TLS. The session
+    /// itself has forgotten it (RFC 3207 §4.2) and never consults it.
+    /// `None` without STARTTLS (with implicit TLS too).
+    pub fn ehlo_reply_before_tls(&self) -> Option<&Reply> {
+        self.ehlo_before_tls.as_ref()
+    }
+
+    /// The server's final reply to `AUTH`: `235` once authenticated, or
+    /// the reply that refused the credentials or ended the exchange (a
+    /// `421` too). `None` when no `AUTH` was answered (none was sent, the
+    /// exchange was cancelled with `*`, or the connection ended first).
+    pub fn auth_reply(&self) -> Option<&Reply> {
+        self.auth_reply.as_ref()
+    }
+
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.config
@@ -756,6 +804,13 @@ impl ClientSession {
             };
             self.expect.pop_front();
             self.record_reply(&reply);
+            match expect {
+                Expect::Greeting => self.greeting = Some(reply.clone()),
+                Expect::Auth if reply.code() != ReplyCode::AUTH_CHALLENGE => {
+                    self.auth_reply = Some(reply.clone());
+                }
+                _ => {}
+            }
             // RFC 5321 §3.8: 421 may come in answer to any command.
             if reply.code() == ReplyCode::SERVICE_UNAVAILABLE && expect != Expect::Quit {
                 let stage = expect.stage();
@@ -820,11 +875,13 @@ impl ClientSession {
             Expect::Ehlo | Expect::Helo => {
                 let code = reply.code().get();
                 if reply.is_positive() {
-                    self.caps = if expect == Expect::Ehlo {
-                        Capabilities::from_ehlo(&reply)
+                    if expect == Expect::Ehlo {
+                        self.caps = Capabilities::from_ehlo(&reply);
+                        self.ehlo = Some(reply);
                     } else {
-                        Capabilities::default()
-                    };
+                        self.caps = Capabilities::default();
+                        self.ehlo = None;
+                    }
                     self.after_hello()
                 } else if expect == Expect::Ehlo && matches!(code, 500 | 501 | 502 | 504) {
                     // RFC 5321 §3.2: a server that does not know EHLO gets HELO,

@@ -449,6 +449,131 @@ fn pre_tls_capabilities_are_forgotten() {
     assert!(!session.capabilities().starttls());
 }
 
+/// The lines of a reply after the first, as text.
+fn keyword_lines(reply: Option<&smtp_proto::Reply>) -> Option<Vec<String>> {
+    reply.map(|r| {
+        r.lines()
+            .skip(1)
+            .map(|l| String::from_utf8_lossy(l).into_owned())
+            .collect()
+    })
+}
+
+#[test]
+fn greeting_ehlo_replies_and_auth_reply_are_kept_for_the_caller() {
+    // The keyword lines are kept as sent (spacing, case, a repeated AUTH),
+    // before and after STARTTLS; the session uses only the ones over TLS.
+    let mut session = ClientSession::new(Config::new(HOST).credentials(password())).unwrap();
+    assert!(session.greeting().is_none() && session.ehlo_reply().is_none());
+    run_on(
+        &mut session,
+        vec![
+            S("220 smtp.example.com ESMTP ready"),
+            C("EHLO localhost"),
+            S("250-smtp.example.com hi\n250-size  100\n250-AUTH PLAIN\n250 STARTTLS"),
+            C("STARTTLS"),
+            S("220 2.0.0 go"),
+            E(Event::StartTls),
+        ],
+    );
+    assert_eq!(
+        keyword_lines(session.ehlo_reply()).unwrap(),
+        ["size  100", "AUTH PLAIN", "STARTTLS"]
+    );
+    assert!(session.ehlo_reply_before_tls().is_none());
+    run_on(
+        &mut session,
+        vec![
+            Tls(HOST),
+            C("EHLO localhost"),
+            S("250-smtp.example.com\n250-AUTH LOGIN\n250 auth=LOGIN XOAUTH2"),
+            C("AUTH LOGIN"),
+            S("334 VXNlcm5hbWU6"),
+            c(&b64("me@example.com")),
+            S("334 UGFzc3dvcmQ6"),
+            c(&b64("s3cret-pw")),
+            S("235 2.7.0 welcome"),
+            E(Event::Ready),
+        ],
+    );
+    let greeting = session.greeting().unwrap();
+    assert_eq!(greeting.code().get(), 220);
+    assert_eq!(greeting.message(), b"smtp.example.com ESMTP ready");
+    assert_eq!(
+        keyword_lines(session.ehlo_reply_before_tls()).unwrap(),
+        ["size  100", "AUTH PLAIN", "STARTTLS"]
+    );
+    assert_eq!(
+        keyword_lines(session.ehlo_reply()).unwrap(),
+        ["AUTH LOGIN", "auth=LOGIN XOAUTH2"]
+    );
+    assert_eq!(
+        session.capabilities().auth_mechanisms(),
+        [Mechanism::Login, Mechanism::XOAuth2]
+    );
+    assert_eq!(session.auth_reply().unwrap().code().get(), 235);
+}
+
+#[test]
+fn kept_replies_with_implicit_tls_helo_and_refusals() {
+    // Implicit TLS: the greeting and EHLO over TLS, nothing before TLS;
+    // a refused AUTH is kept, a challenge is not.
+    let mut session = ClientSession::new(
+        Config::new(HOST)
+            .tls(TlsPolicy::Implicit)
+            .credentials(password()),
+    )
+    .unwrap();
+    run_on(
+        &mut session,
+        vec![
+            E(Event::StartTls),
+            Tls(HOST),
+            S("220 smtp.example.com ESMTP"),
+            C("EHLO localhost"),
+            S("250-smtp.example.com\n250 AUTH LOGIN"),
+            C("AUTH LOGIN"),
+            S("334 VXNlcm5hbWU6"),
+            c(&b64("me@example.com")),
+            S("334 UGFzc3dvcmQ6"),
+            c(&b64("s3cret-pw")),
+            S("535 5.7.8 bad credentials"),
+            Fails(|e| matches!(e, Error::AuthFailed { .. })),
+            C("QUIT"),
+        ],
+    );
+    assert_eq!(session.greeting().unwrap().code().get(), 220);
+    assert!(session.ehlo_reply_before_tls().is_none());
+    assert_eq!(keyword_lines(session.ehlo_reply()).unwrap(), ["AUTH LOGIN"]);
+    assert_eq!(session.auth_reply().unwrap().code().get(), 535);
+
+    // HELO after a refused EHLO advertises nothing: no EHLO reply.
+    let session = run(
+        Config::new(HOST).tls(TlsPolicy::Disabled),
+        vec![
+            S("220 old.example.com SMTP"),
+            C("EHLO localhost"),
+            S("502 no"),
+            C("HELO localhost"),
+            S("250 old.example.com"),
+            E(Event::Ready),
+        ],
+    );
+    assert!(session.ehlo_reply().is_none() && session.ehlo_reply_before_tls().is_none());
+    assert!(session.auth_reply().is_none());
+
+    // A refused greeting (421 included) is kept.
+    for greeting in ["421 4.3.2 busy", "554 5.7.1 go away"] {
+        let mut session = ClientSession::new(Config::new(HOST)).unwrap();
+        assert!(session.handle_input(&crlf(greeting)).is_err());
+        assert_eq!(
+            session.greeting().unwrap().as_bytes(),
+            crlf(greeting).as_slice()
+        );
+        assert!(session.ehlo_reply().is_none());
+    }
+}
+
 // ---- greeting, EHLO, HELO ----------------------------------------------------
 
 #[test]

@@ -53,7 +53,10 @@ def main():
             and auth_data.login == args.user.encode()
             and auth_data.password == args.password.encode()
         )
-        return AuthResult(success=ok)
+        # handled=False: aiosmtpd answers a refusal itself (535); with its
+        # default (handled=True) it would wait for the handler to reply, and
+        # a client with wrong credentials would hear nothing.
+        return AuthResult(success=ok, handled=False)
 
     handler = Handler()
     implicit = args.mode == "implicit"
