@@ -146,8 +146,8 @@ pub struct SendArgs {
     #[arg(long, value_name = "HOST[:PORT]", required_unless_present = "url")]
     pub server: Option<String>,
 
-    /// smtp://[USER@]HOST[:PORT] (STARTTLS required, port 587) or
-    /// smtps://[USER@]HOST[:PORT] (implicit TLS, port 465), with
+    /// `smtp://[USER@]HOST[:PORT]` (STARTTLS required, port 587) or
+    /// `smtps://[USER@]HOST[:PORT]` (implicit TLS, port 465), with
     /// ?tls=opportunistic|none, ?auth=MECHANISM, ?helo=NAME; the user is
     /// percent-decoded (alice%40example.com). Instead of --server, --tls,
     /// --user and --auth; the secret comes from the environment.
