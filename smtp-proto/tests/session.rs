@@ -3502,3 +3502,24 @@ fn documented_refusals_carry_a_hint() {
     };
     assert!(err.hint().is_none() && !err.to_string().contains('\n'));
 }
+
+/// `auth_reply()` keeps the final reply to AUTH, never a `334` challenge:
+/// a connection that closes after a challenge leaves it empty.
+#[test]
+fn a_challenge_is_not_the_auth_reply() {
+    let mut session = run(
+        local_config(password()),
+        with(
+            local("250-localhost\n250 AUTH LOGIN"),
+            vec![
+                C("AUTH LOGIN"),
+                s(&format!("334 {}", b64("Username:"))),
+                C("bWVAZXhhbXBsZS5jb20="),
+                Eof,
+                Fails(|e| matches!(e, Error::ConnectionClosed { .. })),
+            ],
+        ),
+    );
+    assert!(session.auth_reply().is_none());
+    let _ = session.take_transcript();
+}
