@@ -1,42 +1,47 @@
 //! The blocking client: moves bytes between a socket and a `ClientSession`.
 
-use crate::batch::{Action, Batch, Rest};
 use crate::stream::{at_least_1ms, Stream};
-use crate::{strip_brackets, Deadlines, Error, Options, Transcript};
+use crate::Error;
 use smtp_proto::{
-    Capabilities, ClientSession, Config, Delivery, Envelope, Event, Mechanism, Stage, Timeouts,
-    TlsPolicy,
+    Batch, Capabilities, ClientSession, Config, Delivery, Envelope, Event, Io, Mechanism, Next,
+    Options, Rest, Step, TlsPolicy,
 };
 use std::fmt;
 #[cfg(feature = "rustls")]
 use std::io::Write;
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::Level;
 
 /// How much is read from the socket at once.
 const READ_BUFFER: usize = 16 * 1024;
-/// How much of the body is read from the caller and written at once.
+/// How much of the body is read from the caller and fed to the session at
+/// once.
 const BODY_CHUNK: usize = 64 * 1024;
 
-/// How much longer than what is left of a reply's time the socket's read
-/// timeout may be before it is set again.
+/// How much longer than what is left of a wait the socket's timeout may be
+/// before it is set again.
 const TIMEOUT_SLACK: Duration = Duration::from_millis(50);
 
-/// A message body as the sending loop writes it.
+/// The longest wait a socket is given when the session's has no deadline.
+const FOREVER: Duration = Duration::from_secs(86_400 * 365);
+
+/// A message body as the sending loop feeds it to the session.
 trait Body {
-    fn write(&mut self, client: &mut Client) -> Result<(), Error>;
+    /// Feeds the session its next chunk, or ends the body when there is none.
+    fn feed(&mut self, session: &mut ClientSession, chunk: &mut Vec<u8>) -> Result<(), Error>;
 }
 
-/// A body in memory, written straight from the slice.
+/// A body in memory, fed straight from the slice.
 struct SliceBody<'a>(&'a [u8]);
 
 impl Body for SliceBody<'_> {
-    fn write(&mut self, client: &mut Client) -> Result<(), Error> {
-        for chunk in self.0.chunks(BODY_CHUNK) {
-            client.write_body(chunk)?;
-        }
+    fn feed(&mut self, session: &mut ClientSession, _: &mut Vec<u8>) -> Result<(), Error> {
+        let (now, rest) = self.0.split_at(self.0.len().min(BODY_CHUNK));
+        self.0 = rest;
+        feed(session, now);
         Ok(())
     }
 }
@@ -46,21 +51,28 @@ impl Body for SliceBody<'_> {
 struct ReadBody<R>(R);
 
 impl<R: Read> Body for ReadBody<R> {
-    fn write(&mut self, client: &mut Client) -> Result<(), Error> {
-        let mut chunk = vec![0; BODY_CHUNK];
-        loop {
-            let n = match self.0.read(&mut chunk) {
-                Ok(0) => return Ok(()),
-                Ok(n) => n,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(err) => {
-                    client.poison();
-                    return Err(Error::BodyRead(err));
-                }
-            };
-            client.write_body(&chunk[..n])?;
-        }
+    fn feed(&mut self, session: &mut ClientSession, chunk: &mut Vec<u8>) -> Result<(), Error> {
+        chunk.resize(BODY_CHUNK, 0);
+        let n = loop {
+            match self.0.read(chunk) {
+                Ok(n) => break n.min(chunk.len()),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(Error::BodyRead(err)),
+            }
+        };
+        feed(session, chunk.get(..n).unwrap_or_default());
+        Ok(())
     }
+}
+
+/// Feeds `bytes` of a body to the session, or ends it when there are none.
+/// A refusal fails the session, whose next step reports it.
+fn feed(session: &mut ClientSession, bytes: &[u8]) {
+    let _verdict_kept_by_the_session = if bytes.is_empty() {
+        session.finish_body()
+    } else {
+        session.write_body(bytes)
+    };
 }
 
 #[cfg(feature = "rustls")]
@@ -83,14 +95,13 @@ struct Tls {
 pub struct Client {
     session: ClientSession,
     stream: Stream,
-    connect_timeout: Duration,
-    timeouts: Timeouts,
     #[cfg(feature = "rustls")]
     tls: Option<Tls>,
-    transcript: Transcript,
     buf: Vec<u8>,
-    /// The stage's timeout for each reply; the time limit.
-    deadlines: Deadlines,
+    /// The buffer bodies read from readers are fed to the session from.
+    chunk: Vec<u8>,
+    /// By when connecting (resolution and every address) must be done.
+    connect_by: Option<Instant>,
     /// The read and write timeouts last set on the socket.
     socket_timeouts: (Option<Duration>, Option<Duration>),
     poisoned: bool,
@@ -111,8 +122,8 @@ impl Client {
     /// a transaction: greeting, EHLO, STARTTLS and AUTH as `config` says.
     ///
     /// `host` is resolved with [`ToSocketAddrs`] (an IPv6 literal may be
-    /// bracketed) and each address is tried in turn, each within
-    /// [`Options::connect_timeout`]. TLS verifies `config`'s server name.
+    /// bracketed) and each address is tried in turn, all within
+    /// [`Options::connect_timeout`](smtp_proto::Options::connect_timeout). TLS verifies `config`'s server name.
     /// The configuration is checked, and the TLS configuration built, before
     /// anything is resolved or connected.
     pub fn connect(
@@ -150,8 +161,9 @@ impl Client {
     /// For a caller that wants to see how far a set-up that fails got (a
     /// diagnostic tool): the client outlives a failed `establish`, and its
     /// [`session`](Self::session) still holds the greeting, the EHLO
-    /// replies and the capabilities read so far. [`Options::time_limit`]
-    /// counts from this call.
+    /// replies and the capabilities read so far.
+    /// [`Options::time_limit`](smtp_proto::Options::time_limit) counts from
+    /// this call.
     pub fn open(host: &str, port: u16, config: Config, options: Options) -> Result<Client, Error> {
         let span = tracing::info_span!("smtp.connect", host, port);
         let _enter = span.enter();
@@ -191,7 +203,11 @@ impl Client {
         options: Options,
     ) -> Result<Client, Error> {
         let mut client = Client::new(config, options)?;
-        let lookup = strip_brackets(host).to_owned();
+        let lookup = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host)
+            .to_owned();
         let resolve = move || -> io::Result<Vec<SocketAddr>> {
             Ok((lookup.as_str(), port).to_socket_addrs()?.collect())
         };
@@ -334,7 +350,8 @@ impl Client {
         );
     }
 
-    /// The one sending loop: [`Batch`] decides, this moves the bytes.
+    /// The one sending loop: the core's [`Batch`] decides, this moves the
+    /// bytes and reads the bodies.
     fn batch<B: Body>(
         &mut self,
         messages: impl IntoIterator<Item = (Envelope, B)>,
@@ -345,40 +362,23 @@ impl Client {
             on_result(Err(err));
             return;
         }
-        let mut batch = Batch::new(messages.into_iter(), on_result);
-        let mut reported = None;
-        let failure = (|| loop {
-            // Each message has the whole time limit from the previous one's
-            // result (or from the start of the batch).
-            if reported != Some(batch.reported()) {
-                reported = Some(batch.reported());
-                self.deadlines.start(Instant::now());
+        let mut batch = Batch::new(messages.into_iter(), rest, on_result);
+        loop {
+            let failure = match batch.next(&mut self.session, Instant::now()) {
+                Step::Done => break,
+                Step::Io(io) => self.perform(io).err(),
+                Step::Body(body) => body.feed(&mut self.session, &mut self.chunk).err(),
+            };
+            if let Some(err) = failure {
+                // The connection is given up (a body that cannot be read
+                // must not be ended), and the batch says what became of
+                // each message.
+                self.poison();
+                batch.fail(&mut self.session, err);
             }
-            match batch
-                .next(&mut self.session)
-                .map_err(|err| self.session_failure(err))?
-            {
-                Action::Event => {
-                    let event = self.drive()?;
-                    batch
-                        .event(event)
-                        .map_err(|_| self.unexpected("send_all"))?;
-                }
-                Action::Body(mut body) => {
-                    body.write(self)?;
-                    // Not flushed here: the end of this message goes out
-                    // with the next message's commands.
-                    self.session
-                        .finish_body()
-                        .map_err(|err| self.session_failure(err))?;
-                }
-                Action::Done => return Ok(()),
-            }
-        })();
-        self.deadlines.stop();
-        if let Err(err) = failure {
-            batch.fail(&mut self.session, err, rest);
         }
+        // A timeout the session found when asked for its next step.
+        self.settle();
     }
 
     /// Sends NOOP: checks that the server is still there.
@@ -386,9 +386,7 @@ impl Client {
         let span = tracing::info_span!("smtp.noop");
         let _enter = span.enter();
         self.check_usable()?;
-        self.session
-            .noop()
-            .map_err(|err| self.session_failure(err))?;
+        self.session.noop().map_err(Error::Smtp)?;
         self.expect_ready()
     }
 
@@ -399,13 +397,13 @@ impl Client {
         let span = tracing::info_span!("smtp.quit");
         let _enter = span.enter();
         if self.poisoned || self.session.is_closed() {
-            self.best_effort_flush();
+            // What the session still has to say after a failure (a QUIT),
+            // as best we can.
+            let _ = self.drive();
             self.stream.shutdown();
             return Ok(());
         }
-        self.session
-            .quit()
-            .map_err(|err| self.session_failure(err))?;
+        self.session.quit().map_err(Error::Smtp)?;
         let event = self.drive();
         if matches!(event, Ok(Event::Closed)) {
             self.close_tls();
@@ -480,7 +478,6 @@ impl Client {
                 Err(err) => break Err(Error::from_io(err)),
             }
         };
-        self.drain_transcript();
         if result.is_err() {
             self.poison();
         }
@@ -501,13 +498,8 @@ impl Client {
     // ---- setting up ------------------------------------------------------
 
     /// Checks the configuration and builds the TLS configuration; no I/O.
+    /// Connecting starts now: the set-up's time limit counts from here.
     fn new(config: Config, options: Options) -> Result<Client, Error> {
-        let transcript = Transcript::new(
-            options.transcript,
-            tracing::enabled!(Level::DEBUG),
-            log_transcript_line,
-        );
-        let config = transcript.config(config);
         let uses_tls = config.tls_policy() != TlsPolicy::Disabled;
         #[cfg(feature = "rustls")]
         let tls = if uses_tls {
@@ -526,26 +518,25 @@ impl Client {
         };
         #[cfg(not(feature = "rustls"))]
         if uses_tls {
-            return Err(Error::tls_config(
-                "TLS was asked for (policy other than Disabled) but smtp-blocking was built without the `rustls` feature",
-            ));
+            return Err(Error::Smtp(smtp_proto::Error::TlsConfig {
+                reason: "TLS was asked for (policy other than Disabled) but smtp-blocking was built without the `rustls` feature".to_owned(),
+            }));
         }
-        let session = ClientSession::new(config)?;
-        let mut deadlines = Deadlines::new(options.time_limit);
-        // The time limit counts from here for the session's set-up.
-        deadlines.start(Instant::now());
+        let mut session = ClientSession::with_options(config, &options)?;
+        if tracing::enabled!(Level::DEBUG) {
+            session.add_transcript_hook(Arc::new(log_transcript_line));
+        }
+        let connect_by = session.start_connect(Instant::now());
         Ok(Client {
             session,
             stream: Stream::Closed,
-            timeouts: options.timeouts,
             #[cfg(feature = "rustls")]
             tls,
-            transcript,
             buf: vec![0; READ_BUFFER],
-            deadlines,
+            chunk: Vec::new(),
+            connect_by,
             socket_timeouts: (None, None),
             poisoned: false,
-            connect_timeout: options.connect_timeout,
         })
     }
 
@@ -569,22 +560,7 @@ impl Client {
             return Ok(());
         }
         self.expect_ready()?;
-        self.deadlines.stop();
         tracing::debug!(tls = self.is_tls(), auth = ?self.auth_mechanism(), "ready");
-        Ok(())
-    }
-
-    // ---- operations --------------------------------------------------------
-
-    /// Encodes one chunk of the body, and writes once a chunk's worth is
-    /// pending: a small message and its end go out in one write.
-    fn write_body(&mut self, chunk: &[u8]) -> Result<(), Error> {
-        self.session
-            .write_body(chunk)
-            .map_err(|err| self.session_failure(err))?;
-        if self.session.pending_output().len() >= BODY_CHUNK {
-            self.flush()?;
-        }
         Ok(())
     }
 
@@ -602,122 +578,147 @@ impl Client {
         Ok(())
     }
 
+    /// How long connecting (resolution, each TCP attempt) may still take.
+    fn connect_wait(&self) -> Duration {
+        at_least_1ms(left(self.connect_by, Instant::now()))
+    }
+
     // ---- the driving loop ------------------------------------------------
 
-    /// Moves bytes until the session has an event for the caller (never
-    /// [`Event::StartTls`]: performed here): flush what it has to say, act
-    /// on its event, or read what it waits for.
+    /// Performs the session's I/O until it hands out an event: the one loop
+    /// of every operation but a batch's (whose steps [`Batch`] hands out).
     fn drive(&mut self) -> Result<Event, Error> {
         self.check_usable()?;
         loop {
-            self.flush()?;
-            match self.session.poll_event() {
-                Some(Event::StartTls) => {
-                    self.upgrade()?;
-                    continue;
+            match self.session.next(Instant::now()) {
+                Ok(Next::Io(io)) => self.perform(io)?,
+                Ok(Next::Event(event)) => return Ok(event),
+                Ok(_) => return Err(self.unexpected("the session")),
+                Err(err) => {
+                    self.settle();
+                    return Err(Error::Smtp(err));
                 }
-                Some(event) => return Ok(event),
-                None => {}
             }
-            if !self.session.wants_input() {
-                return Err(match self.session.error() {
-                    Some(err) => Error::Smtp(err.clone()),
-                    None => self.unexpected("the session"),
-                });
-            }
-            self.receive()?;
         }
     }
 
-    /// Writes everything the session has to say. Each socket write gets the
-    /// stage's timeout, within what is left of the time limit.
-    fn flush(&mut self) -> Result<(), Error> {
-        self.drain_transcript();
-        let pending = self.session.pending_output().len();
-        if pending == 0 {
-            return Ok(());
-        }
-        let stage = self.session.stage().unwrap_or(Stage::Quit);
-        let (deadlines, timeouts) = (self.deadlines, &self.timeouts);
-        let (written, result) = write_within(
-            &mut self.stream,
-            &mut self.socket_timeouts.1,
-            self.session.pending_output(),
-            || deadlines.write(stage, timeouts).ok(),
-        );
-        // Partial writes too: whether a message's end of data went out
-        // decides whether its delivery is unknown.
-        self.session.advance_output(written);
-        match result {
-            Ok(()) => {
-                // A new command went out: its reply gets a whole timeout.
-                self.deadlines.reset();
+    /// One piece of I/O the session asked for. Its errors are the
+    /// connection's (the client is poisoned); the session's verdicts on
+    /// what was read, and timeouts, come with its next step.
+    fn perform(&mut self, io: Io) -> Result<(), Error> {
+        let result = match io {
+            Io::Write { deadline, .. } => self.write(deadline),
+            Io::Read { deadline, .. } => self.read(deadline),
+            Io::Handshake { deadline } => self.upgrade(deadline),
+            Io::Close { deadline } => {
+                if let Err(err) = self.write(deadline) {
+                    tracing::debug!(error = %err, "could not flush after a session error");
+                    self.session.abort();
+                }
                 Ok(())
             }
-            Err(err) => Err(self.io_failure(err, stage)),
-        }
-    }
-
-    /// How long connecting (resolution, each TCP attempt) may take.
-    fn connect_wait(&self) -> Duration {
-        at_least_1ms(self.deadlines.within(self.connect_timeout))
-    }
-
-    /// Sets the socket's read timeout to what is left of the reply's time.
-    /// One already set that is at most [`TIMEOUT_SLACK`] longer is kept:
-    /// setting it again before every read costs a system call per read.
-    fn set_read_timeout(&mut self, remaining: Duration) -> io::Result<()> {
-        if !close_enough(self.socket_timeouts.0, remaining) {
-            self.stream.set_read_timeout(remaining)?;
-            self.socket_timeouts.0 = Some(remaining);
-        }
-        Ok(())
-    }
-
-    /// Reads once, within what is left of the stage's timeout, and feeds the
-    /// session. End of stream is reported to the session, which decides.
-    fn receive(&mut self) -> Result<(), Error> {
-        let stage = self.session.stage().unwrap_or(Stage::Noop);
-        let remaining = match self.deadlines.read(stage, &self.timeouts) {
-            Ok(remaining) => remaining,
-            Err(err) => return Err(self.timed_out(err)),
+            _ => Err(self.unexpected("the session")),
         };
-        if let Err(err) = self.set_read_timeout(remaining) {
-            return Err(self.io_failure(err, stage));
+        self.settle();
+        result
+    }
+
+    /// After a timeout the server may be mid-command: the connection is
+    /// given up.
+    fn settle(&mut self) {
+        if !self.poisoned
+            && self
+                .session
+                .error()
+                .is_some_and(smtp_proto::Error::is_timeout)
+        {
+            tracing::debug!(error = ?self.session.error(), "timed out");
+            self.poison();
         }
-        // Capped so that no configured timeout can overflow the clock.
-        let deadline = Instant::now() + remaining.min(Duration::from_secs(86_400 * 365));
-        let read = self.stream.read_before(&mut self.buf, deadline);
+    }
+
+    /// Writes what the session has pending with one socket write (and,
+    /// over TLS, sends the records rustls still holds once the session has
+    /// nothing more), within `deadline`.
+    fn write(&mut self, deadline: Option<Instant>) -> Result<(), Error> {
+        loop {
+            let wait = at_least_1ms(left(deadline, Instant::now()));
+            if !close_enough(self.socket_timeouts.1, wait) {
+                if let Err(err) = self.stream.set_write_timeout(wait) {
+                    return Err(self.io_failure(err));
+                }
+                self.socket_timeouts.1 = Some(wait);
+            }
+            match self.stream.write_once(self.session.pending_output()) {
+                // Partial writes too: whether a message's end of data went
+                // out decides whether its delivery is unknown.
+                Ok(n) => self.session.advance_output(n),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) if timed_out(&err) => {
+                    self.session.handle_timeout(Instant::now());
+                    return Ok(());
+                }
+                Err(err) => return Err(self.io_failure(err)),
+            }
+            // Over TLS, the records rustls still holds go out before the
+            // session's next step, which may be a read (or nothing, after a
+            // last QUIT).
+            if !self.session.pending_output().is_empty() || !self.stream.wants_write() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Reads once, by `deadline`, and feeds the session. End of stream is
+    /// reported to the session, which decides.
+    fn read(&mut self, deadline: Option<Instant>) -> Result<(), Error> {
+        let now = Instant::now();
+        let wait = at_least_1ms(left(deadline, now));
+        if !close_enough(self.socket_timeouts.0, wait) {
+            if let Err(err) = self.stream.set_read_timeout(wait) {
+                return Err(self.io_failure(err));
+            }
+            self.socket_timeouts.0 = Some(wait);
+        }
+        let read = self.stream.read_before(&mut self.buf, now + wait);
         if self.stream.sets_own_timeouts() {
             // The TLS read set the socket's timeout to what was left.
             self.socket_timeouts = (None, None);
         }
-        let fed = match read {
+        // The session keeps its verdict on what was read; its next step
+        // reports it.
+        let _verdict = match read {
             Ok(0) => self.session.handle_eof(),
-            Ok(n) => self.session.handle_input(&self.buf[..n]),
+            Ok(n) => self
+                .session
+                .handle_input(self.buf.get(..n).unwrap_or_default()),
             Err(err) if err.kind() == io::ErrorKind::Interrupted => Ok(()),
             // A TLS peer that closes without close_notify: SMTP frames its
             // own data, so the session can tell whether anything was cut.
             Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => self.session.handle_eof(),
-            Err(err) => return Err(self.io_failure(err, stage)),
+            Err(err) if timed_out(&err) => {
+                self.session.handle_timeout(Instant::now());
+                Ok(())
+            }
+            Err(err) => return Err(self.io_failure(err)),
         };
-        fed.map_err(|err| self.session_failure(err))
+        Ok(())
     }
 
     // ---- TLS ---------------------------------------------------------------
 
     #[cfg(not(feature = "rustls"))]
-    fn upgrade(&mut self) -> Result<(), Error> {
+    fn upgrade(&mut self, _deadline: Option<Instant>) -> Result<(), Error> {
         self.poison();
-        Err(Error::tls_config(
-            "smtp-blocking was built without the `rustls` feature",
-        ))
+        Err(Error::Smtp(smtp_proto::Error::TlsConfig {
+            reason: "smtp-blocking was built without the `rustls` feature".to_owned(),
+        }))
     }
 
-    /// Implicit TLS or STARTTLS: show the session any plaintext that came
-    /// after the `220`, then the handshake for the configured server name.
+    /// [`Io::Handshake`]: show the session any plaintext that came after
+    /// the `220`, then the handshake for the configured server name.
     #[cfg(feature = "rustls")]
-    fn upgrade(&mut self) -> Result<(), Error> {
+    fn upgrade(&mut self, deadline: Option<Instant>) -> Result<(), Error> {
         let span = tracing::info_span!(
             "smtp.tls",
             server_name = self.session.config().server_name()
@@ -725,10 +726,20 @@ impl Client {
         let _enter = span.enter();
         // Everything read so far was fed to the session already; now what
         // is waiting in the socket.
-        self.refuse_early_plaintext()?;
+        if !matches!(self.stream, Stream::Plain(_)) {
+            return Err(self.unexpected("the TLS upgrade"));
+        }
+        match self.feed_now() {
+            Ok(None | Some(Ok(()))) => {}
+            // Refused: the session's next step says so.
+            Ok(Some(Err(_))) => return Ok(()),
+            Err(err) => return Err(self.io_failure(err)),
+        }
         let Some(tls) = &self.tls else {
             self.poison();
-            return Err(Error::tls_config("no TLS configuration"));
+            return Err(Error::Smtp(smtp_proto::Error::TlsConfig {
+                reason: "no TLS configuration".to_owned(),
+            }));
         };
         let connection = rustls::ClientConnection::new(tls.config.clone(), tls.name.clone());
         let verified_name = tls.verified_name.clone();
@@ -742,25 +753,21 @@ impl Client {
         let Stream::Plain(mut tcp) = std::mem::replace(&mut self.stream, Stream::Closed) else {
             return Err(self.unexpected("the TLS upgrade"));
         };
-        let timeout = self
-            .deadlines
-            .write(Stage::TlsHandshake, &self.timeouts)
-            .unwrap_or(Duration::ZERO);
-        match handshake(&mut connection, &mut tcp, timeout) {
+        match handshake(&mut connection, &mut tcp, deadline) {
             Ok(()) => {}
             Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => {
                 // The session says ConnectionClosed during the handshake.
                 self.poisoned = true;
-                let err = self.session.handle_eof().err().unwrap_or(
-                    smtp_proto::Error::ConnectionClosed {
-                        stage: Stage::TlsHandshake,
-                    },
-                );
-                return Err(Error::Smtp(err));
+                let _verdict = self.session.handle_eof();
+                return Ok(());
             }
             Err(err) => {
                 self.stream = Stream::Plain(tcp);
-                return Err(self.io_failure(err, Stage::TlsHandshake));
+                if timed_out(&err) {
+                    self.session.handle_timeout(Instant::now());
+                    return Ok(());
+                }
+                return Err(self.io_failure(err));
             }
         }
         tracing::debug!(
@@ -771,26 +778,10 @@ impl Client {
         self.stream = Stream::Tls(Box::new(rustls::StreamOwned::new(connection, tcp)));
         // The handshake set the socket's timeouts itself.
         self.socket_timeouts = (None, None);
-        self.deadlines.reset();
-        // rustls verified the certificate for exactly this name.
-        self.session
-            .tls_established(&verified_name)
-            .map_err(|err| self.session_failure(err))
-    }
-
-    /// Reads what is already waiting in the socket without blocking, and
-    /// feeds it to the session, which refuses it (StartTlsInjection). Bytes
-    /// received in plaintext are never discarded, nor handed to rustls.
-    #[cfg(feature = "rustls")]
-    fn refuse_early_plaintext(&mut self) -> Result<(), Error> {
-        if !matches!(self.stream, Stream::Plain(_)) {
-            return Err(self.unexpected("the TLS upgrade"));
-        }
-        match self.feed_now() {
-            Ok(None | Some(Ok(()))) => Ok(()),
-            Ok(Some(Err(err))) => Err(self.session_failure(err)),
-            Err(err) => Err(self.io_failure(err, Stage::TlsHandshake)),
-        }
+        // rustls verified the certificate for exactly this name; the
+        // session's verdict comes with its next step.
+        let _verdict = self.session.tls_established(&verified_name);
+        Ok(())
     }
 
     /// Reads what has already arrived, without waiting, and feeds it to the
@@ -821,55 +812,10 @@ impl Client {
 
     // ---- failures ------------------------------------------------------------
 
-    /// A session error: flush what the session still has to say (it may have
-    /// queued QUIT), best effort, then hand the error on.
-    fn session_failure(&mut self, err: smtp_proto::Error) -> Error {
-        self.best_effort_flush();
-        Error::Smtp(err)
-    }
-
-    fn best_effort_flush(&mut self) {
-        self.drain_transcript();
-        let pending = self.session.pending_output().len();
-        if pending == 0 || self.poisoned {
-            return;
-        }
-        // Once, with QUIT's timeout in all: nothing waits on this.
-        let until = Instant::now().checked_add(self.timeouts.get(Stage::Quit));
-        let (written, result) = write_within(
-            &mut self.stream,
-            &mut self.socket_timeouts.1,
-            self.session.pending_output(),
-            || match until {
-                Some(until) => Some(until.saturating_duration_since(Instant::now()))
-                    .filter(|left| !left.is_zero()),
-                None => Some(Duration::MAX),
-            },
-        );
-        self.session.advance_output(written);
-        if let Err(err) = result {
-            tracing::debug!(error = %err, "could not flush after a session error");
-        }
-    }
-
     /// An I/O error: the connection is unusable from now on.
-    fn io_failure(&mut self, err: io::Error, stage: Stage) -> Error {
-        if matches!(
-            err.kind(),
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-        ) {
-            let err = self.deadlines.expired(stage);
-            return self.timed_out(err);
-        }
+    fn io_failure(&mut self, err: io::Error) -> Error {
         self.poison();
         Error::from_io(err)
-    }
-
-    /// `err`, a timeout or the time limit, poisons the client.
-    fn timed_out(&mut self, err: Error) -> Error {
-        tracing::debug!(error = %err, "timed out");
-        self.poison();
-        err
     }
 
     fn poison(&mut self) {
@@ -887,10 +833,19 @@ impl Client {
             reason: "the session produced an event this operation does not expect",
         })
     }
+}
 
-    fn drain_transcript(&mut self) {
-        self.transcript.drain(&mut self.session);
-    }
+/// What is left until `deadline` at `now` (a year without one).
+fn left(deadline: Option<Instant>, now: Instant) -> Duration {
+    deadline.map_or(FOREVER, |deadline| deadline.saturating_duration_since(now))
+}
+
+/// Whether a socket error means its timeout ran out.
+fn timed_out(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
 
 /// Runs `resolve` (the system resolver, which has no timeout of its own) on
@@ -916,38 +871,6 @@ where
     })
 }
 
-/// Writes all of `bytes` one socket write at a time, each within what
-/// `wait` says is left (`None`: time is up, `TimedOut`), so that neither a
-/// peer that reads slowly nor rustls' own write loop carries a write past its
-/// deadline. `set` is the write timeout last set on the socket. How many
-/// bytes went (to the socket, or into rustls), and how it ended.
-fn write_within(
-    stream: &mut Stream,
-    set: &mut Option<Duration>,
-    bytes: &[u8],
-    mut wait: impl FnMut() -> Option<Duration>,
-) -> (usize, io::Result<()>) {
-    let mut written = 0;
-    while written < bytes.len() || stream.wants_write() {
-        let Some(wait) = wait() else {
-            return (written, Err(io::ErrorKind::TimedOut.into()));
-        };
-        let wait = at_least_1ms(wait);
-        if !close_enough(*set, wait) {
-            if let Err(err) = stream.set_write_timeout(wait) {
-                return (written, Err(err));
-            }
-            *set = Some(wait);
-        }
-        match stream.write_once(bytes.get(written..).unwrap_or_default()) {
-            Ok(n) => written += n,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) => return (written, Err(err)),
-        }
-    }
-    (written, Ok(()))
-}
-
 /// Whether a socket timeout already `set` can stand for `wait`: at most
 /// [`TIMEOUT_SLACK`] longer. Setting it again before every read or write
 /// costs a system call each.
@@ -960,20 +883,16 @@ fn log_transcript_line(line: &smtp_proto::TranscriptLine) {
     tracing::debug!(line = %line);
 }
 
-/// The TLS handshake over `tcp`, within `timeout` in all. rustls errors come
+/// The TLS handshake over `tcp`, by `deadline`. rustls errors come
 /// back wrapped in `InvalidData`; end of stream as `UnexpectedEof`.
 #[cfg(feature = "rustls")]
 fn handshake(
     connection: &mut rustls::ClientConnection,
     tcp: &mut TcpStream,
-    timeout: Duration,
+    deadline: Option<Instant>,
 ) -> io::Result<()> {
-    let deadline = Instant::now().checked_add(timeout);
     while connection.is_handshaking() || connection.wants_write() {
-        let remaining = match deadline {
-            Some(deadline) => deadline.saturating_duration_since(Instant::now()),
-            None => timeout,
-        };
+        let remaining = left(deadline, Instant::now());
         if remaining.is_zero() {
             return Err(io::ErrorKind::TimedOut.into());
         }
@@ -1040,10 +959,7 @@ mod tests {
     }
 
     #[test]
-    fn brackets_are_stripped_for_resolution_and_tls() {
-        assert_eq!(strip_brackets("[::1]"), "::1");
-        assert_eq!(strip_brackets("::1"), "::1");
-        assert_eq!(strip_brackets("mail.test"), "mail.test");
+    fn brackets_are_stripped_for_tls() {
         let config = Config::new("[::1]").tls(TlsPolicy::Implicit);
         let client = Client::new(config, Options::new()).unwrap();
         assert!(matches!(

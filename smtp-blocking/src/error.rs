@@ -1,19 +1,17 @@
-//! The crate's one error type, shared with `smtp-tokio` (which re-exports it
-//! as `smtp_tokio::Error`).
+//! The crate's error type: the core's verdicts, and what the network adds.
 
-use smtp_proto::{Outcome, Stage};
+use smtp_proto::{BatchError, Outcome};
 use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
 
-/// Everything that can go wrong with a client (this crate's
-/// [`Client`](crate::Client), or `smtp-tokio`'s).
+/// Everything that can go wrong with a [`Client`](crate::Client).
 ///
 /// [`Error::Smtp`] is the protocol core's verdict (a refusal, a security
 /// check — TLS required but missing, injected plaintext, credentials in the
-/// clear, the wrong TLS name —, a malformed reply, a dropped connection); the
-/// other variants are what the network adds: the socket, the TLS layer and
-/// the clock.
+/// clear, the wrong TLS name —, a malformed reply, a dropped connection, a
+/// timeout by the clock the client gives it, a TLS configuration that could
+/// not be built); the other variants are what the network adds: name
+/// resolution, the socket and the TLS layer.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -22,7 +20,7 @@ pub enum Error {
     Smtp(#[from] smtp_proto::Error),
 
     /// The host name could not be resolved, or resolved to no address
-    /// (`smtp-tokio`: `TimedOut` after
+    /// (`TimedOut` after
     /// [`Options::connect_timeout`](crate::Options::connect_timeout)).
     #[error("could not resolve {host}:{port}: {source}")]
     Resolve {
@@ -66,35 +64,6 @@ pub enum Error {
     #[error("TLS error: {0}")]
     Tls(#[source] rustls::Error),
 
-    /// A TLS configuration could not be built (no usable root certificate,
-    /// invalid PEM, no crypto provider), or TLS was asked of a build without
-    /// the `rustls` feature. Nothing was sent.
-    #[error("TLS configuration: {reason}")]
-    TlsConfig {
-        /// What was wrong.
-        reason: String,
-    },
-
-    /// The server did not answer (or did not take our bytes) within the
-    /// stage's timeout. The connection is unusable: the client is poisoned.
-    #[error("timed out during {stage}")]
-    Timeout {
-        /// The step that timed out.
-        stage: Stage,
-    },
-
-    /// The session's set-up or a message took longer than
-    /// [`Options::time_limit`](crate::Options::time_limit) in all, although
-    /// each step kept within its stage's timeout. The connection is
-    /// unusable: the client is poisoned.
-    #[error("took longer than the time limit of {limit:?} (during {stage})")]
-    TimeLimit {
-        /// The step under way when the time was up.
-        stage: Stage,
-        /// The limit.
-        limit: Duration,
-    },
-
     /// The message's end of data was handed to the connection (at least in
     /// part) and no final reply came: `source` ended the connection first.
     /// The server may have accepted the message: resending it may deliver
@@ -113,13 +82,10 @@ pub enum Error {
     #[error("not sent: the connection failed before this message")]
     NotSent,
 
-    /// An earlier I/O error or timeout left the connection unusable, or (in
-    /// `smtp-tokio`) an earlier operation was cancelled part-way (its future
-    /// was dropped), so the connection's state is unknown; the client refuses
-    /// further use. Drop it and connect again.
-    #[error(
-        "the connection is unusable after an earlier I/O error, timeout or cancelled operation"
-    )]
+    /// An earlier I/O error or timeout left the connection unusable, so its
+    /// state is unknown; the client refuses further use. Drop it and connect
+    /// again.
+    #[error("the connection is unusable after an earlier I/O error or timeout")]
     Poisoned,
 }
 
@@ -133,19 +99,14 @@ impl Error {
     }
 
     /// Whether trying again later (on a new connection) may succeed: a
-    /// transient SMTP error ([`smtp_proto::Error::is_transient`]), a failed
-    /// resolution or connection, an I/O error, a timeout, a message not
-    /// sent. Never [`Error::DeliveryUnknown`]: that message may have been
-    /// delivered.
+    /// transient SMTP error ([`smtp_proto::Error::is_transient`], a timeout
+    /// included), a failed resolution or connection, an I/O error, a message
+    /// not sent. Never [`Error::DeliveryUnknown`]: that message may have
+    /// been delivered.
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Smtp(err) => err.is_transient(),
-            Error::Resolve { .. }
-            | Error::Connect { .. }
-            | Error::Io(_)
-            | Error::Timeout { .. }
-            | Error::TimeLimit { .. }
-            | Error::NotSent => true,
+            Error::Resolve { .. } | Error::Connect { .. } | Error::Io(_) | Error::NotSent => true,
             _ => false,
         }
     }
@@ -183,25 +144,19 @@ impl Error {
         }
     }
 
-    /// Whether the operation timed out: a stage's timeout or the time limit.
+    /// Whether the operation timed out: a stage's timeout or the time limit
+    /// ([`smtp_proto::Error::Timeout`], [`smtp_proto::Error::TimeLimit`]).
     pub fn is_timeout(&self) -> bool {
         match self {
             Error::DeliveryUnknown { source } => source.is_timeout(),
-            _ => matches!(self, Error::Timeout { .. } | Error::TimeLimit { .. }),
-        }
-    }
-
-    pub(crate) fn tls_config(reason: impl Into<String>) -> Error {
-        Error::TlsConfig {
-            reason: reason.into(),
+            Error::Smtp(err) => err.is_timeout(),
+            _ => false,
         }
     }
 
     /// An I/O error from the connection (plain or TLS): [`Error::Tls`] with
     /// the rustls error inside it when there is one, else [`Error::Io`].
-    /// Timeouts are the caller's to classify first. Shared with `smtp-tokio`.
-    #[doc(hidden)]
-    pub fn from_io(err: io::Error) -> Error {
+    pub(crate) fn from_io(err: io::Error) -> Error {
         #[cfg(feature = "rustls")]
         if err
             .get_ref()
@@ -216,32 +171,41 @@ impl Error {
         }
         Error::Io(err)
     }
+}
 
-    /// Whether the connection is in an unknown state after this error, so the
-    /// client must not be used again: anything but the session's own
-    /// verdict. Shared with `smtp-tokio`.
-    #[doc(hidden)]
-    pub fn breaks_connection(&self) -> bool {
-        !matches!(self, Error::Smtp(_))
+impl BatchError for Error {
+    fn not_sent() -> Error {
+        Error::NotSent
+    }
+
+    fn delivery_unknown(cause: Error) -> Error {
+        Error::DeliveryUnknown {
+            source: Box::new(cause),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use smtp_proto::Stage;
     use std::net::{Ipv4Addr, SocketAddrV4};
+    use std::time::Duration;
 
     #[test]
     fn classification() {
-        let timeout = Error::Timeout {
+        let timeout = Error::from(smtp_proto::Error::Timeout {
             stage: Stage::DataEnd,
-        };
+        });
         assert!(timeout.is_transient() && timeout.is_timeout() && !timeout.is_security());
         assert_eq!(timeout.to_string(), "timed out during end of data");
-        let limit = Error::TimeLimit {
+        let unknown = Error::delivery_unknown(timeout);
+        assert!(unknown.is_timeout() && !unknown.is_transient());
+        assert_eq!(unknown.outcome(), Outcome::Unknown);
+        let limit = Error::from(smtp_proto::Error::TimeLimit {
             stage: Stage::Data,
             limit: Duration::from_secs(3),
-        };
+        });
         assert!(limit.is_transient() && limit.is_timeout() && !limit.is_security());
         assert_eq!(
             limit.to_string(),
@@ -272,7 +236,11 @@ mod tests {
         assert!(Error::Io(io::Error::from(io::ErrorKind::BrokenPipe)).is_transient());
         assert!(!Error::BodyRead(io::Error::from(io::ErrorKind::Other)).is_transient());
         assert!(!Error::Poisoned.is_transient() && !Error::Poisoned.is_security());
-        assert!(!Error::tls_config("x").is_transient());
+        let config = Error::from(smtp_proto::Error::TlsConfig {
+            reason: "x".to_owned(),
+        });
+        assert!(!config.is_transient() && !config.is_timeout());
+        assert!(Error::not_sent().is_transient() && !Error::not_sent().is_timeout());
     }
 
     #[cfg(feature = "rustls")]

@@ -10,7 +10,7 @@
 //!
 //! - **Timeouts per stage** ([`Options::timeouts`], RFC 5321 §4.5.3.2 by
 //!   default: 5 minutes for the greeting and commands, 10 for the reply to
-//!   the end of data): a server that stalls gives [`Error::Timeout`], never a
+//!   the end of data): a server that stalls gives [`smtp_proto::Error::Timeout`], never a
 //!   hang. A reply must arrive whole within its stage's timeout.
 //!   [`Options::time_limit`] caps the set-up and each message in all.
 //! - **TLS**: implicit (port 465) or STARTTLS, verified for the configured
@@ -54,50 +54,25 @@
 //!   `ring` is used; a process-wide default provider, when the application
 //!   installed one, is used before either.
 //! - `native-roots`: [`tls::TlsRoots::Native`], the operating system's store.
-//!
-//! # Shared with `smtp-tokio`
-//!
-//! `smtp-tokio` depends on this crate (without default features) and
-//! re-exports [`Error`], [`Options`], [`TranscriptHook`],
-//! [`DEFAULT_CONNECT_TIMEOUT`] and the [`tls`] module, so both clients have
-//! one error type, one options type and one TLS configuration. A few
-//! `#[doc(hidden)]` items (the batch sending loop without its I/O, the IPv6
-//! bracket stripping, the transcript draining, I/O error classification) are
-//! shared the same way; they are not part of the supported API.
 #![forbid(unsafe_code)]
 
-#[doc(hidden)]
-pub mod batch;
 mod client;
-mod deadline;
 mod error;
-mod options;
 mod stream;
-#[cfg(feature = "rustls")]
-pub mod tls;
 
 pub use client::Client;
 pub use error::Error;
-pub use options::{Options, TranscriptHook, DEFAULT_CONNECT_TIMEOUT};
+/// The options, shared with every adapter: the core's.
+pub use smtp_proto::{Options, TranscriptHook, DEFAULT_CONNECT_TIMEOUT};
 
-#[doc(hidden)]
-pub use deadline::Deadlines;
-#[doc(hidden)]
-pub use options::Transcript;
-
-/// `[::1]` → `::1`: the form name resolution and rustls take. Shared with
-/// `smtp-tokio`.
-#[doc(hidden)]
-pub fn strip_brackets(host: &str) -> &str {
-    host.strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host)
-}
+/// The TLS configuration (feature `rustls`): the core's.
+#[cfg(feature = "rustls")]
+pub use smtp_proto::tls;
 
 /// rustls, re-exported so callers can name the types of [`tls`] and
 /// [`Options::tls`] without depending on it themselves.
 #[cfg(feature = "rustls")]
-pub use rustls;
+pub use smtp_proto::rustls;
 
 /// The protocol core, re-exported.
 pub use smtp_proto;

@@ -194,7 +194,10 @@ fn a_stalled_server_times_out() {
     let started = Instant::now();
     let err = Client::connect_to(addr, plain_config(), options).unwrap_err();
     assert!(
-        matches!(err, Error::Timeout { stage: Stage::Ehlo }),
+        matches!(
+            err,
+            Error::Smtp(smtp_blocking::smtp_proto::Error::Timeout { stage: Stage::Ehlo })
+        ),
         "{err:?}"
     );
     assert!(err.is_transient());
@@ -220,9 +223,9 @@ fn a_trickling_server_times_out_too() {
     assert!(
         matches!(
             err,
-            Error::Timeout {
+            Error::Smtp(smtp_blocking::smtp_proto::Error::Timeout {
                 stage: Stage::Greeting
-            }
+            })
         ),
         "{err:?}"
     );
@@ -255,9 +258,9 @@ fn a_stall_at_end_of_data_uses_its_own_timeout_and_poisons_the_client() {
     assert!(
         matches!(
             *source,
-            Error::Timeout {
+            Error::Smtp(smtp_blocking::smtp_proto::Error::Timeout {
                 stage: Stage::DataEnd
-            }
+            })
         ),
         "{source:?}"
     );

@@ -59,7 +59,7 @@ pub fn demo() -> Result<DemoOutcome, Failure> {
     let server = ScriptedServer::start(handler).map_err(|e| setup("server", e))?;
 
     let client_tls = client_config(&TlsRoots::Pem(pki.ca_pem().into_bytes()))
-        .map_err(|err| crate::report::classify(&err))?;
+        .map_err(|err| crate::report::classify(&err.into()))?;
     let invalid = |err: smtp_blocking::smtp_proto::Error| crate::report::classify(&err.into());
     let envelope = Envelope::new(
         Some(Address::new(DEMO_USER).map_err(invalid)?),

@@ -491,8 +491,8 @@ pub fn plan(args: &SendArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Pla
         (Some(path), _) => {
             let pem = std::fs::read(path)
                 .map_err(|err| Failure::usage(format!("--ca-file {}: {err}", path.display())))?;
-            options =
-                options.tls(client_config(&TlsRoots::Pem(pem)).map_err(|err| classify(&err))?);
+            options = options
+                .tls(client_config(&TlsRoots::Pem(pem)).map_err(|err| classify(&err.into()))?);
         }
     }
     let helo = EhloName::new(helo).map_err(|err| invalid("--helo", err))?;

@@ -107,7 +107,8 @@ pub fn plan(args: &ProbeArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Pr
                 })?),
                 None => TlsRoots::WebPki,
             };
-        let (config, record) = recording_client_config(&roots).map_err(|err| classify(&err))?;
+        let (config, record) =
+            recording_client_config(&roots).map_err(|err| classify(&err.into()))?;
         options = options.tls(config);
         presented = Some(record);
     }
@@ -579,13 +580,13 @@ fn in_handshake(err: &Error) -> bool {
     matches!(
         err,
         Error::Tls(_)
-            | Error::Timeout {
+            | Error::Smtp(smtp_proto::Error::Timeout {
                 stage: Stage::TlsHandshake
-            }
-            | Error::TimeLimit {
+            })
+            | Error::Smtp(smtp_proto::Error::TimeLimit {
                 stage: Stage::TlsHandshake,
                 ..
-            }
+            })
             | Error::Smtp(smtp_proto::Error::ConnectionClosed {
                 stage: Stage::TlsHandshake
             })

@@ -142,14 +142,15 @@ pub fn classify(err: &smtp_blocking::Error) -> Failure {
                 // The body read did not match what was measured of it: the
                 // message changed under the sender, no protocol fault.
                 P::BodySizeMismatch { .. } => Kind::Io,
+                P::Timeout { .. } | P::TimeLimit { .. } => Kind::Timeout,
+                P::TlsConfig { .. } => Kind::Tls,
                 _ => Kind::Protocol,
             };
             (kind, code)
         }
         B::Resolve { .. } | B::Connect { .. } => (Kind::Connect, None),
         B::Io(_) | B::BodyRead(_) | B::Poisoned => (Kind::Io, None),
-        B::Tls(_) | B::TlsConfig { .. } => (Kind::Tls, None),
-        B::Timeout { .. } | B::TimeLimit { .. } => (Kind::Timeout, None),
+        B::Tls(_) => (Kind::Tls, None),
         _ => (Kind::Io, None),
     };
     Failure {
@@ -825,7 +826,10 @@ mod tests {
             (Kind::TlsRequired, None)
         );
         assert_eq!(
-            classify(&smtp_blocking::Error::Timeout { stage: Stage::Ehlo }).kind,
+            classify(&smtp_blocking::Error::Smtp(smtp_proto::Error::Timeout {
+                stage: Stage::Ehlo
+            }))
+            .kind,
             Kind::Timeout
         );
     }

@@ -229,6 +229,38 @@ pub enum Error {
         stage: Stage,
     },
 
+    /// The server did not answer, or did not take the client's bytes,
+    /// within the stage's timeout ([`Timeouts`](crate::Timeouts), RFC 5321
+    /// §4.5.3.2), as the caller's clock told
+    /// [`ClientSession::handle_timeout`](crate::ClientSession::handle_timeout).
+    /// Nothing more is written: the connection must be closed.
+    #[error("timed out during {stage}")]
+    Timeout {
+        /// The step that timed out.
+        stage: Stage,
+    },
+
+    /// The session's set-up or a message took longer than its time limit
+    /// ([`Options::time_limit`](crate::Options::time_limit)) in all, although
+    /// each step kept within its stage's timeout. Nothing more is written:
+    /// the connection must be closed.
+    #[error("took longer than the time limit of {limit:?} (during {stage})")]
+    TimeLimit {
+        /// The step under way when the time was up.
+        stage: Stage,
+        /// The limit.
+        limit: core::time::Duration,
+    },
+
+    /// A TLS configuration could not be built (no usable root certificate,
+    /// invalid PEM, no crypto provider), or TLS was asked of a build without
+    /// TLS support. Nothing was sent.
+    #[error("TLS configuration: {reason}")]
+    TlsConfig {
+        /// What was wrong.
+        reason: String,
+    },
+
     /// The caller abandoned the session ([`ClientSession::abort`](crate::ClientSession::abort)),
     /// e.g. because the message body could not be read; nothing more is sent.
     #[error("the session was abandoned by the caller")]
@@ -275,7 +307,10 @@ impl Error {
     /// only when every refusal was.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::ServiceClosing { .. } | Error::ConnectionClosed { .. } => true,
+            Error::ServiceClosing { .. }
+            | Error::ConnectionClosed { .. }
+            | Error::Timeout { .. }
+            | Error::TimeLimit { .. } => true,
             Error::RecipientsRejected { recipients } => {
                 !recipients.is_empty() && recipients.iter().all(|r| r.reply().is_transient())
             }
@@ -343,6 +378,12 @@ impl Error {
                 | Error::TlsNameMismatch { .. }
                 | Error::StartTlsInjection
         )
+    }
+
+    /// Whether a stage's timeout or the time limit ran out
+    /// ([`Error::Timeout`], [`Error::TimeLimit`]).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Timeout { .. } | Error::TimeLimit { .. })
     }
 
     /// Whether the server refused the credentials themselves (`535`, `5.7.8`):

@@ -92,8 +92,14 @@
 //! ```
 #![forbid(unsafe_code)]
 
+/// rustls, re-exported so callers can name the types of [`tls`] and
+/// [`Options::tls`] without depending on it themselves.
+#[cfg(feature = "rustls")]
+pub use rustls;
+
 pub mod address;
 pub mod auth;
+mod batch;
 pub mod capabilities;
 pub mod command;
 pub mod config;
@@ -101,6 +107,7 @@ pub mod data;
 pub mod error;
 mod hint;
 pub mod messages;
+mod options;
 mod outcome;
 pub mod reply;
 pub mod session;
@@ -108,22 +115,26 @@ pub mod stage;
 #[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod testing;
+#[cfg(feature = "rustls")]
+pub mod tls;
 pub mod transaction;
 pub mod transcript;
 mod url;
 
 pub use address::Address;
 pub use auth::{Credentials, Mechanism, Secret};
+pub use batch::{Batch, BatchError, Rest, Step};
 pub use capabilities::Capabilities;
 pub use command::{EhloName, Parameter};
 pub use config::{Config, TlsPolicy};
 pub use error::{Error, InputField};
+pub use options::{Options, DEFAULT_CONNECT_TIMEOUT};
 pub use outcome::Outcome;
 pub use reply::{EnhancedCode, Reply, ReplyCode};
-pub use session::{ClientSession, Event};
+pub use session::{ClientSession, Event, Io, Next, BODY_FLUSH};
 pub use stage::{Stage, Timeouts};
 pub use transaction::{
     BodyType, Delivery, DsnReturn, Envelope, Notify, Recipient, RecipientResult,
 };
-pub use transcript::{Direction, TranscriptLine};
+pub use transcript::{Direction, TranscriptHook, TranscriptLine};
 pub use url::SmtpUrl;

@@ -1052,15 +1052,16 @@ impl<'s> Model<'s> {
             }
             Op::Abort => {
                 session.abort();
+                assert!(
+                    session.pending_output().is_empty(),
+                    "abort left output queued"
+                );
                 if alive {
-                    assert!(
-                        session.pending_output().is_empty(),
-                        "abort left output queued"
-                    );
                     assert_eq!(session.error(), Some(&Error::Aborted));
-                    // Dropped unsent: never on the wire.
-                    self.stream.truncate(self.drained);
                 }
+                // Dropped unsent (after a failure too: the QUIT it queued is
+                // given up): never on the wire.
+                self.stream.truncate(self.drained);
                 ("abort", Ok(()), Content::Nothing)
             }
             Op::Tls(i) => self.tls(session, *i, alive),

@@ -4,6 +4,13 @@
 //! are credentials, so no adapter can forget it.
 
 use core::fmt;
+use std::sync::Arc;
+
+/// A callback that receives every line of the dialogue as the session
+/// records it, secrets already redacted
+/// ([`ClientSession::add_transcript_hook`](crate::ClientSession::add_transcript_hook),
+/// [`Options::transcript`](crate::Options::transcript)).
+pub type TranscriptHook = Arc<dyn Fn(&TranscriptLine) + Send + Sync>;
 
 /// Who sent a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +69,8 @@ impl fmt::Debug for TranscriptLine {
 /// What a secret line looks like in the transcript.
 pub(crate) const REDACTED: &[u8] = b"<redacted>";
 
-/// The lines a session recorded and the caller has not taken yet.
+/// The lines a session recorded and the caller has not taken yet, and the
+/// hooks each line goes to as it is recorded.
 ///
 /// Bounded, without losing what an adapter needs: the lines of the current
 /// call are never dropped (one `send_mail` to 30,000 recipients writes
@@ -70,14 +78,42 @@ pub(crate) const REDACTED: &[u8] = b"<redacted>";
 /// sees each of them). Only lines left over from earlier calls, beyond
 /// [`MAX_TRANSCRIPT_LINES`](crate::session::MAX_TRANSCRIPT_LINES), are
 /// dropped when the next call starts, and the next
-/// [`take`](Recorder::take) begins with a line that says how many.
-#[derive(Debug, Default)]
+/// [`take`](Recorder::take) begins with a line that says how many. Lines
+/// are kept only when [`Config::transcript`](crate::Config::transcript) is
+/// on; hooks get every line at once and keep nothing here.
+#[derive(Default)]
 pub(crate) struct Recorder {
     lines: std::collections::VecDeque<TranscriptLine>,
     dropped: u64,
+    keep: bool,
+    hooks: Vec<TranscriptHook>,
+}
+
+impl fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Recorder")
+            .field("lines", &self.lines.len())
+            .field("dropped", &self.dropped)
+            .field("keep", &self.keep)
+            .field("hooks", &self.hooks.len())
+            .finish()
+    }
 }
 
 impl Recorder {
+    /// A recorder that keeps its lines for [`take`](Recorder::take).
+    pub(crate) fn keeping() -> Recorder {
+        Recorder {
+            keep: true,
+            ..Recorder::default()
+        }
+    }
+
+    /// Every line also goes to `hook`, as it is recorded.
+    pub(crate) fn add_hook(&mut self, hook: TranscriptHook) {
+        self.hooks.push(hook);
+    }
+
     /// A new call starts: lines older than it are kept up to `limit`.
     pub(crate) fn begin_call(&mut self, limit: usize) {
         let excess = self.lines.len().saturating_sub(limit);
@@ -86,7 +122,13 @@ impl Recorder {
     }
 
     pub(crate) fn push(&mut self, direction: Direction, text: &[u8]) {
-        self.lines.push_back(TranscriptLine::new(direction, text));
+        let line = TranscriptLine::new(direction, text);
+        for hook in &self.hooks {
+            hook(&line);
+        }
+        if self.keep {
+            self.lines.push_back(line);
+        }
     }
 
     /// Every line since the last take, after a note of those dropped.
@@ -116,7 +158,7 @@ mod tests {
 
     #[test]
     fn lines_of_the_current_call_are_never_dropped() {
-        let mut recorder = Recorder::default();
+        let mut recorder = Recorder::keeping();
         recorder.begin_call(4);
         for i in 0..10 {
             recorder.push(Direction::Client, format!("RCPT {i}").as_bytes());
@@ -130,7 +172,7 @@ mod tests {
 
     #[test]
     fn lines_left_untaken_are_capped_at_the_next_call_with_a_note() {
-        let mut recorder = Recorder::default();
+        let mut recorder = Recorder::keeping();
         for i in 0..10 {
             recorder.push(Direction::Server, format!("250 {i}").as_bytes());
         }
@@ -149,6 +191,26 @@ mod tests {
             ]
         );
         // The count starts again after a take.
+        assert_eq!(recorder.take(), Vec::new());
+    }
+
+    #[test]
+    fn hooks_get_each_line_at_once_and_nothing_is_kept_without_keep() {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = Arc::clone(&seen);
+        let mut recorder = Recorder::default();
+        recorder.add_hook(Arc::new(move |line: &TranscriptLine| {
+            if let Ok(mut seen) = sink.lock() {
+                seen.push(line.to_string());
+            }
+        }));
+        recorder.push(Direction::Client, b"EHLO x\r\n");
+        recorder.push(Direction::Server, b"250 ok\r\n");
+        assert_eq!(
+            seen.lock().map(|s| s.clone()).unwrap_or_default(),
+            ["C: EHLO x", "S: 250 ok"]
+        );
+        assert_eq!(recorder.len(), 0);
         assert_eq!(recorder.take(), Vec::new());
     }
 }

@@ -4,12 +4,11 @@
 
 use crate::driver::{self, Dialer, Driver, PollBody, Transport};
 use crate::{Error, Options};
-use smtp_blocking::batch::Rest;
-use smtp_proto::{Capabilities, ClientSession, Config, Delivery, Envelope, Mechanism};
+use smtp_proto::{Capabilities, ClientSession, Config, Delivery, Envelope, Mechanism, Rest};
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tracing::Instrument;
 
 /// A runtime's I/O under a [`Client`]: `tokio::Tokio` (feature `tokio`) or
@@ -62,11 +61,12 @@ impl<B: Dial> Client<B> {
     ) -> Result<Client<B>, Error> {
         let span = tracing::debug_span!("smtp.connect", host, port, server = config.server_name());
         async move {
-            let (mut session, transcript) = driver::new_session(config, &options)?;
-            let host = smtp_blocking::strip_brackets(host);
-            let started = Instant::now();
-            let connect_timeout = connect_timeout(&options);
-            let resolved = B::timeout(connect_timeout, B::resolve(host, port))
+            let (mut session, connect_by) = driver::new_session(config, &options)?;
+            let host = host
+                .strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .unwrap_or(host);
+            let resolved = B::timeout(driver::left(connect_by), B::resolve(host, port))
                 .await
                 .unwrap_or_else(|| Err(timed_out()));
             let addrs = resolved.map_err(|source| Error::Resolve {
@@ -74,10 +74,9 @@ impl<B: Dial> Client<B> {
                 port,
                 source,
             })?;
-            let (transport, peer) =
-                connect_any(host, port, &addrs, connect_timeout, started).await?;
+            let (transport, peer) = connect_any(host, port, &addrs, connect_by).await?;
             session.set_peer_addr(peer.ip());
-            Client::start(transport, session, transcript, options, started).await
+            Client::start(transport, session, options).await
         }
         .instrument(span)
         .await
@@ -92,19 +91,11 @@ impl<B: Dial> Client<B> {
     ) -> Result<Client<B>, Error> {
         let span = tracing::debug_span!("smtp.connect", %addr, server = config.server_name());
         async move {
-            let (mut session, transcript) = driver::new_session(config, &options)?;
+            let (mut session, connect_by) = driver::new_session(config, &options)?;
             let host = addr.ip().to_string();
-            let started = Instant::now();
-            let (transport, peer) = connect_any(
-                &host,
-                addr.port(),
-                &[addr],
-                connect_timeout(&options),
-                started,
-            )
-            .await?;
+            let (transport, peer) = connect_any(&host, addr.port(), &[addr], connect_by).await?;
             session.set_peer_addr(peer.ip());
-            Client::start(transport, session, transcript, options, started).await
+            Client::start(transport, session, options).await
         }
         .instrument(span)
         .await
@@ -114,15 +105,12 @@ impl<B: Dial> Client<B> {
 impl<B: Backend> Client<B> {
     /// Runs the session up to ready over `transport`, a connection made
     /// after `session` was: greeting, EHLO, STARTTLS or implicit TLS, AUTH.
-    /// Connecting began at `started` (the time limit counts from there).
     pub(crate) async fn start(
         transport: B,
         session: ClientSession,
-        transcript: smtp_blocking::Transcript,
         options: Options,
-        started: Instant,
     ) -> Result<Client<B>, Error> {
-        let driver = Driver::start(transport, session, transcript, options, started).await?;
+        let driver = Driver::start(transport, session, options).await?;
         Ok(Client { driver })
     }
 
@@ -272,31 +260,21 @@ impl<B: Backend> Client<B> {
     }
 }
 
-/// How long connecting may take: the connect timeout, within the time limit.
-fn connect_timeout(options: &Options) -> Duration {
-    match options.time_limit {
-        Some(limit) => limit.min(options.connect_timeout),
-        None => options.connect_timeout,
-    }
-}
-
 fn timed_out() -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, "connect timeout")
 }
 
-/// Tries each address in turn until one connects, all within `timeout`
-/// counted from `started`; returns the connection and the address it reached.
+/// Tries each address in turn until one connects, all by `deadline`;
+/// returns the connection and the address it reached.
 async fn connect_any<B: Dial>(
     host: &str,
     port: u16,
     addrs: &[SocketAddr],
-    timeout: Duration,
-    started: Instant,
+    deadline: Option<Instant>,
 ) -> Result<(B, SocketAddr), Error> {
     let mut last = None;
     for &address in addrs {
-        let remaining = timeout.saturating_sub(started.elapsed());
-        let result = B::timeout(remaining, B::dial(address))
+        let result = B::timeout(driver::left(deadline), B::dial(address))
             .await
             .unwrap_or_else(|| Err(timed_out()));
         match result {
@@ -362,7 +340,7 @@ macro_rules! reader_methods {
         {
             let messages = $crate::driver::Wrapped::<_, $wrap>::new(messages.into_iter());
             let mut results = Vec::new();
-            let rest = ::smtp_blocking::batch::Rest::NotSent;
+            let rest = ::smtp_proto::Rest::NotSent;
             self.send_each_polled(messages, rest, |result| results.push(result))
                 .await;
             results
@@ -384,7 +362,7 @@ macro_rules! reader_methods {
             I: IntoIterator<Item = (::smtp_proto::Envelope, R)>,
         {
             let messages = $crate::driver::Wrapped::<_, $wrap>::new(messages.into_iter());
-            let rest = ::smtp_blocking::batch::Rest::Drop;
+            let rest = ::smtp_proto::Rest::Drop;
             self.send_each_polled(messages, rest, on_result).await;
         }
     };

@@ -1,17 +1,15 @@
 //! The one async driving loop, generic over the runtime's I/O.
 //!
 //! A backend implements [`Transport`] (read, write, flush, a non-waiting
-//! read, the TLS upgrade, a timeout combinator); everything else — the order
-//! of flush, events and reads, timeouts per stage, STARTTLS, cancellation
-//! safety, the transcript — is written once here.
+//! read, the TLS upgrade, a timeout combinator). What to do next, and by
+//! when, is the core's ([`ClientSession::next`], [`Batch::next`]); this
+//! performs it, once for every backend, and keeps the cancellation rule.
 
 use crate::{tls, Error, Options};
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
-use smtp_blocking::batch::{Action, Batch, Rest};
-use smtp_blocking::{Deadlines, Transcript};
 use smtp_proto::{
-    ClientSession, Config, Delivery, Envelope, Event, Stage, Timeouts, TranscriptLine,
+    Batch, ClientSession, Config, Delivery, Envelope, Event, Io, Next, Rest, Step, TranscriptLine,
 };
 use std::future::{poll_fn, Future};
 use std::io;
@@ -27,9 +25,11 @@ pub(crate) const BODY_CHUNK: usize = 64 * 1024;
 /// The size of the buffer server bytes are read into.
 const READ_BUFFER: usize = 8 * 1024;
 
-/// The longest a best-effort write (the QUIT the session queues after an
-/// error) may take.
-const BEST_EFFORT: Duration = Duration::from_secs(10);
+/// The longest a wait is given when the session's has no deadline.
+const FOREVER: Duration = Duration::from_secs(86_400 * 365);
+
+/// The longest closing the connection after QUIT may take.
+const QUIT_CLOSE: Duration = Duration::from_secs(10);
 
 /// The tracing target of transcript lines.
 pub(crate) const TRANSCRIPT_TARGET: &str = "smtp_tokio::transcript";
@@ -160,19 +160,26 @@ pub(crate) fn gone() -> io::Error {
     )
 }
 
-/// A session with transcript recording turned on when anyone listens, and
-/// where its lines go.
+/// A session keeping to `options`, with every transcript line also logged
+/// when [`TRANSCRIPT_TARGET`] is enabled at DEBUG; and by when connecting,
+/// which starts now, must be done.
 pub(crate) fn new_session(
     config: Config,
     options: &Options,
-) -> Result<(ClientSession, Transcript), Error> {
-    let transcript = Transcript::new(
-        options.transcript.clone(),
-        tracing::enabled!(target: TRANSCRIPT_TARGET, tracing::Level::DEBUG),
-        log_transcript_line,
-    );
-    let config = transcript.config(config);
-    Ok((ClientSession::new(config)?, transcript))
+) -> Result<(ClientSession, Option<Instant>), Error> {
+    let mut session = ClientSession::with_options(config, options)?;
+    if tracing::enabled!(target: TRANSCRIPT_TARGET, tracing::Level::DEBUG) {
+        session.add_transcript_hook(Arc::new(log_transcript_line));
+    }
+    let connect_by = session.start_connect(Instant::now());
+    Ok((session, connect_by))
+}
+
+/// What is left until `deadline` (a year without one).
+pub(crate) fn left(deadline: Option<Instant>) -> Duration {
+    deadline.map_or(FOREVER, |deadline| {
+        deadline.saturating_duration_since(Instant::now())
+    })
 }
 
 /// Logs one transcript line under [`TRANSCRIPT_TARGET`].
@@ -184,49 +191,37 @@ fn log_transcript_line(line: &TranscriptLine) {
 pub(crate) struct Driver<T> {
     transport: T,
     session: ClientSession,
-    timeouts: Timeouts,
     tls: Option<Arc<ClientConfig>>,
-    transcript: Transcript,
     buf: Box<[u8]>,
+    /// The buffer bodies are polled into.
+    chunk: Vec<u8>,
     /// Set while an operation runs; still set afterwards when it was
     /// cancelled or broke the connection.
     poisoned: bool,
     /// The session produced an event out of order: a bug, after which the
     /// connection is given up.
     out_of_step: bool,
-    /// The stage's timeout for each reply (the whole reply, not each read);
-    /// the time limit.
-    deadlines: Deadlines,
 }
 
 impl<T: Transport> Driver<T> {
     /// Runs the session over `transport` up to [`Event::Ready`]: greeting,
-    /// EHLO, STARTTLS or implicit TLS, AUTH. The time limit of the set-up
-    /// counts from `started`, when connecting began.
+    /// EHLO, STARTTLS or implicit TLS, AUTH, within the time limit the
+    /// session counts from [`new_session`].
     pub(crate) async fn start(
         transport: T,
         session: ClientSession,
-        transcript: Transcript,
         options: Options,
-        started: Instant,
     ) -> Result<Driver<T>, Error> {
-        let mut deadlines = Deadlines::new(options.time_limit);
-        deadlines.start(started);
         let mut driver = Driver {
             transport,
             session,
-            timeouts: options.timeouts,
             tls: options.tls,
-            transcript,
             buf: vec![0; READ_BUFFER].into_boxed_slice(),
+            chunk: Vec::new(),
             poisoned: true,
             out_of_step: false,
-            deadlines,
         };
-        let result = driver.expect_ready().await;
-        driver.deadlines.stop();
-        driver.drain_transcript();
-        result?;
+        driver.expect_ready().await?;
         driver.poisoned = false;
         Ok(driver)
     }
@@ -270,7 +265,6 @@ impl<T: Transport> Driver<T> {
                 break Err(Error::Smtp(err));
             }
         };
-        self.drain_transcript();
         if result.is_err() {
             self.poisoned = true;
             self.give_up();
@@ -299,8 +293,8 @@ impl<T: Transport> Driver<T> {
         })
     }
 
-    /// The one sending loop: smtp-blocking's [`Batch`] decides, this moves
-    /// the bytes. Each body is read 64 KiB at a time.
+    /// The one sending loop: the core's [`Batch`] decides, this moves the
+    /// bytes and polls the bodies, 64 KiB at a time.
     pub(crate) async fn batch<I, R, F>(&mut self, messages: I, rest: Rest, mut on_result: F)
     where
         I: IntoIterator<Item = (Envelope, R)>,
@@ -311,35 +305,23 @@ impl<T: Transport> Driver<T> {
             on_result(Err(err));
             return;
         }
-        let mut batch = Batch::new(messages.into_iter(), on_result);
-        let mut chunk = Vec::new();
-        let mut reported = None;
-        let failure = loop {
-            // Each message has the whole time limit from the previous one's
-            // result (or from the start of the batch).
-            if reported != Some(batch.reported()) {
-                reported = Some(batch.reported());
-                self.deadlines.start(Instant::now());
-            }
-            let step = match batch.next(&mut self.session) {
-                Err(err) => Err(self.fail(err).await),
-                Ok(Action::Event) => match self.next_event().await {
-                    Ok(event) => batch.event(event).map_err(|e| self.unexpected(e)),
-                    Err(err) => Err(err),
-                },
-                Ok(Action::Body(mut read)) => self.write_body(&mut read, &mut chunk).await,
-                Ok(Action::Done) => break Ok(()),
+        let mut batch = Batch::new(messages.into_iter(), rest, on_result);
+        let mut broke = false;
+        loop {
+            let failure = match batch.next(&mut self.session, Instant::now()) {
+                Step::Done => break,
+                Step::Io(io) => self.perform(io).await.err(),
+                Step::Body(read) => feed_body(read, &mut self.chunk, &mut self.session)
+                    .await
+                    .err(),
             };
-            if let Err(err) = step {
-                break Err(err);
+            if let Some(err) = failure {
+                broke |= err.breaks_connection();
+                batch.fail(&mut self.session, err);
             }
-        };
-        self.deadlines.stop();
-        let poisoned = self.end(failure.as_ref().err());
-        if let Err(err) = failure {
-            batch.fail(&mut self.session, err, rest);
         }
-        if poisoned {
+        let broke = broke.then_some(Error::Poisoned);
+        if self.end(broke.as_ref()) {
             self.give_up();
         }
     }
@@ -348,9 +330,7 @@ impl<T: Transport> Driver<T> {
     pub(crate) async fn noop(&mut self) -> Result<(), Error> {
         self.begin()?;
         let result = async {
-            if let Err(err) = self.session.noop() {
-                return Err(self.fail(err).await);
-            }
+            self.session.noop()?;
             self.expect_ready().await
         }
         .instrument(tracing::debug_span!("smtp.noop"))
@@ -364,25 +344,24 @@ impl<T: Transport> Driver<T> {
     /// Sends QUIT, waits for the reply or the server closing, and closes.
     pub(crate) async fn quit(mut self) -> Result<(), Error> {
         self.begin()?;
-        let result = async {
-            if !self.session.is_closed() {
-                if let Err(err) = self.session.quit() {
-                    return Err(self.fail(err).await);
-                }
+        async {
+            if self.session.is_closed() {
+                // What the session still has to say after a failure (a
+                // QUIT), as best we can.
+                let _ = self.next_event().await;
+            } else {
+                self.session.quit()?;
                 match self.next_event().await? {
                     Event::Closed => {}
                     other => return Err(self.unexpected(other)),
                 }
             }
             // Best effort: the dialogue is over either way.
-            let timeout = self.timeouts.get(Stage::Quit).min(BEST_EFFORT);
-            let _ = T::timeout(timeout, self.transport.shutdown()).await;
+            let _ = T::timeout(QUIT_CLOSE, self.transport.shutdown()).await;
             Ok(())
         }
         .instrument(tracing::debug_span!("smtp.quit"))
-        .await;
-        self.drain_transcript();
-        result
+        .await
     }
 
     // ---- operations ---------------------------------------------------------
@@ -398,10 +377,15 @@ impl<T: Transport> Driver<T> {
         Ok(())
     }
 
-    /// Ends an operation; whether it left the client poisoned.
+    /// Ends an operation; whether it left the client poisoned (a timeout
+    /// in the session too: the server may be mid-command).
     fn end(&mut self, err: Option<&Error>) -> bool {
-        self.drain_transcript();
-        self.poisoned = self.out_of_step || err.is_some_and(Error::breaks_connection);
+        self.poisoned = self.out_of_step
+            || err.is_some_and(Error::breaks_connection)
+            || self
+                .session
+                .error()
+                .is_some_and(smtp_proto::Error::is_timeout);
         self.poisoned
     }
 
@@ -424,41 +408,6 @@ impl<T: Transport> Driver<T> {
         })
     }
 
-    /// Feeds the body `read` produces to the session, 64 KiB at a time,
-    /// writing once a chunk's worth is pending; then ends it. Its last piece
-    /// and its end stay pending: they go out with the next message's
-    /// commands.
-    async fn write_body<R>(&mut self, read: &mut R, chunk: &mut Vec<u8>) -> Result<(), Error>
-    where
-        R: PollBody,
-    {
-        chunk.resize(BODY_CHUNK, 0);
-        loop {
-            let n = poll_fn(|cx| read.poll_body(cx, chunk))
-                .await
-                .map_err(Error::BodyRead)?;
-            if n == 0 {
-                break;
-            }
-            let Some(bytes) = chunk.get(..n) else {
-                return Err(Error::BodyRead(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "body reader returned more bytes than the buffer holds",
-                )));
-            };
-            if let Err(err) = self.session.write_body(bytes) {
-                return Err(self.fail(err).await);
-            }
-            if self.session.pending_output().len() >= BODY_CHUNK {
-                self.flush_output().await?;
-            }
-        }
-        match self.session.finish_body() {
-            Ok(()) => Ok(()),
-            Err(err) => Err(self.fail(err).await),
-        }
-    }
-
     async fn expect_ready(&mut self) -> Result<(), Error> {
         match self.next_event().await? {
             Event::Ready => Ok(()),
@@ -468,92 +417,103 @@ impl<T: Transport> Driver<T> {
 
     // ---- the loop -------------------------------------------------------------
 
-    /// Moves bytes until the session has an event for the caller. Performs the
-    /// TLS upgrade itself.
+    /// Performs the session's I/O until it hands out an event.
     async fn next_event(&mut self) -> Result<Event, Error> {
         loop {
-            self.drain_transcript();
-            self.flush_output().await?;
-            if let Some(event) = self.session.poll_event() {
-                if event == Event::StartTls {
-                    self.start_tls().await?;
-                    continue;
-                }
-                return Ok(event);
-            }
-            if !self.session.wants_input() {
-                return Err(Error::Smtp(self.session.error().cloned().unwrap_or(
-                    smtp_proto::Error::InvalidState {
+            match self.session.next(Instant::now())? {
+                Next::Io(io) => self.perform(io).await?,
+                Next::Event(event) => return Ok(event),
+                _ => {
+                    self.out_of_step = true;
+                    return Err(Error::Smtp(smtp_proto::Error::InvalidState {
                         call: "smtp-tokio driver",
-                        reason: "the session awaits nothing from the server",
-                    },
-                )));
-            }
-            let stage = self.session.stage().unwrap_or(Stage::Noop);
-            let remaining = self.deadlines.read(stage, &self.timeouts)?;
-            let read = self.transport.read(&mut self.buf[..]);
-            let n = match T::timeout(remaining, read).await {
-                None => return Err(self.deadlines.expired(stage)),
-                // A TLS peer that closes without close_notify: SMTP frames
-                // its own replies, so this is the connection closing, as
-                // the blocking adapter reports it too.
-                Some(Err(err)) if err.kind() == io::ErrorKind::UnexpectedEof => 0,
-                Some(Err(err)) => return Err(Error::from_io(err)),
-                Some(Ok(n)) => n,
-            };
-            let fed = match self.buf.get(..n) {
-                Some(_) if n == 0 => self.session.handle_eof(),
-                Some(bytes) => self.session.handle_input(bytes),
-                None => return Err(Error::Io(io::ErrorKind::InvalidData.into())),
-            };
-            if let Err(err) = fed {
-                return Err(self.fail(err).await);
+                        reason: "the session asked for a body outside a send",
+                    }));
+                }
             }
         }
     }
 
-    /// Writes everything pending, within the current stage's timeout and
-    /// what is left of the time limit.
-    async fn flush_output(&mut self) -> Result<(), Error> {
-        let pending = self.session.pending_output().len();
-        if pending == 0 {
-            return Ok(());
-        }
-        let stage = self.session.stage().unwrap_or(Stage::Quit);
-        let timeout = self.deadlines.write(stage, &self.timeouts)?;
-        let (written, result) =
-            write_counted::<T>(&mut self.transport, self.session.pending_output(), timeout).await;
-        // Partial writes too: whether a message's end of data went out
-        // decides whether its delivery is unknown.
-        self.session.advance_output(written);
-        match result {
-            None => Err(self.deadlines.expired(stage)),
-            Some(Err(err)) => Err(Error::from_io(err)),
-            Some(Ok(())) => {
-                // A new command went out: its reply gets a whole timeout.
-                self.deadlines.reset();
+    /// One piece of I/O the session asked for. Its errors are the
+    /// connection's; the session's verdicts on what was read, and timeouts,
+    /// come with its next step.
+    async fn perform(&mut self, io: Io) -> Result<(), Error> {
+        match io {
+            Io::Write { deadline, .. } => self.write(deadline).await,
+            Io::Read { deadline, .. } => self.read(deadline).await,
+            Io::Handshake { deadline } => self.start_tls(deadline).await,
+            Io::Close { deadline } => {
+                if let Err(err) = self.write(deadline).await {
+                    tracing::debug!(error = %err, "could not flush after a session error");
+                    self.session.abort();
+                }
                 Ok(())
             }
+            _ => {
+                self.out_of_step = true;
+                Err(Error::Smtp(smtp_proto::Error::InvalidState {
+                    call: "smtp-tokio driver",
+                    reason: "the session asked for I/O this driver does not know",
+                }))
+            }
         }
     }
 
-    /// The session failed: flush what it queued (a QUIT) as best we can, and
-    /// report its error.
-    async fn fail(&mut self, err: smtp_proto::Error) -> Error {
-        self.drain_transcript();
-        if !self.session.pending_output().is_empty() {
-            let timeout = self.timeouts.get(Stage::Quit).min(BEST_EFFORT);
-            let out = self.session.pending_output();
-            let (written, _) = write_counted::<T>(&mut self.transport, out, timeout).await;
-            self.session.advance_output(written);
+    /// Writes some of what the session has pending, and flushes the TLS
+    /// layer once it has nothing more, by `deadline`.
+    async fn write(&mut self, deadline: Option<Instant>) -> Result<(), Error> {
+        let (transport, session) = (&mut self.transport, &mut self.session);
+        let write = async {
+            let n = match session.pending_output() {
+                [] => 0,
+                out => match transport.write(out).await? {
+                    0 => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+                    n => n,
+                },
+            };
+            // Partial writes too: whether a message's end of data went out
+            // decides whether its delivery is unknown.
+            session.advance_output(n);
+            if session.pending_output().is_empty() {
+                transport.flush().await?;
+            }
+            Ok(())
+        };
+        match T::timeout(left(deadline), write).await {
+            None => {
+                self.session.handle_timeout(Instant::now());
+                Ok(())
+            }
+            Some(result) => result.map_err(Error::from_io),
         }
-        tracing::debug!(error = %err, "SMTP session failed");
-        Error::Smtp(err)
     }
 
-    /// [`Event::StartTls`]: refuse plaintext that followed the `220`, then
-    /// the handshake for the configured server name.
-    async fn start_tls(&mut self) -> Result<(), Error> {
+    /// Reads once, by `deadline`, and feeds the session.
+    async fn read(&mut self, deadline: Option<Instant>) -> Result<(), Error> {
+        let read = self.transport.read(&mut self.buf[..]);
+        let n = match T::timeout(left(deadline), read).await {
+            None => {
+                self.session.handle_timeout(Instant::now());
+                return Ok(());
+            }
+            // A TLS peer that closes without close_notify: SMTP frames its
+            // own replies, so this is the connection closing.
+            Some(Err(err)) if err.kind() == io::ErrorKind::UnexpectedEof => 0,
+            Some(Err(err)) => return Err(Error::from_io(err)),
+            Some(Ok(n)) => n,
+        };
+        // The session keeps its verdict; its next step reports it.
+        let _verdict = match self.buf.get(..n) {
+            Some(_) if n == 0 => self.session.handle_eof(),
+            Some(bytes) => self.session.handle_input(bytes),
+            None => return Err(Error::Io(io::ErrorKind::InvalidData.into())),
+        };
+        Ok(())
+    }
+
+    /// [`Io::Handshake`]: refuse plaintext that followed the `220`, then
+    /// the handshake for the configured server name, by `deadline`.
+    async fn start_tls(&mut self, deadline: Option<Instant>) -> Result<(), Error> {
         // Everything read so far went to the session, so no byte is buffered
         // here. Whatever already waits on the socket is plaintext that
         // followed the 220 (or preceded implicit TLS): the session must see it
@@ -567,63 +527,59 @@ impl<T: Transport> Driver<T> {
                 None => return Err(Error::Io(io::ErrorKind::InvalidData.into())),
             },
         };
-        if let Err(err) = fed {
-            return Err(self.fail(err).await);
-        }
-        if self.session.stage() != Some(Stage::TlsHandshake) {
-            return Err(Error::Smtp(smtp_proto::Error::InvalidState {
-                call: "smtp-tokio driver",
-                reason: "the session no longer awaits a TLS handshake",
-            }));
+        if fed.is_err() {
+            // Refused: the session's next step says so.
+            return Ok(());
         }
         let (name, server_name) = tls::server_name(self.session.config().server_name())?;
         let config = match &self.tls {
             Some(config) => Arc::clone(config),
             None => tls::default_config()?,
         };
-        let timeout = self.deadlines.write(Stage::TlsHandshake, &self.timeouts)?;
         let handshake = self.transport.upgrade(config, server_name);
-        match T::timeout(timeout, handshake)
+        match T::timeout(left(deadline), handshake)
             .instrument(tracing::debug_span!("smtp.tls", server = %name))
             .await
         {
-            None => return Err(self.deadlines.expired(Stage::TlsHandshake)),
+            None => {
+                self.session.handle_timeout(Instant::now());
+                return Ok(());
+            }
             Some(Err(err)) => return Err(Error::from_io(err)),
             Some(Ok(())) => {}
         }
         tracing::debug!(server = %name, "TLS established");
-        self.deadlines.reset();
-        // rustls verified the certificate for exactly this name.
-        if let Err(err) = self.session.tls_established(&name) {
-            return Err(self.fail(err).await);
-        }
+        // rustls verified the certificate for exactly this name; the
+        // session's verdict comes with its next step.
+        let _verdict = self.session.tls_established(&name);
         Ok(())
-    }
-
-    fn drain_transcript(&mut self) {
-        self.transcript.drain(&mut self.session);
     }
 }
 
-/// Writes `out` and flushes, within `timeout` (`None` when it ran out); how
-/// many bytes the transport took, whatever the ending.
-async fn write_counted<T: Transport>(
-    transport: &mut T,
-    out: &[u8],
-    timeout: Duration,
-) -> (usize, Option<io::Result<()>>) {
-    let mut written = 0;
-    let write = async {
-        while let Some(rest) = out.get(written..).filter(|rest| !rest.is_empty()) {
-            match transport.write(rest).await? {
-                0 => return Err(io::Error::from(io::ErrorKind::WriteZero)),
-                n => written += n,
-            }
-        }
-        transport.flush().await
+/// Polls the next chunk of `read` into `chunk` and feeds it to the session,
+/// or ends the body when there is none. A refusal fails the session, whose
+/// next step reports it.
+async fn feed_body<R: PollBody>(
+    read: &mut R,
+    chunk: &mut Vec<u8>,
+    session: &mut ClientSession,
+) -> Result<(), Error> {
+    chunk.resize(BODY_CHUNK, 0);
+    let n = poll_fn(|cx| read.poll_body(cx, chunk))
+        .await
+        .map_err(Error::BodyRead)?;
+    let Some(bytes) = chunk.get(..n) else {
+        return Err(Error::BodyRead(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "body reader returned more bytes than the buffer holds",
+        )));
     };
-    let result = T::timeout(timeout, write).await;
-    (written, result)
+    let _verdict = if bytes.is_empty() {
+        session.finish_body()
+    } else {
+        session.write_body(bytes)
+    };
+    Ok(())
 }
 
 /// A message body as the driver reads it: polled into a buffer. Named types
@@ -699,7 +655,6 @@ impl<T> std::fmt::Debug for Driver<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Driver")
             .field("session", &self.session)
-            .field("timeouts", &self.timeouts)
             .field("poisoned", &self.poisoned)
             .finish_non_exhaustive()
     }

@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tracing::Instrument;
 
 /// An SMTP connection over a futures-io stream `S` (by default async-std's
@@ -100,14 +100,14 @@ where
     ) -> Result<Client<S>, Error> {
         let span = tracing::debug_span!("smtp.connect", server = config.server_name());
         async move {
-            let (mut session, transcript) = driver::new_session(config, &options)?;
+            let (mut session, _) = driver::new_session(config, &options)?;
             if let Some(peer) = peer {
                 session.set_peer_addr(peer.ip());
             }
             let transport = FuturesIo {
                 stream: Stream::Plain(stream),
             };
-            Client::start(transport, session, transcript, options, Instant::now()).await
+            Client::start(transport, session, options).await
         }
         .instrument(span)
         .await

@@ -120,9 +120,9 @@
 //!   either; with both, `ring` is used; without either, install a default.
 //! - `native-roots`: [`tls::TlsRoots::Native`], the system trust store.
 //!
-//! [`Error`], [`Options`] and [`tls`] are `smtp-blocking`'s, re-exported: one
-//! error type, one options type and one TLS configuration for both clients.
-//! The features above enable the same ones in `smtp-blocking`.
+//! [`Options`] and [`tls`] are the core's (`smtp-proto`), re-exported: one
+//! options type and one TLS configuration for every adapter. The features
+//! above enable the same ones in `smtp-proto`.
 //!
 //! # Tests
 //!
@@ -155,15 +155,18 @@ pub mod pool;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 
-#[cfg(feature = "rustls")]
-pub use smtp_blocking::rustls;
-/// The TLS configuration: smtp-blocking's, shared by both clients.
-pub use smtp_blocking::tls;
-/// The error type, options and transcript hook: smtp-blocking's, shared by
-/// both clients.
-pub use smtp_blocking::{Error, Options, TranscriptHook, DEFAULT_CONNECT_TIMEOUT};
+mod error;
+
+pub use error::Error;
 pub use smtp_proto;
+/// rustls, re-exported so callers can name the types of [`tls`] and
+/// [`Options::tls`] without depending on it themselves.
+pub use smtp_proto::rustls;
+/// The TLS configuration: the core's, shared by every adapter.
+pub use smtp_proto::tls;
 pub use smtp_proto::{
     Address, Capabilities, ClientSession, Config, Credentials, Delivery, Envelope, Mechanism,
     RecipientResult, Stage, Timeouts, TlsPolicy, TranscriptLine,
 };
+/// The options and transcript hook: the core's, shared by every adapter.
+pub use smtp_proto::{Options, TranscriptHook, DEFAULT_CONNECT_TIMEOUT};

@@ -113,8 +113,7 @@
 //! short-lived OAuth2 tokens (XOAUTH2, OAUTHBEARER) are refreshed without
 //! rebuilding the pool. A provider failure, or a provider that does not
 //! answer within [`Options::connect_timeout`](crate::Options::connect_timeout),
-//! is returned as an [`Error::Io`] whose inner error is a
-//! [`CredentialsError`]; no connection was opened.
+//! is returned as [`Error::Credentials`]; no connection was opened.
 //!
 //! **Cancellation.** A send holds its connection in a guard. Dropping the
 //! send future (a `select!`, a timeout) drops the guard, which returns the
@@ -194,18 +193,6 @@ impl CredentialProvider for StaticCredentials {
     }
 }
 
-/// A [`CredentialProvider`] failed; no connection was opened. Found inside
-/// the [`Error::Io`] the pool returns (`err.get_ref()` and a downcast).
-#[derive(Debug, thiserror::Error)]
-#[error("the credential provider failed: {0}")]
-pub struct CredentialsError(#[source] pub BoxError);
-
-impl CredentialsError {
-    fn into_error(self) -> Error {
-        Error::Io(io::Error::other(self))
-    }
-}
-
 #[derive(Clone, Debug)]
 enum Target {
     Host(String, u16),
@@ -282,7 +269,7 @@ impl Connector {
                 .unwrap_or_else(|_| {
                     Err(format!("the credential provider did not answer within {timeout:?}").into())
                 })
-                .map_err(|err| CredentialsError(err).into_error())?;
+                .map_err(Error::Credentials)?;
             if let Some(credentials) = credentials {
                 config = config.credentials(credentials);
             }
@@ -896,9 +883,9 @@ impl Lease {
         // A timed-out NOOP is dropped mid-way, which poisons the client.
         match ::tokio::time::timeout(timeout, conn.client.noop()).await {
             Ok(result) => result,
-            Err(_) => Err(Error::Timeout {
+            Err(_) => Err(Error::Smtp(smtp_proto::Error::Timeout {
                 stage: smtp_proto::Stage::Noop,
-            }),
+            })),
         }
     }
 

@@ -286,6 +286,13 @@ fn outcome<T>(result: &Result<T, smtp_blocking::Error>) -> Outcome {
     }
 }
 
+fn tokio_outcome<T>(result: &Result<T, smtp_tokio::Error>) -> Outcome {
+    match result {
+        Ok(_) => Outcome::Accepted,
+        Err(err) => err.outcome(),
+    }
+}
+
 /// Sends `messages` through the tokio pool from `tasks` tasks.
 fn through_the_pool(
     proxy: SocketAddr,
@@ -319,7 +326,7 @@ fn through_the_pool(
                         break;
                     };
                     let result = pool.send(envelope(), &body).await;
-                    seen.push((id, outcome(&result)));
+                    seen.push((id, tokio_outcome(&result)));
                 }
                 seen
             }));

@@ -345,9 +345,9 @@ macro_rules! scenarios {
                 assert!(
                     matches!(
                         err,
-                        Error::Timeout {
+                        Error::Smtp(smtp_tokio::smtp_proto::Error::Timeout {
                             stage: Stage::Greeting
-                        }
+                        })
                     ),
                     "{err:?}"
                 );
@@ -377,7 +377,7 @@ macro_rules! scenarios {
                     .await
                     .unwrap_err();
                 assert!(
-                    matches!(err, Error::Timeout { stage: Stage::Mail }),
+                    matches!(err, Error::Smtp(smtp_tokio::smtp_proto::Error::Timeout { stage: Stage::Mail })),
                     "{err:?}"
                 );
                 assert!(!client.is_usable());
@@ -542,7 +542,7 @@ macro_rules! scenarios {
                     .await
                     .unwrap_err();
                 assert!(
-                    matches!(&err, Error::TlsConfig { reason } if reason.contains("provider")),
+                    matches!(&err, Error::Smtp(smtp_tokio::smtp_proto::Error::TlsConfig { reason }) if reason.contains("provider")),
                     "{err:?}"
                 );
             });
@@ -574,9 +574,9 @@ macro_rules! scenarios {
                 assert!(
                     matches!(
                         err,
-                        Error::Timeout {
+                        Error::Smtp(smtp_tokio::smtp_proto::Error::Timeout {
                             stage: Stage::TlsHandshake
-                        }
+                        })
                     ),
                     "{err:?}"
                 );

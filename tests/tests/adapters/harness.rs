@@ -146,14 +146,14 @@ macro_rules! classify {
             other => other,
         };
         let kind = match inner {
+            $krate::Error::Smtp(proto::Error::Timeout { stage }) => Kind::Timeout(*stage),
+            $krate::Error::Smtp(proto::Error::TimeLimit { stage, .. }) => Kind::TimeLimit(*stage),
+            $krate::Error::Smtp(proto::Error::TlsConfig { .. }) => Kind::TlsConfig,
             $krate::Error::Smtp(s) => Kind::Smtp(s.clone()),
             $krate::Error::Tls(t) => Kind::Tls(t.clone()),
-            $krate::Error::Timeout { stage } => Kind::Timeout(*stage),
-            $krate::Error::TimeLimit { stage, .. } => Kind::TimeLimit(*stage),
             $krate::Error::Io(io) => Kind::Io(io.kind()),
             $krate::Error::BodyRead(_) => Kind::BodyRead,
             $krate::Error::Connect { .. } | $krate::Error::Resolve { .. } => Kind::Connect,
-            $krate::Error::TlsConfig { .. } => Kind::TlsConfig,
             $krate::Error::Poisoned => Kind::Poisoned,
             $krate::Error::NotSent => Kind::NotSent,
             _ => Kind::Other,

@@ -12,15 +12,22 @@ use crate::capabilities::Capabilities;
 use crate::config::{is_loopback_name, is_valid_server_name, same_server_name, Config, TlsPolicy};
 use crate::data::{BodyEncoder, Framing};
 use crate::error::{Error, InputField};
+use crate::options::Options;
 use crate::outcome::Outcome;
 use crate::reply::{Reply, ReplyCode, ReplyError, ReplyParser};
 use crate::stage::Stage;
 use crate::transaction::{Delivery, Envelope, RecipientResult};
-use crate::transcript::{Direction, Recorder, TranscriptLine, REDACTED};
+use crate::transcript::{Direction, Recorder, TranscriptHook, TranscriptLine, REDACTED};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use core::fmt;
 use core::net::IpAddr;
 use std::collections::VecDeque;
+
+mod clock;
+mod drive;
+
+use clock::Clock;
+pub use drive::{Io, Next, BODY_FLUSH};
 
 /// The most `RCPT` commands written ahead of their replies with PIPELINING.
 /// RFC 2920 §3.1: a client that writes without reading can deadlock with a
@@ -200,6 +207,9 @@ pub struct ClientSession {
     ehlo_before_tls: Option<Reply>,
     /// The server's last reply to AUTH other than a `334` challenge.
     auth_reply: Option<Reply>,
+    /// The per-stage timeouts and the time limit, against the caller's
+    /// clock.
+    clock: Clock,
 }
 
 impl fmt::Debug for ClientSession {
@@ -224,6 +234,14 @@ impl ClientSession {
     /// With [`TlsPolicy::Implicit`] the first event is [`Event::StartTls`];
     /// otherwise the session waits for the server's greeting.
     pub fn new(config: Config) -> Result<ClientSession, Error> {
+        ClientSession::with_options(config, &Options::default())
+    }
+
+    /// Starts a session, as [`new`](Self::new) does, that keeps to
+    /// `options`' timeouts and time limit ([`next`](Self::next) hands out
+    /// the deadlines) and hands every transcript line to its hook. The
+    /// options' TLS configuration is the adapter's to use.
+    pub fn with_options(config: Config, options: &Options) -> Result<ClientSession, Error> {
         if !is_valid_server_name(&config.server_name) {
             return Err(Error::invalid(
                 InputField::ServerName,
@@ -235,7 +253,7 @@ impl ClientSession {
         }
         let mut session = ClientSession {
             parser: ReplyParser::new(config.reply_limits),
-            transcript: config.transcript.then(Recorder::default),
+            transcript: config.transcript.then(Recorder::keeping),
             config,
             out: BytesMut::with_capacity(4096),
             events: VecDeque::new(),
@@ -257,7 +275,11 @@ impl ClientSession {
             ehlo: None,
             ehlo_before_tls: None,
             auth_reply: None,
+            clock: Clock::new(options),
         };
+        if let Some(hook) = &options.transcript {
+            session.add_transcript_hook(std::sync::Arc::clone(hook));
+        }
         if session.config.tls == TlsPolicy::Implicit {
             session.phase = Phase::Handshake {
                 after_starttls: false,
@@ -285,6 +307,7 @@ impl ClientSession {
     /// connection without writing to it.
     pub fn handle_input(&mut self, bytes: &[u8]) -> Result<(), Error> {
         self.begin_call();
+        self.clock.clear_wait();
         self.check_alive("handle_input")?;
         let idle = self.is_idle();
         self.parser.extend(bytes);
@@ -298,6 +321,7 @@ impl ClientSession {
     /// anywhere else it is [`Error::ConnectionClosed`].
     pub fn handle_eof(&mut self) -> Result<(), Error> {
         self.begin_call();
+        self.clock.clear_wait();
         match self.phase {
             Phase::Closed | Phase::Failed => Ok(()),
             _ if self.expect.front() == Some(&Expect::Quit) => {
@@ -351,11 +375,23 @@ impl ClientSession {
         let n = n.min(self.out.len());
         self.taken = self.taken.saturating_add(n as u64);
         self.out.advance(n);
+        if n > 0 {
+            // Progress: the wait for this write is over.
+            self.clock.clear_wait();
+            if self.out.is_empty() {
+                // What was written is whole: its reply gets a whole timeout.
+                self.clock.reset_reply();
+            }
+        }
     }
 
     /// Takes every pending output byte at once.
     #[must_use]
     pub fn take_output(&mut self) -> Bytes {
+        if !self.out.is_empty() {
+            self.clock.clear_wait();
+            self.clock.reset_reply();
+        }
         self.taken = self.taken.saturating_add(self.out.len() as u64);
         self.out.split().freeze()
     }
@@ -385,6 +421,16 @@ impl ClientSession {
             .as_mut()
             .map(Recorder::take)
             .unwrap_or_default()
+    }
+
+    /// Hands every line of the dialogue recorded from now on to `hook` as it
+    /// is recorded, secrets redacted (an adapter's logger, say). Lines go to
+    /// [`take_transcript`](Self::take_transcript) only when
+    /// [`Config::transcript`] is on.
+    pub fn add_transcript_hook(&mut self, hook: TranscriptHook) {
+        self.transcript
+            .get_or_insert_with(Recorder::default)
+            .add_hook(hook);
     }
 
     /// A caller's call starts: the transcript lines it did not take from
@@ -437,6 +483,8 @@ impl ClientSession {
             return Err(self.fail(err));
         }
         self.tls = true;
+        self.clock.clear_wait();
+        self.clock.reset_reply();
         self.caps = Capabilities::default();
         self.phase = Phase::Busy;
         if after_starttls {
@@ -629,12 +677,13 @@ impl ClientSession {
     /// operation was cancelled half-way: the session fails with
     /// [`Error::Aborted`], drops any pending output and writes nothing more
     /// (not even QUIT, since the server may be mid-command). The caller
-    /// should close the connection. Does nothing on a closed or failed session.
+    /// should close the connection. On a closed or failed session it only
+    /// drops the pending output (a `QUIT` that could not be written).
     pub fn abort(&mut self) {
+        self.out.clear();
         if matches!(self.phase, Phase::Closed | Phase::Failed) {
             return;
         }
-        self.out.clear();
         self.quit_sent = true;
         let _ = self.fail(Error::Aborted);
     }
@@ -1348,5 +1397,7 @@ fn sends_quit(err: &Error) -> bool {
             | Error::StartTlsInjection
             | Error::TlsNameMismatch { .. }
             | Error::Aborted
+            | Error::Timeout { .. }
+            | Error::TimeLimit { .. }
     )
 }

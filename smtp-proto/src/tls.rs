@@ -1,6 +1,8 @@
 //! Building the rustls client configuration, and the server name TLS is
-//! verified for. Shared with `smtp-tokio`, which re-exports this module as
-//! `smtp_tokio::tls`.
+//! verified for (feature `rustls`). rustls is itself sans-I/O: the
+//! configuration is shared by every adapter, which re-exports this module
+//! (`smtp_blocking::tls`, `smtp_tokio::tls`) and runs the handshake over
+//! its own sockets.
 //!
 //! [`client_config`] picks the crypto provider and the trust roots, and never
 //! calls `ClientConfig::builder()`, which panics when both provider features
@@ -17,7 +19,7 @@
 //! 3. else `aws-lc-rs`, with the `aws-lc-rs` feature;
 //! 4. else [`Error::TlsConfig`].
 
-use crate::Error;
+use crate::error::{Error, InputField};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{ClientConfig, WebPkiServerVerifier};
 use rustls::crypto::CryptoProvider;
@@ -54,19 +56,19 @@ pub enum TlsRoots {
 /// provider is available.
 ///
 /// ```
-/// use smtp_blocking::tls::{client_config, TlsRoots};
+/// use smtp_proto::tls::{client_config, TlsRoots};
 ///
 /// let config = client_config(&TlsRoots::WebPki)?;
-/// let options = smtp_blocking::Options::default().tls(config);
+/// let options = smtp_proto::Options::default().tls(config);
 /// # let _ = options;
-/// # Ok::<(), smtp_blocking::Error>(())
+/// # Ok::<(), smtp_proto::Error>(())
 /// ```
 pub fn client_config(roots: &TlsRoots) -> Result<Arc<ClientConfig>, Error> {
     let provider = crypto_provider()?;
     let store = root_store(roots)?;
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|err| Error::tls_config(format!("the crypto provider: {err}")))?
+        .map_err(|err| tls_config(format!("the crypto provider: {err}")))?
         .with_root_certificates(store)
         .with_no_client_auth();
     Ok(Arc::new(config))
@@ -90,7 +92,7 @@ pub fn recording_client_config(
     let store = Arc::new(root_store(roots)?);
     let inner = WebPkiServerVerifier::builder_with_provider(store, Arc::clone(&provider))
         .build()
-        .map_err(|err| Error::tls_config(format!("the certificate verifier: {err}")))?;
+        .map_err(|err| tls_config(format!("the certificate verifier: {err}")))?;
     let presented = PresentedCertificates::default();
     let verifier = Arc::new(RecordingVerifier {
         inner,
@@ -98,7 +100,7 @@ pub fn recording_client_config(
     });
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|err| Error::tls_config(format!("the crypto provider: {err}")))?
+        .map_err(|err| tls_config(format!("the crypto provider: {err}")))?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
@@ -207,8 +209,7 @@ impl ServerCertVerifier for RecordingVerifier {
 
 /// The configuration used when [`Options::tls`](crate::Options::tls) is
 /// `None`: [`client_config`]`(&TlsRoots::WebPki)`, built once per process
-/// (with the provider chosen the first time). Shared with `smtp-tokio`.
-#[doc(hidden)]
+/// (with the provider chosen the first time).
 pub fn default_config() -> Result<Arc<ClientConfig>, Error> {
     static DEFAULT: OnceLock<Arc<ClientConfig>> = OnceLock::new();
     if let Some(config) = DEFAULT.get() {
@@ -221,22 +222,32 @@ pub fn default_config() -> Result<Arc<ClientConfig>, Error> {
 /// The name to verify the certificate for: the configured server name
 /// without IPv6 brackets (an IP address verifies against the certificate's
 /// IP SANs), as text (what is reported to
-/// [`ClientSession::tls_established`](smtp_proto::ClientSession::tls_established))
-/// and as rustls' [`ServerName`]. Shared with `smtp-tokio`.
+/// [`ClientSession::tls_established`](crate::ClientSession::tls_established))
+/// and as rustls' [`ServerName`]: what an adapter verifies at
+/// [`Io::Handshake`](crate::Io::Handshake).
 ///
 /// A name that is neither a DNS name nor an IP address is an
-/// [`smtp_proto::Error::InvalidInput`] for the server name.
-#[doc(hidden)]
+/// [`Error::InvalidInput`] for the server name.
 pub fn server_name(configured: &str) -> Result<(String, ServerName<'static>), Error> {
-    let name = crate::strip_brackets(configured).to_owned();
+    let name = configured
+        .strip_prefix('[')
+        .and_then(|name| name.strip_suffix(']'))
+        .unwrap_or(configured)
+        .to_owned();
     match ServerName::try_from(name.clone()) {
         Ok(server_name) => Ok((name, server_name)),
-        Err(err) => Err(Error::Smtp(smtp_proto::Error::InvalidInput {
-            field: smtp_proto::InputField::ServerName,
+        Err(err) => Err(Error::InvalidInput {
+            field: InputField::ServerName,
             reason: format!(
                 "not a DNS name or IP address a TLS certificate can be checked for: {err}"
             ),
-        })),
+        }),
+    }
+}
+
+fn tls_config(reason: impl Into<String>) -> Error {
+    Error::TlsConfig {
+        reason: reason.into(),
     }
 }
 
@@ -255,7 +266,7 @@ fn crypto_provider() -> Result<Arc<CryptoProvider>, Error> {
     }
     #[cfg(not(any(feature = "ring", feature = "aws-lc-rs")))]
     {
-        Err(Error::tls_config(
+        Err(tls_config(
             "no crypto provider: enable the `ring` or `aws-lc-rs` feature, \
              or install a process-wide rustls CryptoProvider",
         ))
@@ -272,7 +283,7 @@ fn root_store(roots: &TlsRoots) -> Result<RootCertStore, Error> {
         TlsRoots::Pem(pem) => {
             for (i, cert) in CertificateDer::pem_slice_iter(pem).enumerate() {
                 let cert = cert.map_err(|err| {
-                    Error::tls_config(format!("PEM roots, certificate {}: {err}", i + 1))
+                    tls_config(format!("PEM roots, certificate {}: {err}", i + 1))
                 })?;
                 add(&mut store, cert, i)?;
             }
@@ -284,7 +295,7 @@ fn root_store(roots: &TlsRoots) -> Result<RootCertStore, Error> {
         }
     }
     if store.is_empty() {
-        return Err(Error::tls_config(
+        return Err(tls_config(
             "no usable root certificate (empty PEM, list or trust store)",
         ));
     }
@@ -294,7 +305,7 @@ fn root_store(roots: &TlsRoots) -> Result<RootCertStore, Error> {
 fn add(store: &mut RootCertStore, cert: CertificateDer<'static>, i: usize) -> Result<(), Error> {
     store
         .add(cert)
-        .map_err(|err| Error::tls_config(format!("root certificate {}: {err}", i + 1)))
+        .map_err(|err| tls_config(format!("root certificate {}: {err}", i + 1)))
 }
 
 /// The system trust store; parts that cannot be read or parsed are skipped
@@ -303,18 +314,14 @@ fn add(store: &mut RootCertStore, cert: CertificateDer<'static>, i: usize) -> Re
 #[cfg(feature = "native-roots")]
 fn add_native(store: &mut RootCertStore) -> Result<(), Error> {
     let found = rustls_native_certs::load_native_certs();
-    for err in &found.errors {
-        tracing::debug!(error = %err, "skipping part of the system trust store");
-    }
-    let (added, ignored) = store.add_parsable_certificates(found.certs);
-    tracing::debug!(added, ignored, "loaded the system trust store");
+    let (added, _ignored) = store.add_parsable_certificates(found.certs);
     if added == 0 {
         let detail = found
             .errors
             .first()
             .map(|err| format!(": {err}"))
             .unwrap_or_default();
-        return Err(Error::tls_config(format!(
+        return Err(tls_config(format!(
             "no usable certificate in the system trust store{detail}"
         )));
     }
@@ -323,7 +330,7 @@ fn add_native(store: &mut RootCertStore) -> Result<(), Error> {
 
 #[cfg(not(feature = "native-roots"))]
 fn add_native(_store: &mut RootCertStore) -> Result<(), Error> {
-    Err(Error::tls_config(
+    Err(tls_config(
         "TlsRoots::Native needs the `native-roots` feature",
     ))
 }
@@ -331,6 +338,8 @@ fn add_native(_store: &mut RootCertStore) -> Result<(), Error> {
 // Building a configuration needs a crypto provider.
 #[cfg(all(test, any(feature = "ring", feature = "aws-lc-rs")))]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     const TEST_CA: &[u8] = include_bytes!("testdata/test-ca.pem");

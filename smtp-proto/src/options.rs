@@ -1,28 +1,28 @@
-//! What a client is told besides the session configuration: timeouts, TLS
-//! configuration, transcript hook. Shared with `smtp-tokio`, which re-exports
-//! [`Options`], [`TranscriptHook`] and [`DEFAULT_CONNECT_TIMEOUT`].
+//! What a connection is told besides the session's [`Config`]: how long
+//! each step may take, the TLS configuration, where the transcript goes.
+//! The session applies the timeouts ([`ClientSession::with_options`]); the
+//! adapters (`smtp-blocking`, `smtp-tokio`) take the rest.
+//!
+//! [`Config`]: crate::Config
+//! [`ClientSession::with_options`]: crate::ClientSession::with_options
 
-use smtp_proto::{ClientSession, Config, Timeouts, TranscriptLine};
-use std::fmt;
+use crate::stage::Timeouts;
+use crate::transcript::{TranscriptHook, TranscriptLine};
+use core::fmt;
+use core::time::Duration;
 use std::sync::Arc;
-use std::time::Duration;
-
-/// A callback that receives every line of the dialogue, secrets already
-/// redacted by the core.
-pub type TranscriptHook = Arc<dyn Fn(&TranscriptLine) + Send + Sync>;
 
 /// The default [`Options::connect_timeout`]: 60 seconds.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// What a client needs beyond the session's [`Config`](smtp_proto::Config):
+/// What a connection needs beyond the session's [`Config`](crate::Config):
 /// timeouts, the TLS configuration and the transcript hook.
 ///
 /// Build it with [`Options::default`] and the setters; the fields are public
 /// for reading and adjusting.
 ///
 /// ```
-/// use smtp_blocking::Options;
-/// use smtp_proto::Timeouts;
+/// use smtp_proto::{Options, Timeouts};
 /// use std::time::Duration;
 ///
 /// let options = Options::default()
@@ -34,10 +34,10 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct Options {
-    /// How long connecting may take. Default [`DEFAULT_CONNECT_TIMEOUT`]
-    /// (60 s). In `smtp-blocking`, each TCP connection attempt gets this
-    /// long; in `smtp-tokio`, resolving the host and opening the TCP
-    /// connection, all addresses together.
+    /// How long connecting may take: resolving the host and opening the TCP
+    /// connection, every address tried together, within the time limit
+    /// ([`ClientSession::start_connect`](crate::ClientSession::start_connect)).
+    /// Default [`DEFAULT_CONNECT_TIMEOUT`] (60 s).
     pub connect_timeout: Duration,
     /// How long to wait at each stage of the dialogue (for each read, write
     /// and the TLS handshake). A reply must arrive whole within its stage's
@@ -50,20 +50,19 @@ pub struct Options {
     /// the previous message's result). The per-stage timeouts bound each
     /// wait (RFC 5321 §4.5.3.2 times each write of a data block, so a server
     /// that takes every block just in time keeps a large body going for
-    /// hours); this bounds the whole. Past it the client fails with
-    /// [`Error::TimeLimit`](crate::Error::TimeLimit) and is poisoned. Default
-    /// `None`: no limit.
+    /// hours); this bounds the whole. Past it the session fails with
+    /// [`Error::TimeLimit`](crate::Error::TimeLimit). Default `None`: no
+    /// limit.
     pub time_limit: Option<Duration>,
     /// The rustls configuration for implicit TLS and STARTTLS. `None` uses
-    /// the bundled webpki roots ([`tls::client_config`](crate::tls::client_config)
-    /// with [`TlsRoots::WebPki`](crate::tls::TlsRoots::WebPki), built once
-    /// per process) when the session's policy may use TLS.
+    /// [`tls::default_config`](crate::tls::default_config) (the bundled
+    /// webpki roots, built once per process) when the session's policy may
+    /// use TLS.
     #[cfg(feature = "rustls")]
     pub tls: Option<Arc<rustls::ClientConfig>>,
-    /// Receives the dialogue line by line (secrets redacted). When set (or
-    /// when `tracing` is enabled at DEBUG), the session records a transcript,
-    /// and every line is also logged with `tracing::debug!` (`smtp-tokio`:
-    /// under the target `smtp_tokio::transcript`).
+    /// Receives the dialogue line by line (secrets redacted), as the session
+    /// records it. The adapters also log every line with `tracing::debug!`
+    /// when that level is enabled.
     pub transcript: Option<TranscriptHook>,
 }
 
@@ -131,61 +130,5 @@ impl fmt::Debug for Options {
         s.field("tls", &self.tls.as_ref().map(|_| "custom"));
         s.field("transcript", &self.transcript.as_ref().map(|_| "hook"))
             .finish()
-    }
-}
-
-/// Where transcript lines go: the hook and a `tracing` logger. Shared with
-/// `smtp-tokio` (each client passes its own logger, since a `tracing` target
-/// is fixed where the macro is written).
-#[doc(hidden)]
-pub struct Transcript {
-    hook: Option<TranscriptHook>,
-    log: fn(&TranscriptLine),
-    record: bool,
-}
-
-impl Transcript {
-    /// Lines go to `hook` and to `log`; the session records them when there
-    /// is a hook or `logging` (the logger's level is enabled).
-    pub fn new(hook: Option<TranscriptHook>, logging: bool, log: fn(&TranscriptLine)) -> Self {
-        let record = hook.is_some() || logging;
-        Transcript { hook, log, record }
-    }
-
-    /// Whether the session records a transcript.
-    pub fn records(&self) -> bool {
-        self.record
-    }
-
-    /// `config` with transcript recording turned on when anyone listens.
-    pub fn config(&self, config: Config) -> Config {
-        if self.record {
-            config.transcript(true)
-        } else {
-            config
-        }
-    }
-
-    /// Hands every line the session recorded since the last call to the
-    /// logger and the hook.
-    pub fn drain(&self, session: &mut ClientSession) {
-        if !self.record {
-            return;
-        }
-        for line in session.take_transcript() {
-            (self.log)(&line);
-            if let Some(hook) = &self.hook {
-                hook(&line);
-            }
-        }
-    }
-}
-
-impl fmt::Debug for Transcript {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Transcript")
-            .field("hook", &self.hook.as_ref().map(|_| "hook"))
-            .field("record", &self.record)
-            .finish_non_exhaustive()
     }
 }
