@@ -60,7 +60,10 @@ pub fn demo() -> Result<DemoOutcome, Failure> {
 
     let client_tls = client_config(&TlsRoots::Pem(pki.ca_pem().into_bytes()))
         .map_err(|err| crate::report::classify(&err.into()))?;
-    let invalid = |err: smtp_blocking::smtp_proto::Error| crate::report::classify(&err.into());
+    // `Address::new` fails with `InvalidInput`, `Envelope::new` with `Error`.
+    fn invalid(err: impl Into<smtp_blocking::Error>) -> Failure {
+        crate::report::classify(&err.into())
+    }
     let envelope = Envelope::new(
         Some(Address::new(DEMO_USER).map_err(invalid)?),
         [

@@ -640,7 +640,7 @@ fn test_message(args: &SendArgs, envelope: &Envelope, limit: u64) -> Result<Vec<
     .build()
 }
 
-pub(crate) fn invalid(flag: &str, err: smtp_blocking::smtp_proto::Error) -> Failure {
+pub(crate) fn invalid(flag: &str, err: impl Into<smtp_blocking::Error>) -> Failure {
     let mut failure = classify(&err.into());
     failure.message = format!("{flag}: {}", failure.message);
     failure

@@ -1,6 +1,6 @@
 //! Envelope addresses that can only be built valid.
 
-use crate::error::{Error, InputField};
+use crate::input::{InputField, InvalidInput};
 use core::fmt;
 use std::sync::Arc;
 
@@ -24,7 +24,11 @@ pub struct Address(Arc<str>);
 
 impl Address {
     /// Checks and wraps an address such as `user@example.com`.
-    pub fn new(address: impl Into<String>) -> Result<Address, Error> {
+    ///
+    /// The error is the input leaf type, not [`Error`](crate::Error) (which
+    /// carries addresses in its per-recipient results); `?` converts it into
+    /// `Error::InvalidInput`, with the same field and text.
+    pub fn new(address: impl Into<String>) -> Result<Address, InvalidInput> {
         let address: String = address.into();
         validate(&address)?;
         Ok(Address(Arc::from(address)))
@@ -41,8 +45,8 @@ impl Address {
     }
 }
 
-fn validate(address: &str) -> Result<(), Error> {
-    let bad = |reason: &str| Err(Error::invalid(InputField::Address, reason));
+fn validate(address: &str) -> Result<(), InvalidInput> {
+    let bad = |reason: &str| Err(InvalidInput::new(InputField::Address, reason));
     if address.is_empty() {
         return bad("empty address (use no address for the null reverse-path <>)");
     }
@@ -58,8 +62,9 @@ fn validate(address: &str) -> Result<(), Error> {
     if address.eq_ignore_ascii_case("postmaster") {
         return Ok(());
     }
-    let (local, domain) = split_mailbox(address)
-        .ok_or_else(|| Error::invalid(InputField::Address, "not of the form local-part@domain"))?;
+    let (local, domain) = split_mailbox(address).ok_or_else(|| {
+        InvalidInput::new(InputField::Address, "not of the form local-part@domain")
+    })?;
     if local.is_empty() || domain.is_empty() {
         return bad("not of the form local-part@domain");
     }
@@ -118,25 +123,25 @@ impl fmt::Debug for Address {
 }
 
 impl core::str::FromStr for Address {
-    type Err = Error;
+    type Err = InvalidInput;
 
-    fn from_str(s: &str) -> Result<Address, Error> {
+    fn from_str(s: &str) -> Result<Address, InvalidInput> {
         Address::new(s)
     }
 }
 
 impl TryFrom<&str> for Address {
-    type Error = Error;
+    type Error = InvalidInput;
 
-    fn try_from(s: &str) -> Result<Address, Error> {
+    fn try_from(s: &str) -> Result<Address, InvalidInput> {
         Address::new(s)
     }
 }
 
 impl TryFrom<String> for Address {
-    type Error = Error;
+    type Error = InvalidInput;
 
-    fn try_from(s: String) -> Result<Address, Error> {
+    fn try_from(s: String) -> Result<Address, InvalidInput> {
         Address::new(s)
     }
 }
@@ -185,7 +190,7 @@ mod tests {
             assert!(
                 matches!(
                     err,
-                    Error::InvalidInput {
+                    InvalidInput {
                         field: InputField::Address,
                         ..
                     }

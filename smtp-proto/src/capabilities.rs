@@ -20,7 +20,7 @@
 //! whole); only the first [`MAX_LINES`] lines and the first [`MAX_PARAMS`]
 //! parameters of a line are read. Nothing here panics.
 
-use crate::auth::Mechanism;
+use crate::mechanism::Mechanism;
 use crate::reply::Reply;
 
 /// Keyword lines read; later ones are ignored. The longest real EHLO replies

@@ -1,48 +1,13 @@
 //! The crate's one error type.
 
-use crate::auth::Mechanism;
-use crate::outcome::Outcome;
+use crate::mechanism::Mechanism;
+use crate::outcome::{Outcome, RecipientResult};
 use crate::reply::{Reply, ReplyError};
 use crate::stage::Stage;
-use crate::transaction::RecipientResult;
-use core::fmt;
 
-/// Which caller-supplied value was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum InputField {
-    /// An envelope address (`MAIL FROM` or `RCPT TO`).
-    Address,
-    /// The name sent with `EHLO`/`HELO`.
-    EhloName,
-    /// The server name used for TLS checks and the credential guard.
-    ServerName,
-    /// The SASL user name.
-    Username,
-    /// The password or token (never echoed).
-    Secret,
-    /// A `MAIL` or `RCPT` parameter, DSN `ENVID` or `ORCPT` included.
-    Parameter,
-    /// The envelope as a whole (no recipients, say).
-    Envelope,
-    /// An `smtp://` or `smtps://` URL ([`SmtpUrl`](crate::SmtpUrl)).
-    Url,
-}
-
-impl fmt::Display for InputField {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            InputField::Address => "address",
-            InputField::EhloName => "EHLO name",
-            InputField::ServerName => "server name",
-            InputField::Username => "user name",
-            InputField::Secret => "password or token",
-            InputField::Parameter => "parameter",
-            InputField::Envelope => "envelope",
-            InputField::Url => "URL",
-        })
-    }
-}
+// Defined in a leaf module so that input checks below `Error` (building an
+// `Address`) can report them; `smtp_proto::error::InputField` stays a path.
+pub use crate::input::{InputField, InvalidInput};
 
 /// Everything that can go wrong in a session.
 ///
@@ -393,10 +358,14 @@ impl Error {
     }
 
     pub(crate) fn invalid(field: InputField, reason: impl Into<String>) -> Error {
-        Error::InvalidInput {
-            field,
-            reason: reason.into(),
-        }
+        InvalidInput::new(field, reason).into()
+    }
+}
+
+impl From<InvalidInput> for Error {
+    fn from(err: InvalidInput) -> Error {
+        let InvalidInput { field, reason } = err;
+        Error::InvalidInput { field, reason }
     }
 }
 
@@ -411,33 +380,18 @@ mod tests {
     }
 
     #[test]
-    fn input_fields_name_themselves() {
-        let names: Vec<String> = [
-            InputField::Address,
-            InputField::EhloName,
-            InputField::ServerName,
-            InputField::Username,
-            InputField::Secret,
-            InputField::Parameter,
-            InputField::Envelope,
-        ]
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-        assert_eq!(
-            names,
-            [
-                "address",
-                "EHLO name",
-                "server name",
-                "user name",
-                "password or token",
-                "parameter",
-                "envelope"
-            ]
-        );
+    fn invalid_input_reads_the_same_in_both_types() {
         let err = Error::invalid(InputField::EhloName, "has a space");
         assert_eq!(err.to_string(), "invalid EHLO name: has a space");
+        let leaf = InvalidInput::new(InputField::Address, "contains an angle bracket");
+        let text = leaf.to_string();
+        let err = Error::from(leaf);
+        assert_eq!(err.to_string(), text);
+        assert!(err.is_input());
+        assert!(matches!(
+            err,
+            Error::InvalidInput { field: InputField::Address, ref reason } if reason == "contains an angle bracket"
+        ));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! What became of a message: the four answers an application reconciles
-//! against its own records.
+//! against its own records, and the server's answer for each recipient.
 //!
 //! RFC 1047: once the end of data is sent, a reply lost to a broken
 //! connection leaves the message in doubt, and resending it may deliver it
@@ -7,6 +7,8 @@
 //! not resend an [`Outcome::Unknown`] one blindly, and resends a
 //! [`Outcome::Refused`] one only when the refusal was transient.
 
+use crate::address::Address;
+use crate::reply::Reply;
 use core::fmt;
 
 /// What became of one message (one transaction).
@@ -53,5 +55,61 @@ impl Outcome {
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// The server's answer to one `RCPT TO`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecipientResult {
+    address: Address,
+    reply: Reply,
+}
+
+impl RecipientResult {
+    pub(crate) fn new(address: Address, reply: Reply) -> RecipientResult {
+        RecipientResult { address, reply }
+    }
+
+    /// The recipient.
+    pub fn address(&self) -> &Address {
+        &self.address
+    }
+
+    /// The server's whole reply to its `RCPT TO`.
+    pub fn reply(&self) -> &Reply {
+        &self.reply
+    }
+
+    /// Whether the server accepted the recipient (`2yz`).
+    pub fn accepted(&self) -> bool {
+        self.reply.is_positive()
+    }
+}
+
+/// A message the server accepted for at least one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    recipients: Vec<RecipientResult>,
+    reply: Reply,
+}
+
+impl Delivery {
+    pub(crate) fn new(recipients: Vec<RecipientResult>, reply: Reply) -> Delivery {
+        Delivery { recipients, reply }
+    }
+
+    /// Every recipient's result, in envelope order; some may have been refused.
+    pub fn recipients(&self) -> &[RecipientResult] {
+        &self.recipients
+    }
+
+    /// The recipients the server refused.
+    pub fn rejected(&self) -> impl Iterator<Item = &RecipientResult> {
+        self.recipients.iter().filter(|r| !r.accepted())
+    }
+
+    /// The final reply to the message (it often carries the queue id).
+    pub fn reply(&self) -> &Reply {
+        &self.reply
     }
 }

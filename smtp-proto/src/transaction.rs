@@ -5,8 +5,11 @@ use crate::capabilities::Capabilities;
 use crate::command::{self, check_xtext_source, xtext, Parameter};
 use crate::data::Framing;
 use crate::error::{Error, InputField};
-use crate::reply::Reply;
 use bytes::{BufMut, BytesMut};
+
+// The results live with `Outcome` so that `Error`, which carries them, does
+// not depend on this module, whose envelope checks report `Error`s.
+pub use crate::outcome::{Delivery, RecipientResult};
 
 /// What the body contains, which decides the `BODY=` parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -351,61 +354,5 @@ impl Envelope {
             out.put_slice(xtext(orcpt).as_bytes());
         }
         out.put_slice(b"\r\n");
-    }
-}
-
-/// The server's answer to one `RCPT TO`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecipientResult {
-    address: Address,
-    reply: Reply,
-}
-
-impl RecipientResult {
-    pub(crate) fn new(address: Address, reply: Reply) -> RecipientResult {
-        RecipientResult { address, reply }
-    }
-
-    /// The recipient.
-    pub fn address(&self) -> &Address {
-        &self.address
-    }
-
-    /// The server's whole reply to its `RCPT TO`.
-    pub fn reply(&self) -> &Reply {
-        &self.reply
-    }
-
-    /// Whether the server accepted the recipient (`2yz`).
-    pub fn accepted(&self) -> bool {
-        self.reply.is_positive()
-    }
-}
-
-/// A message the server accepted for at least one recipient.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Delivery {
-    recipients: Vec<RecipientResult>,
-    reply: Reply,
-}
-
-impl Delivery {
-    pub(crate) fn new(recipients: Vec<RecipientResult>, reply: Reply) -> Delivery {
-        Delivery { recipients, reply }
-    }
-
-    /// Every recipient's result, in envelope order; some may have been refused.
-    pub fn recipients(&self) -> &[RecipientResult] {
-        &self.recipients
-    }
-
-    /// The recipients the server refused.
-    pub fn rejected(&self) -> impl Iterator<Item = &RecipientResult> {
-        self.recipients.iter().filter(|r| !r.accepted())
-    }
-
-    /// The final reply to the message (it often carries the queue id).
-    pub fn reply(&self) -> &Reply {
-        &self.reply
     }
 }

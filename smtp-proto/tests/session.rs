@@ -1134,7 +1134,7 @@ fn address_injection_is_impossible_to_build() {
     for bad in ["a@b>\r\nRCPT TO:<c@d", "a@b\nx", "a\0@b", "a@b\x7f"] {
         assert!(matches!(
             Address::new(bad),
-            Err(Error::InvalidInput {
+            Err(smtp_proto::InvalidInput {
                 field: InputField::Address,
                 ..
             })

@@ -188,7 +188,7 @@ pub fn control_characters_rejected_before_any_write(adapter: &dyn Adapter) {
         assert!(
             matches!(
                 Address::new(addr.as_str()),
-                Err(proto::Error::InvalidInput {
+                Err(proto::InvalidInput {
                     field: InputField::Address,
                     ..
                 })
