@@ -207,6 +207,14 @@ impl BatchError for Error {
     }
 }
 
+/// What [`Address::new`](smtp_proto::Address::new) refuses: `?` makes it
+/// [`Error::Smtp`] holding `smtp_proto::Error::InvalidInput`.
+impl From<smtp_proto::InvalidInput> for Error {
+    fn from(err: smtp_proto::InvalidInput) -> Error {
+        Error::Smtp(err.into())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
