@@ -1,6 +1,8 @@
 //! `Client::open` and `Client::establish`, the TLS accessors, and
 //! `tls::recording_client_config`, against a scripted loopback server with
-//! real TLS (`smtp-tests`).
+//! real TLS (`smtp-tests`). What every adapter does is in the adapter
+//! suite (`tests/tests/adapters`); these APIs are smtp-blocking's own.
+#![cfg(feature = "rustls")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use smtp_blocking::rustls::{self, ProtocolVersion, ServerConfig};

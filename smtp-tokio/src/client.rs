@@ -120,8 +120,8 @@ impl<B: Backend> Client<B> {
     /// the connection up. A pool does this before reusing a connection; with
     /// CHUNKING a message's body goes out before any reply, so a connection
     /// the server already closed must be found out before, not by writing.
-    pub fn check_idle(&mut self) -> Result<(), Error> {
-        self.driver.check_idle()
+    pub async fn check_idle(&mut self) -> Result<(), Error> {
+        self.driver.check_idle().await
     }
 
     /// Sends one message: the envelope (its SIZE and BODY parameters filled

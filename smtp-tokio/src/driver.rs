@@ -80,6 +80,11 @@ pub trait Transport: Send + Sized {
     /// flushes.)
     fn close(&mut self);
 
+    /// Lets the runtime see what arrived on its sockets meanwhile, before a
+    /// read that does not wait: tokio's reactor learns of readiness only
+    /// when its driver runs, which a task that yields to it makes sure of.
+    fn catch_up() -> impl Future<Output = ()> + Send;
+
     /// Runs `future` for at most `duration`; `None` when the time ran out.
     fn timeout<F>(duration: Duration, future: F) -> impl Future<Output = Option<F::Output>> + Send
     where
@@ -244,10 +249,11 @@ impl<T: Transport> Driver<T> {
     /// input), and the connection is given up. A pool calls this before it
     /// reuses a connection, so a server that timed the connection out never
     /// gets a command, or a `BDAT` body, written to it.
-    pub(crate) fn check_idle(&mut self) -> Result<(), Error> {
+    pub(crate) async fn check_idle(&mut self) -> Result<(), Error> {
         if !self.is_usable() {
             return Err(Error::Poisoned);
         }
+        T::catch_up().await;
         let result = loop {
             let fed = match self.transport.read_ready(&mut self.buf[..]) {
                 Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => self.session.handle_eof(),

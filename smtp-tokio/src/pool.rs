@@ -761,7 +761,7 @@ impl Inner {
             let counters = &self.counters;
             let check = if !lease.is_usable() {
                 Err((Error::Poisoned, "unusable while idle"))
-            } else if let Err(reason) = lease.check_idle() {
+            } else if let Err(reason) = lease.check_idle().await {
                 Counters::add(&counters.closed_while_idle);
                 Err((reason, "closed while idle"))
             } else if idle_for >= self.options.health_check_after {
@@ -869,9 +869,9 @@ impl Lease {
             .is_some_and(|conn| conn.client.is_usable())
     }
 
-    fn check_idle(&mut self) -> Result<(), Error> {
+    async fn check_idle(&mut self) -> Result<(), Error> {
         match self.conn.as_mut() {
-            Some(conn) => conn.client.check_idle(),
+            Some(conn) => conn.client.check_idle().await,
             None => Err(Error::Poisoned),
         }
     }

@@ -171,6 +171,12 @@ impl Transport for Tokio {
         }
     }
 
+    async fn catch_up() {
+        // A yielded task runs again only after the driver has polled the
+        // sockets' readiness without waiting.
+        ::tokio::task::yield_now().await;
+    }
+
     async fn timeout<F>(duration: Duration, future: F) -> Option<F::Output>
     where
         F: Future + Send,

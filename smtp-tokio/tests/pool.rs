@@ -1,6 +1,7 @@
 //! The connection pool against the smtp-tests servers: the Exchange-like one
-//! over real TLS (LOGIN and XOAUTH2), and small scripted plaintext servers
-//! that misbehave on cue (421 while idle, a stall, a hang-up after the body).
+//! over real TLS (LOGIN and XOAUTH2), and the scripted server's small SMTP
+//! loop (`Peer::serve_messages`) misbehaving on cue (421 while idle, a
+//! stall, a hang-up after the body).
 #![cfg(feature = "tokio")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
@@ -10,7 +11,7 @@ use smtp_tokio::smtp_proto::Error as SmtpError;
 use smtp_tokio::{Address, Config, Credentials, Envelope, Error, Options, Timeouts, TlsPolicy};
 use std::collections::BTreeSet;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -42,58 +43,32 @@ fn count(server: &ScriptedServer, i: usize, needle: &str) -> usize {
     text.matches(needle).count()
 }
 
-// ---- a plaintext scripted server -------------------------------------------
+// ---- the scripted server's small SMTP loop ----------------------------------
 
 /// Messages received by [`plain_server`], with the connection they came on.
 type Inbox = Arc<Mutex<Vec<(usize, Vec<u8>)>>>;
 
-/// What the handler does once a message's body was read: reply and go on
-/// (`true`), or end the session (`false`).
-type OnMessage = dyn Fn(&mut Peer, usize) -> io::Result<bool> + Send + Sync;
-
-/// A minimal plaintext server (no PIPELINING, so commands go one by one).
+/// `Peer::serve_messages` without PIPELINING (so commands go one by one).
 /// `on_message(peer, n)` runs after the `n`-th body (0-based) on a
-/// connection; it must reply.
+/// connection; it must reply, and says whether to go on.
 fn plain_server(
     on_message: impl Fn(&mut Peer, usize) -> io::Result<bool> + Send + Sync + 'static,
 ) -> (ScriptedServer, Inbox) {
     let inbox: Inbox = Arc::default();
-    let on_message: Arc<OnMessage> = Arc::new(on_message);
     let handler_inbox = Arc::clone(&inbox);
     let server = ScriptedServer::start_fn(move |peer: &mut Peer| {
-        peer.reply("220 mail.test ESMTP")?;
-        let mut n = 0;
-        loop {
-            let line = match peer.line() {
-                Ok(line) => line,
-                Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
-                Err(err) => return Err(err),
-            };
-            let line = String::from_utf8_lossy(&line).to_ascii_uppercase();
-            let verb = line.split(' ').next().unwrap_or("").to_owned();
-            match verb.as_str() {
-                "EHLO" => peer.reply("250-mail.test\n250 8BITMIME")?,
-                "MAIL" | "RCPT" | "NOOP" | "RSET" => peer.reply("250 2.0.0 OK")?,
-                "DATA" => {
-                    peer.reply("354 go ahead")?;
-                    let data = peer.read_data()?;
-                    handler_inbox.lock().unwrap().push((peer.index(), data));
-                    let go_on = on_message(peer, n)?;
-                    n += 1;
-                    if !go_on {
-                        return Ok(());
-                    }
-                }
-                "QUIT" => {
-                    peer.reply("221 2.0.0 bye")?;
-                    return Ok(());
-                }
-                _ => peer.reply("500 5.5.1 unknown")?,
-            }
-        }
+        peer.serve_messages(&["8BITMIME"], |peer, n, body| {
+            handler_inbox.lock().unwrap().push((peer.index(), body));
+            on_message(peer, n)
+        })
     })
     .unwrap();
     (server, inbox)
+}
+
+/// A one-way signal between the server's handler (a thread) and the test.
+fn signal() -> (smol::channel::Sender<()>, smol::channel::Receiver<()>) {
+    smol::channel::unbounded()
 }
 
 fn ok(peer: &mut Peer, _n: usize) -> io::Result<bool> {
@@ -342,56 +317,49 @@ async fn a_provider_that_never_answers_is_bounded_by_the_connect_timeout() {
 
 // ---- misbehaving plaintext servers ----------------------------------------
 
-/// Connection 0 closes with `421` after its first message: `unsolicited`, a
-/// moment later while the client is idle (as servers do on their idle
-/// timeout), or else in answer to the next command (which is recorded).
-/// Later connections behave.
-fn closes_after_first(unsolicited: bool) -> (ScriptedServer, Inbox, Arc<AtomicBool>) {
-    let said = Arc::new(AtomicBool::new(false));
-    let said_421 = Arc::clone(&said);
+/// Connection 0 closes with `421` after its first message, in answer to
+/// the next command (which is recorded). Later connections behave.
+fn closes_after_first() -> (ScriptedServer, Inbox) {
+    plain_server(move |peer, _n| {
+        peer.reply("250 2.0.0 queued")?;
+        if peer.index() != 0 {
+            return Ok(true);
+        }
+        peer.line()?;
+        peer.reply("421 4.4.2 mail.test closing connection")?;
+        Ok(false)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_421_is_read_before_reuse_and_the_send_goes_on_a_new_connection() {
+    // Connection 0 sends `421` unsolicited once its message was answered
+    // and the pool holds it idle (as servers do on their idle timeout).
+    let (idle, is_idle) = signal();
+    let (said, said_421) = signal();
     let (server, inbox) = plain_server(move |peer, _n| {
         peer.reply("250 2.0.0 queued")?;
         if peer.index() != 0 {
             return Ok(true);
         }
-        if unsolicited {
-            peer.stall(Duration::from_millis(100));
-            peer.reply("421 4.4.2 mail.test closing connection")?;
-            said_421.store(true, Ordering::SeqCst);
-            // Still listening, so anything the client writes now is recorded.
-            while peer.line().is_ok() {}
-            return Ok(false);
-        }
-        peer.line()?;
+        is_idle.recv_blocking().unwrap();
         peer.reply("421 4.4.2 mail.test closing connection")?;
+        said.send_blocking(()).unwrap();
+        // Still listening, so anything the client writes now is recorded.
+        peer.read_until_closed()?;
         Ok(false)
     });
-    (server, inbox, said)
-}
-
-/// Waits until the server has sent its unsolicited 421.
-async fn wait_for(flag: &AtomicBool) {
-    for _ in 0..1000 {
-        if flag.load(Ordering::SeqCst) {
-            // The bytes are written; give the client's reactor a moment.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the server never sent its 421");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idle_421_is_read_before_reuse_and_the_send_goes_on_a_new_connection() {
-    let (server, inbox, said_421) = closes_after_first(true);
     // No health check: the idle check reads the 421 before anything is written.
     let pool = plain_pool(&server, quiet());
     pool.send(envelope("me@example.com"), b"one\r\n")
         .await
         .unwrap();
-    wait_for(&said_421).await;
     assert_eq!(pool.status().idle, 1);
+    idle.send(()).await.unwrap();
+    said_421.recv().await.unwrap();
+    // The bytes are written; the client's reactor learns of them on its
+    // own schedule, which no signal from the server can tell.
+    tokio::time::sleep(Duration::from_millis(50)).await;
 
     pool.send(envelope("me@example.com"), b"two\r\n")
         .await
@@ -412,7 +380,7 @@ async fn idle_421_is_read_before_reuse_and_the_send_goes_on_a_new_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_421_reply_to_mail_on_a_reused_connection_is_retried_once() {
-    let (server, inbox, _) = closes_after_first(false);
+    let (server, inbox) = closes_after_first();
     let pool = plain_pool(&server, quiet());
     pool.send(envelope("me@example.com"), b"one\r\n")
         .await
@@ -435,7 +403,7 @@ async fn a_421_reply_to_mail_on_a_reused_connection_is_retried_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_421_is_caught_by_the_health_check() {
-    let (server, inbox, _) = closes_after_first(false);
+    let (server, inbox) = closes_after_first();
     let pool = plain_pool(&server, quiet().health_check_after(Duration::ZERO));
     pool.send(envelope("me@example.com"), b"one\r\n")
         .await
@@ -544,7 +512,7 @@ async fn send_all_sends_a_batch_on_one_connection_and_keeps_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_all_on_a_stale_reused_connection_is_retried_whole_on_a_new_one() {
     // A 421 in answer to MAIL: stale in a way no idle check can see.
-    let (server, inbox, _) = closes_after_first(false);
+    let (server, inbox) = closes_after_first();
     let pool = plain_pool(&server, quiet());
     pool.send(envelope("me@example.com"), b"one\r\n")
         .await
@@ -680,17 +648,25 @@ async fn max_lifetime_retires_busy_connections() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_send_does_not_return_its_connection() {
-    // Connection 0 is slow to accept its first message.
-    let (server, inbox) = plain_server(|peer, n| {
+    // Connection 0 never answers its message; the send is dropped once the
+    // server has it.
+    let (has, has_message) = signal();
+    let (server, inbox) = plain_server(move |peer, n| {
         if peer.index() == 0 {
-            peer.stall(Duration::from_secs(2));
+            has.send_blocking(()).unwrap();
+            peer.read_until_closed()?;
+            return Ok(false);
         }
         ok(peer, n)
     });
     let pool = plain_pool(&server, quiet());
     let send = pool.send(envelope("me@example.com"), b"slow\r\n");
-    let timed_out = tokio::time::timeout(Duration::from_millis(300), send).await;
-    assert!(timed_out.is_err());
+    let dropped = futures_lite::future::or(async { Some(send.await) }, async {
+        has_message.recv().await.unwrap();
+        None
+    })
+    .await;
+    assert!(dropped.is_none(), "{dropped:?}");
     // The half-used connection is gone and its slot free.
     let status = pool.status();
     assert_eq!((status.idle, status.in_use), (0, 0));
@@ -702,8 +678,10 @@ async fn a_dropped_send_does_not_return_its_connection() {
     assert_eq!(count(&server, 1, "MAIL FROM"), 1);
     let inbox = inbox.lock().unwrap().clone();
     assert_eq!(inbox.last(), Some(&(1, b"next\r\n".to_vec())));
-    // Nothing more was written on the abandoned connection.
+    // Nothing more was written on the abandoned connection, and it was
+    // closed (the handler returns when the client hangs up).
     assert!(server.wait_finished(1, WAIT));
+    assert_eq!(server.errors()[0], None);
     assert_eq!(count(&server, 0, "MAIL FROM"), 1);
     assert_eq!(count(&server, 0, "QUIT"), 0);
     pool.close().await;
@@ -711,9 +689,13 @@ async fn a_dropped_send_does_not_return_its_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_send_waiting_for_a_slot_can_be_dropped() {
-    let (server, _inbox) = plain_server(|peer, n| {
+    // The first message is answered only when the test says so.
+    let (has, has_message) = signal();
+    let (go_on, answer) = signal();
+    let (server, _inbox) = plain_server(move |peer, n| {
         if n == 0 {
-            peer.stall(Duration::from_millis(500));
+            has.send_blocking(()).unwrap();
+            answer.recv_blocking().unwrap();
         }
         ok(peer, n)
     });
@@ -722,7 +704,7 @@ async fn a_send_waiting_for_a_slot_can_be_dropped() {
         let pool = pool.clone();
         tokio::spawn(async move { pool.send(envelope("me@example.com"), b"one\r\n").await })
     };
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    has_message.recv().await.unwrap();
     // The only slot is taken: this one waits, and is given up.
     let waiting = tokio::time::timeout(
         Duration::from_millis(100),
@@ -730,6 +712,7 @@ async fn a_send_waiting_for_a_slot_can_be_dropped() {
     )
     .await;
     assert!(waiting.is_err());
+    go_on.send(()).await.unwrap();
     first.await.unwrap().unwrap();
     pool.send(envelope("me@example.com"), b"two\r\n")
         .await
@@ -767,7 +750,7 @@ async fn long_idle_connections_get_a_noop_before_reuse() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_reader_streams_and_follows_the_same_rules() {
-    let (server, inbox, _) = closes_after_first(false);
+    let (server, inbox) = closes_after_first();
     let pool = plain_pool(&server, quiet());
     pool.send_reader(envelope("me@example.com"), &b"one\r\n"[..])
         .await

@@ -1,4 +1,6 @@
-//! The loopback scenarios on tokio's multi-threaded runtime.
+//! The tokio backend on tokio's multi-threaded runtime: cancellation, and
+//! the client moving between tasks. What every adapter does is in the
+//! adapter suite (`tests/tests/adapters`).
 #![cfg(feature = "tokio")]
 #![allow(clippy::unwrap_used)]
 
@@ -16,22 +18,20 @@ fn run<F: std::future::Future>(future: F) -> F::Output {
 
 mod tokio_runtime {
     use super::run;
-    use tokio::time::sleep;
-    scenarios!(smtp_tokio::tokio::Client, run, sleep);
+    cancellation!(smtp_tokio::tokio::Client, run);
 
+    /// The client and its operations' futures go to `tokio::spawn`, from
+    /// one task to the next.
     #[test]
     fn operations_run_in_tokio_spawn() {
-        let server = common::spawn(|c| common::smtp(c, Script::default()));
+        let (server, inbox) = common::accepting_server();
         run(async move {
-            let addr = server.addr;
+            let addr = server.addr();
             let task = tokio::spawn(async move {
                 let mut client = smtp_tokio::tokio::Client::connect_to(addr, config(), options())
                     .await
                     .unwrap();
-                client
-                    .send(envelope(&["b@example.org"]), b"hi\r\n")
-                    .await
-                    .unwrap();
+                client.send(envelope(), b"hi\r\n").await.unwrap();
                 client
             });
             let client = task.await.unwrap();
@@ -43,7 +43,7 @@ mod tokio_runtime {
             .await
             .unwrap();
             client.quit().await.unwrap();
-            assert_eq!(server.join().messages.len(), 1);
+            assert_eq!(*inbox.lock().unwrap(), [b"hi\r\n".to_vec()]);
         });
     }
 }

@@ -611,6 +611,85 @@ impl Peer {
         }
     }
 
+    /// Reads (and records) whatever the client sends until it closes the
+    /// connection: `Ok` at EOF (a reset, or TLS without close_notify, count
+    /// as closed too), the read timeout's error if the client keeps the
+    /// connection open, so a handler can tell a client that hung up from
+    /// one that is still there.
+    pub fn read_until_closed(&mut self) -> io::Result<()> {
+        loop {
+            self.buf.clear();
+            match self.fill() {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::UnexpectedEof
+                            | io::ErrorKind::ConnectionReset
+                            | io::ErrorKind::ConnectionAborted
+                    ) =>
+                {
+                    return Ok(())
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// A small, well-behaved SMTP server on this connection, for tests about
+    /// what a client does around messages (pools, cancellation, tasks)
+    /// rather than about the dialogue, which scenarios script line by line.
+    ///
+    /// Greets as `mail.test`; answers EHLO with `250-mail.test` and one line
+    /// per entry of `extensions`; MAIL, RCPT, NOOP and RSET with `250`; DATA
+    /// with `354`, then reads the body and hands it to `on_message(peer, n,
+    /// body)` (`n`: the message's 0-based number on this connection; `body`:
+    /// as [`read_data`](Self::read_data) gives it), which replies (or not)
+    /// and says whether to go on; QUIT with `221`, then returns; anything
+    /// else with `500`. Commands are answered one by one as they are read,
+    /// so a client that pipelines gets its replies in order. `Ok` when the
+    /// client closes the connection between commands.
+    pub fn serve_messages<F>(&mut self, extensions: &[&str], mut on_message: F) -> io::Result<()>
+    where
+        F: FnMut(&mut Peer, usize, Vec<u8>) -> io::Result<bool>,
+    {
+        let mut ehlo = vec!["mail.test"];
+        ehlo.extend_from_slice(extensions);
+        let last = ehlo.len() - 1;
+        let ehlo: Vec<String> = ehlo
+            .iter()
+            .enumerate()
+            .map(|(i, line)| format!("250{}{line}", if i == last { ' ' } else { '-' }))
+            .collect();
+        let ehlo = ehlo.join("\n");
+        self.reply("220 mail.test ESMTP")?;
+        let mut n = 0;
+        loop {
+            let line = match self.line() {
+                Ok(line) => line,
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            let verb = line.split(|&b| b == b' ').next().unwrap_or_default();
+            match verb.to_ascii_uppercase().as_slice() {
+                b"EHLO" => self.reply(&ehlo)?,
+                b"MAIL" | b"RCPT" | b"NOOP" | b"RSET" => self.reply("250 2.0.0 OK")?,
+                b"DATA" => {
+                    self.reply("354 go ahead")?;
+                    let body = self.read_data()?;
+                    let go_on = on_message(self, n, body)?;
+                    n += 1;
+                    if !go_on {
+                        return Ok(());
+                    }
+                }
+                b"QUIT" => return self.reply("221 2.0.0 bye"),
+                _ => self.reply("500 5.5.1 unknown command")?,
+            }
+        }
+    }
+
     /// After the handler: record what the client sent that was never read.
     fn drain(&mut self) {
         if matches!(self.stream, Stream::Closed) {

@@ -228,6 +228,67 @@ fn scripted_server_data_bdat_and_injected_reply() {
     assert_eq!(chunk, b".\r\n\n");
 }
 
+#[test]
+fn scripted_server_serve_messages_and_read_until_closed() {
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let bodies2 = bodies.clone();
+    let server = ScriptedServer::start_fn(move |peer: &mut Peer| {
+        let index = peer.index();
+        peer.serve_messages(&["PIPELINING", "8BITMIME"], |peer, n, body| {
+            bodies2.lock().unwrap().push((index, n, body));
+            if index == 1 {
+                // The second connection keeps its first message unanswered
+                // and waits for the client to hang up.
+                return peer.read_until_closed().map(|()| false);
+            }
+            peer.reply(&format!("250 queued {n}"))?;
+            Ok(true)
+        })
+    })
+    .unwrap();
+
+    let mut c = Client::connect(server.port());
+    assert_eq!(c.reply(), "220 mail.test ESMTP\r\n");
+    assert_eq!(
+        c.cmd("EHLO me"),
+        "250-mail.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
+    );
+    // Pipelined: the replies come in order.
+    c.send(b"MAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n");
+    assert_eq!(c.reply(), "250 2.0.0 OK\r\n");
+    assert_eq!(c.reply(), "250 2.0.0 OK\r\n");
+    assert_eq!(c.reply(), "354 go ahead\r\n");
+    c.send(BODY_WIRE);
+    assert_eq!(c.reply(), "250 queued 0\r\n");
+    assert_eq!(c.cmd("NOOP"), "250 2.0.0 OK\r\n");
+    assert_eq!(c.cmd("HELP"), "500 5.5.1 unknown command\r\n");
+    assert_eq!(c.cmd("QUIT"), "221 2.0.0 bye\r\n");
+    assert!(server.wait_finished(1, WAIT));
+
+    let mut c = Client::connect(server.port());
+    c.reply();
+    c.cmd("EHLO me");
+    c.cmd("MAIL FROM:<a@x>");
+    c.cmd("RCPT TO:<b@x>");
+    c.cmd("DATA");
+    c.send(b"one\r\n.\r\n");
+    c.send(b"after the end\r\n");
+    // Still open: the handler is still reading.
+    assert!(!server.wait_finished(2, Duration::from_millis(100)));
+    drop(c);
+    assert!(server.wait_finished(2, WAIT));
+    assert_eq!(server.errors(), vec![None, None]);
+    assert!(server
+        .transcript(1)
+        .unwrap()
+        .plain_text()
+        .ends_with("DATA\r\none\r\n.\r\nafter the end\r\n"));
+    assert_eq!(
+        *bodies.lock().unwrap(),
+        vec![(0, 0, BODY_STORED.to_vec()), (1, 0, b"one\r\n".to_vec())]
+    );
+}
+
 // ---------------------------------------------------------------------- certs
 
 fn handshake(pki: &TestPki, cert: &smtp_tests::ServerCert, name: &str) -> io::Result<()> {

@@ -12,7 +12,7 @@ use smtp_blocking::smtp_proto as proto;
 use smtp_tests::{Peer, Received, ScriptedServer, TestPki};
 
 use crate::common::*;
-use crate::harness::{Adapter, AdapterError, Kind};
+use crate::harness::{Adapter, AdapterError, Kind, Opts};
 
 /// The stage timeout of the stall scenarios.
 const STALL: Duration = Duration::from_millis(300);
@@ -395,13 +395,17 @@ fn stall(
         until_eof(peer, Duration::from_secs(5))
     })
     .unwrap();
+    // The stalled stage has its own short timeout, every other stage a
+    // long one: the failure within FAST shows the stage's own timeout
+    // applies.
+    let timeouts = Timeouts::uniform(Duration::from_secs(5)).with(expect_stage, STALL);
     let (config, opts) = if implicit_tls {
         (
             proto::Config::new(NAME).tls(proto::TlsPolicy::Implicit),
-            opts(&pki).timeouts(Timeouts::uniform(STALL)),
+            opts(&pki).timeouts(timeouts),
         )
     } else {
-        (config_plain(), plain_opts(STALL))
+        (config_plain(), Opts::new().timeouts(timeouts))
     };
     let err = match expect_stage {
         Stage::Greeting | Stage::Ehlo => quickly(adapter.name(), || {
@@ -419,6 +423,17 @@ fn stall(
             );
             let again = client.noop().unwrap_err();
             assert!(matches!(again.kind, Kind::Poisoned), "{again:?}");
+            let again = client.send(envelope(), b"again\r\n").unwrap_err();
+            assert!(matches!(again.kind, Kind::Poisoned), "{again:?}");
+            // QUIT on a poisoned client only closes the connection (checked
+            // below: no QUIT went out); smtp-blocking calls that done, the
+            // async clients report that the client was poisoned.
+            let quit = client.quit();
+            match quit {
+                Ok(()) if adapter.name() == "blocking" => {}
+                Err(e) if matches!(e.kind, Kind::Poisoned) && adapter.name() != "blocking" => {}
+                other => panic!("{}: quit on a poisoned client: {other:?}", adapter.name()),
+            }
             err
         }
     };
@@ -440,7 +455,7 @@ fn stall(
         &received.plain
     };
     assert!(
-        !verbs(sent).iter().any(|v| v == "NOOP"),
+        !verbs(sent).iter().any(|v| v == "NOOP" || v == "QUIT"),
         "{:?}",
         String::from_utf8_lossy(sent)
     );
@@ -559,6 +574,20 @@ pub fn stall_tls_handshake(adapter: &dyn Adapter) {
     );
     let received = finished(&server, 1).remove(0);
     assert_nothing_sensitive(&received);
+    // The ClientHello (a handshake record: 0x16) went out after the `220`,
+    // over the socket.
+    let hello = received
+        .plain
+        .windows(10)
+        .position(|w| w == b"STARTTLS\r\n")
+        .map(|i| &received.plain[i + 10..]);
+    assert_eq!(
+        hello.and_then(|h| h.first()),
+        Some(&0x16),
+        "{}: {:?}",
+        adapter.name(),
+        received.plain_text()
+    );
 }
 
 /// Where the `421` comes.

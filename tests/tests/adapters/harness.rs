@@ -11,12 +11,15 @@ use std::future::Future;
 use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use proto::{Capabilities, Config, Delivery, Envelope, Mechanism, Outcome, Stage, Timeouts};
 use smtp_blocking::smtp_proto as proto;
+
+/// Where `Options::transcript` puts each line (its `Display`).
+pub type Transcript = Arc<Mutex<Vec<String>>>;
 
 /// What every adapter's `Options` is built from.
 #[derive(Clone, Debug)]
@@ -29,6 +32,8 @@ pub struct Opts {
     pub connect_timeout: Duration,
     /// `Options::time_limit`.
     pub time_limit: Option<Duration>,
+    /// `Options::transcript`, collecting the lines here.
+    pub transcript: Option<Transcript>,
 }
 
 impl Opts {
@@ -39,6 +44,7 @@ impl Opts {
             timeouts: Timeouts::uniform(Duration::from_secs(5)),
             connect_timeout: Duration::from_secs(5),
             time_limit: None,
+            transcript: None,
         }
     }
 
@@ -59,6 +65,38 @@ impl Opts {
         self.time_limit = Some(limit);
         self
     }
+
+    /// Collects the transcript in `sink`.
+    pub fn transcript(mut self, sink: Transcript) -> Self {
+        self.transcript = Some(sink);
+        self
+    }
+}
+
+/// Sets the options every adapter's `Options` has (`$options`: a value of
+/// that type); the same code for each crate.
+macro_rules! options {
+    ($options:expr, $opts:expr) => {{
+        let opts: &Opts = $opts;
+        let mut options = $options
+            .timeouts(opts.timeouts)
+            .connect_timeout(opts.connect_timeout);
+        if let Some(tls) = &opts.tls {
+            options = options.tls(Arc::clone(tls));
+        }
+        if let Some(limit) = opts.time_limit {
+            options = options.time_limit(limit);
+        }
+        if let Some(sink) = &opts.transcript {
+            let sink = Arc::clone(sink);
+            options = options.transcript(move |line| {
+                sink.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(line.to_string())
+            });
+        }
+        options
+    }};
 }
 
 /// What went wrong, the same way for every adapter.
@@ -76,8 +114,9 @@ pub enum Kind {
     Io(io::ErrorKind),
     /// The body reader failed.
     BodyRead,
-    /// TCP connect or name resolution failed.
-    Connect,
+    /// TCP connect or name resolution failed; the address tried last,
+    /// when the client reports one (not when the harness dialled itself).
+    Connect(Option<SocketAddr>),
     /// The TLS configuration could not be built.
     TlsConfig,
     /// An earlier error left the client unusable.
@@ -124,7 +163,7 @@ impl AdapterError {
 
     fn connect(e: io::Error) -> Self {
         AdapterError {
-            kind: Kind::Connect,
+            kind: Kind::Connect(None),
             security: false,
             transient: true,
             timeout: false,
@@ -153,7 +192,8 @@ macro_rules! classify {
             $krate::Error::Tls(t) => Kind::Tls(t.clone()),
             $krate::Error::Io(io) => Kind::Io(io.kind()),
             $krate::Error::BodyRead(_) => Kind::BodyRead,
-            $krate::Error::Connect { .. } | $krate::Error::Resolve { .. } => Kind::Connect,
+            $krate::Error::Connect { address, .. } => Kind::Connect(Some(*address)),
+            $krate::Error::Resolve { .. } => Kind::Connect(None),
             $krate::Error::Poisoned => Kind::Poisoned,
             $krate::Error::NotSent => Kind::NotSent,
             _ => Kind::Other,
@@ -212,6 +252,8 @@ pub trait Conn {
     fn capabilities(&self) -> Capabilities;
     /// `Client::is_poisoned`.
     fn is_poisoned(&self) -> bool;
+    /// `Client::is_usable`.
+    fn is_usable(&self) -> bool;
     /// `Client::check_idle`.
     fn check_idle(&mut self) -> Result<(), AdapterError>;
 }
@@ -224,6 +266,15 @@ pub trait Adapter: Sync {
     fn connect(
         &self,
         addr: SocketAddr,
+        config: Config,
+        opts: &Opts,
+    ) -> Result<Box<dyn Conn>, AdapterError>;
+    /// `Client::connect(host, port, config, options)`: resolves `host` and
+    /// tries each address (every adapter, smol's included, dials itself).
+    fn connect_host(
+        &self,
+        host: &str,
+        port: u16,
         config: Config,
         opts: &Opts,
     ) -> Result<Box<dyn Conn>, AdapterError>;
@@ -245,17 +296,22 @@ impl Adapter for Blocking {
         config: Config,
         opts: &Opts,
     ) -> Result<Box<dyn Conn>, AdapterError> {
-        let mut options = smtp_blocking::Options::new()
-            .timeouts(opts.timeouts)
-            .connect_timeout(opts.connect_timeout);
-        if let Some(tls) = &opts.tls {
-            options = options.tls(Arc::clone(tls));
-        }
-        if let Some(limit) = opts.time_limit {
-            options = options.time_limit(limit);
-        }
+        let options = options!(smtp_blocking::Options::new(), opts);
         let client =
             smtp_blocking::Client::connect_to(addr, config, options).map_err(from_blocking)?;
+        Ok(Box::new(client))
+    }
+
+    fn connect_host(
+        &self,
+        host: &str,
+        port: u16,
+        config: Config,
+        opts: &Opts,
+    ) -> Result<Box<dyn Conn>, AdapterError> {
+        let options = options!(smtp_blocking::Options::new(), opts);
+        let client =
+            smtp_blocking::Client::connect(host, port, config, options).map_err(from_blocking)?;
         Ok(Box::new(client))
     }
 }
@@ -307,6 +363,9 @@ impl Conn for smtp_blocking::Client {
     }
     fn is_poisoned(&self) -> bool {
         smtp_blocking::Client::is_poisoned(self)
+    }
+    fn is_usable(&self) -> bool {
+        smtp_blocking::Client::is_usable(self)
     }
     fn check_idle(&mut self) -> Result<(), AdapterError> {
         smtp_blocking::Client::check_idle(self).map_err(from_blocking)
@@ -375,24 +434,18 @@ macro_rules! async_conn {
             fn is_poisoned(&self) -> bool {
                 self.client.is_poisoned()
             }
+            fn is_usable(&self) -> bool {
+                self.client.is_usable()
+            }
             fn check_idle(&mut self) -> Result<(), AdapterError> {
-                self.client.check_idle().map_err(from_tokio)
+                self.$exec.$run(self.client.check_idle()).map_err(from_tokio)
             }
         }
     };
 }
 
 fn tokio_options(opts: &Opts) -> smtp_tokio::Options {
-    let mut options = smtp_tokio::Options::new()
-        .timeouts(opts.timeouts)
-        .connect_timeout(opts.connect_timeout);
-    if let Some(tls) = &opts.tls {
-        options = options.tls(Arc::clone(tls));
-    }
-    if let Some(limit) = opts.time_limit {
-        options = options.time_limit(limit);
-    }
-    options
+    options!(smtp_tokio::Options::new(), opts)
 }
 
 /// smtp-tokio's tokio backend on a current-thread runtime.
@@ -415,10 +468,7 @@ impl Adapter for Tokio {
         config: Config,
         opts: &Opts,
     ) -> Result<Box<dyn Conn>, AdapterError> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(AdapterError::connect)?;
+        let rt = tokio_runtime()?;
         let client = rt
             .block_on(smtp_tokio::tokio::Client::connect_to(
                 addr,
@@ -428,6 +478,32 @@ impl Adapter for Tokio {
             .map_err(from_tokio)?;
         Ok(Box::new(TokioConn { client, rt }))
     }
+
+    fn connect_host(
+        &self,
+        host: &str,
+        port: u16,
+        config: Config,
+        opts: &Opts,
+    ) -> Result<Box<dyn Conn>, AdapterError> {
+        let rt = tokio_runtime()?;
+        let client = rt
+            .block_on(smtp_tokio::tokio::Client::connect(
+                host,
+                port,
+                config,
+                tokio_options(opts),
+            ))
+            .map_err(from_tokio)?;
+        Ok(Box::new(TokioConn { client, rt }))
+    }
+}
+
+fn tokio_runtime() -> Result<tokio::runtime::Runtime, AdapterError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(AdapterError::connect)
 }
 
 async_conn!([] TokioConn, [], rt.block_on);
@@ -483,6 +559,30 @@ impl Adapter for AsyncStd {
             .map_err(from_tokio)?;
         Ok(Box::new(FuturesConn { client, exec }))
     }
+
+    fn connect_host(
+        &self,
+        host: &str,
+        port: u16,
+        config: Config,
+        opts: &Opts,
+    ) -> Result<Box<dyn Conn>, AdapterError> {
+        futures_connect_host(Executor::AsyncStd, host, port, config, opts)
+    }
+}
+
+/// `smtp_tokio::futures::Client::connect` under `exec`: the backend's own
+/// resolver and dialler.
+fn futures_connect_host(
+    exec: Executor,
+    host: &str,
+    port: u16,
+    config: Config,
+    opts: &Opts,
+) -> Result<Box<dyn Conn>, AdapterError> {
+    let connect = smtp_tokio::futures::Client::connect(host, port, config, tokio_options(opts));
+    let client = exec.run(connect).map_err(from_tokio)?;
+    Ok(Box::new(FuturesConn { client, exec }))
 }
 
 impl Adapter for Smol {
@@ -515,6 +615,16 @@ impl Adapter for Smol {
                 .map_err(from_tokio)
         })?;
         Ok(Box::new(FuturesConn { client, exec }))
+    }
+
+    fn connect_host(
+        &self,
+        host: &str,
+        port: u16,
+        config: Config,
+        opts: &Opts,
+    ) -> Result<Box<dyn Conn>, AdapterError> {
+        futures_connect_host(Executor::Smol, host, port, config, opts)
     }
 }
 

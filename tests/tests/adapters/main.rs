@@ -34,6 +34,7 @@ mod harness;
 mod limits;
 mod outcomes;
 mod real;
+mod session;
 mod streaming;
 mod tls;
 
@@ -43,6 +44,7 @@ use faults::*;
 use limits::*;
 use outcomes::*;
 use real::*;
+use session::*;
 use streaming::*;
 use tls::*;
 
@@ -74,6 +76,12 @@ macro_rules! suite {
 
 suite! {
     all: [
+        // a plain session
+        transcript_of_a_plain_session,
+        transcript_redacts_auth,
+        refused_recipients_leave_the_client_usable,
+        connect_by_host_name,
+        connect_refused,
         // TLS and AUTH
         implicit_tls,
         starttls_login_exchange,
@@ -142,6 +150,8 @@ suite! {
         batch_exchange_bdat,
         // streaming
         streamed_4_mib,
+        streamed_1_mib_of_dotted_lines,
+        failing_reader_leaves_the_message_unfinished,
         // real servers
         real_aiosmtpd,
         real_smtp_server_login,
