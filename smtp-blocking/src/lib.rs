@@ -55,6 +55,7 @@
 //!   installed one, is used before either.
 //! - `native-roots`: [`tls::TlsRoots::Native`], the operating system's store.
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
 mod client;
 mod error;

@@ -229,7 +229,7 @@ impl<R: Read> Read for Capped<R> {
 struct Counts {
     size: u64,
     non_ascii: bool,
-    wire: smtp_blocking::smtp_proto::data::NormalizedLen,
+    wire: smtp_blocking::smtp_proto::NormalizedLen,
 }
 
 impl Counts {
@@ -909,7 +909,7 @@ mod tests {
         assert_eq!(spool.body, BodyType::EightBitMime);
         assert_eq!(
             spool.wire,
-            smtp_blocking::smtp_proto::data::normalized_len(&message)
+            smtp_blocking::smtp_proto::normalized_len(&message)
         );
         // Two readers at once, each from the start, in different steps.
         let (mut a, mut b) = (spool.reader(), spool.reader());

@@ -106,7 +106,7 @@ pub fn classify(err: &smtp_blocking::Error) -> Failure {
         failure.message = format!("{UNKNOWN} ({})", failure.message);
         return failure;
     }
-    let message = err.to_string();
+    let message = chain(err);
     let (kind, code) = match err {
         B::Smtp(smtp) => {
             let code = smtp.reply().map(reply_code);
@@ -158,6 +158,19 @@ pub fn classify(err: &smtp_blocking::Error) -> Failure {
         code,
         message,
     }
+}
+
+/// `err` and each of its causes, `: `-separated: the errors' `Display`s
+/// do not repeat their `source()`.
+pub(crate) fn chain(err: &dyn std::error::Error) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
 }
 
 /// `5.3.4` (usually `552 5.3.4`): the message is too big for the server,

@@ -6,6 +6,7 @@ use crate::reply::ReplyLimits;
 
 /// When the session uses TLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum TlsPolicy {
     /// TLS from the first byte (port 465, RFC 8314): the session asks for the
     /// handshake before it reads the greeting.
@@ -115,7 +116,7 @@ impl Config {
 /// Whether `name` is a loopback name for the credential guard: `localhost`,
 /// an address in `127.0.0.0/8`, or `::1` (bracketed or not). A trailing dot
 /// and letter case are ignored.
-pub fn is_loopback_name(name: &str) -> bool {
+pub(crate) fn is_loopback_name(name: &str) -> bool {
     let name = normalize_name(name);
     if name.eq_ignore_ascii_case("localhost") {
         return true;
@@ -142,7 +143,7 @@ pub(crate) fn same_server_name(configured: &str, verified: &str) -> bool {
 /// Whether `name` can be checked against a TLS certificate: an IP address
 /// (IPv6 with or without brackets) or a DNS name of letters, digits and `-`
 /// in labels of 1 to 63 octets, 253 octets at most, an optional trailing dot.
-pub fn is_valid_server_name(name: &str) -> bool {
+pub(crate) fn is_valid_server_name(name: &str) -> bool {
     let bare = name
         .strip_prefix('[')
         .and_then(|n| n.strip_suffix(']'))

@@ -292,6 +292,7 @@ impl NormalizedLen {
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
 /// Reference: what the server should reconstruct from the encoding of
 /// `input`.
 ///
@@ -316,6 +317,7 @@ pub fn normalize(input: &[u8]) -> Vec<u8> {
     out
 }
 
+#[cfg(any(test, feature = "testing"))]
 /// Reference decoder of an encoded DATA stream as a server does it.
 ///
 /// Splits lines on `CRLF`, stops at the first line that is exactly `.`, and
@@ -337,6 +339,7 @@ pub fn unstuff(encoded: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
 /// Convenience: encode a whole body including the terminator.
 pub fn encode(input: &[u8]) -> Vec<u8> {
     let mut out = BytesMut::with_capacity(input.len() + input.len() / 32 + 8);

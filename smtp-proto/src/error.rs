@@ -6,8 +6,8 @@ use crate::reply::{Reply, ReplyError};
 use crate::stage::Stage;
 
 // Defined in a leaf module so that input checks below `Error` (building an
-// `Address`) can report them; `smtp_proto::error::InputField` stays a path.
-pub use crate::input::{InputField, InvalidInput};
+// `Address`) can report them.
+pub(crate) use crate::input::{InputField, InvalidInput};
 
 /// Everything that can go wrong in a session.
 ///
@@ -160,7 +160,7 @@ pub enum Error {
     },
 
     /// The server's bytes are not a valid reply.
-    #[error("malformed reply during {stage}: {source}")]
+    #[error("malformed reply during {stage}")]
     MalformedReply {
         /// The step whose reply was malformed.
         stage: Stage,

@@ -11,18 +11,66 @@
 //! crates are thin adapters that move bytes and apply timeouts.
 //!
 //! What it decides, with the RFC each rule comes from:
-//! - replies, single- and multi-line, bounded in memory ([`reply`], RFC 5321 §4.2);
-//! - EHLO with HELO fallback, and capabilities as exact tokens ([`capabilities`]);
+//! - replies, single- and multi-line, bounded in memory ([`ReplyParser`],
+//!   [`ReplyLimits`], RFC 5321 §4.2);
+//! - EHLO with HELO fallback, and capabilities as exact tokens ([`Capabilities`]);
 //! - STARTTLS policy, refusing plaintext injected after the `220` and
 //!   forgetting pre-TLS capabilities (RFC 3207);
 //! - a credential guard every mechanism passes through: credentials go only
 //!   over TLS, to a loopback name, or with the caller's explicit consent;
 //! - AUTH PLAIN preferred, LOGIN fallback (Microsoft 365 offers only
-//!   `AUTH LOGIN XOAUTH2`), XOAUTH2 and OAUTHBEARER with tokens ([`auth`], RFC 4954);
-//! - envelopes that can only be built valid ([`Address`], [`command`]), SIZE,
+//!   `AUTH LOGIN XOAUTH2`), XOAUTH2 and OAUTHBEARER with tokens
+//!   ([`Credentials`], [`Mechanism`], RFC 4954);
+//! - envelopes that can only be built valid ([`Address`], [`Envelope`]), SIZE,
 //!   8BITMIME, SMTPUTF8 and DSN parameters, PIPELINING (RFC 2920);
-//! - dot-stuffing that no input can end early ([`data`]);
-//! - a transcript with every secret redacted ([`transcript`]).
+//! - dot-stuffing that no input can end early ([`BodyEncoder`]);
+//! - a transcript with every secret redacted ([`TranscriptLine`]);
+//! - when each wait ends, from the per-stage timeouts (RFC 5321 §4.5.3.2)
+//!   and a time limit, against the caller's clock ([`ClientSession::next`]);
+//! - a batch of messages over one session: which result belongs to which
+//!   message, and what became of each when the connection fails ([`Batch`]).
+//!
+//! # Driving a session
+//!
+//! An adapter calls [`ClientSession::next`] in a loop with the time, and
+//! performs what it returns: write, read, the TLS handshake, each before
+//! its deadline, or hands the caller an event. The same contract, with
+//! simulated time and canned replies:
+//!
+//! ```
+//! use smtp_proto::{ClientSession, Config, Event, Io, Next, Options, Stage, TlsPolicy};
+//! use std::time::{Duration, Instant};
+//!
+//! let config = Config::new("mail.example.com").tls(TlsPolicy::Disabled);
+//! let mut session = ClientSession::with_options(config, &Options::default())?;
+//! let start = Instant::now();
+//! let mut replies = ["220 mail.example.com ESMTP\r\n", "250 mail.example.com\r\n"].into_iter();
+//! let ready = loop {
+//!     match session.next(start)? {
+//!         Next::Io(Io::Write { .. }) => {
+//!             let n = session.pending_output().len(); // a socket write
+//!             session.advance_output(n);
+//!         }
+//!         Next::Io(Io::Read { deadline, .. }) => {
+//!             assert!(deadline.is_some());
+//!             session.handle_input(replies.next().unwrap_or_default().as_bytes())?;
+//!         }
+//!         Next::Event(event) => break event,
+//!         other => unreachable!("{other:?}"),
+//!     }
+//! };
+//! assert_eq!(ready, Event::Ready);
+//!
+//! // The server says nothing more: at the deadline, the session times out.
+//! session.noop()?;
+//! let Next::Io(Io::Write { .. }) = session.next(start)? else { unreachable!() };
+//! session.advance_output(session.pending_output().len());
+//! let Next::Io(Io::Read { deadline: Some(deadline), .. }) = session.next(start)? else { unreachable!() };
+//! assert_eq!(deadline, start + Duration::from_secs(5 * 60));
+//! session.handle_timeout(deadline);
+//! assert_eq!(session.next(deadline), Err(smtp_proto::Error::Timeout { stage: Stage::Noop }));
+//! # Ok::<(), smtp_proto::Error>(())
+//! ```
 //!
 //! # Example
 //!
@@ -91,52 +139,58 @@
 //! # Ok::<(), smtp_proto::Error>(())
 //! ```
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
 /// rustls, re-exported so callers can name the types of [`tls`] and
 /// [`Options::tls`] without depending on it themselves.
 #[cfg(feature = "rustls")]
 pub use rustls;
 
-pub mod address;
-pub mod auth;
+// Private modules, one concept each; the types are re-exported below, one
+// path per type. `messages` and `tls` are namespaces of free functions.
+mod address;
+mod auth;
 mod batch;
-pub mod capabilities;
-pub mod command;
-pub mod config;
-pub mod data;
-pub mod error;
+mod capabilities;
+mod command;
+mod config;
+mod data;
+mod error;
 mod hint;
 mod input;
 mod mechanism;
 pub mod messages;
 mod options;
 mod outcome;
-pub mod reply;
-pub mod session;
-pub mod stage;
+mod reply;
+mod session;
+mod stage;
 #[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod testing;
 #[cfg(feature = "rustls")]
 pub mod tls;
-pub mod transaction;
-pub mod transcript;
+mod transaction;
+mod transcript;
 mod url;
 
-pub use address::Address;
-pub use auth::{Credentials, Mechanism, Secret};
+pub use address::{Address, MAX_ADDRESS_LEN};
+pub use auth::{Credentials, Secret, AUTH_LINE_LIMIT};
 pub use batch::{Batch, BatchError, Rest, Step};
-pub use capabilities::Capabilities;
+pub use capabilities::{Capabilities, Extension, MAX_LINES, MAX_PARAMS};
 pub use command::{EhloName, Parameter};
 pub use config::{Config, TlsPolicy};
-pub use error::{Error, InputField, InvalidInput};
+pub use data::{normalized_len, BodyEncoder, NormalizedLen};
+pub use error::Error;
+pub use input::{InputField, InvalidInput};
+pub use mechanism::Mechanism;
 pub use options::{Options, DEFAULT_CONNECT_TIMEOUT};
-pub use outcome::Outcome;
-pub use reply::{EnhancedCode, Reply, ReplyCode};
-pub use session::{ClientSession, Event, Io, Next, BODY_FLUSH};
-pub use stage::{Stage, Timeouts};
-pub use transaction::{
-    BodyType, Delivery, DsnReturn, Envelope, Notify, Recipient, RecipientResult,
+pub use outcome::{Delivery, Outcome, RecipientResult};
+pub use reply::{EnhancedCode, Lines, Reply, ReplyCode, ReplyError, ReplyLimits, ReplyParser};
+pub use session::{
+    ClientSession, Event, Io, Next, BODY_FLUSH, MAX_RCPT_AHEAD, MAX_TRANSCRIPT_LINES,
 };
+pub use stage::{Stage, Timeouts};
+pub use transaction::{BodyType, DsnReturn, Envelope, Notify, Recipient};
 pub use transcript::{Direction, TranscriptHook, TranscriptLine};
 pub use url::SmtpUrl;

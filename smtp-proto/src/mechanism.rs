@@ -12,6 +12,7 @@ use core::fmt;
 /// Names are matched as whole tokens, case-insensitively: `LOGIN-MD5` is not
 /// `LOGIN`, and `XPLAIN` is not `PLAIN`.
 #[derive(Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Mechanism {
     /// `PLAIN` (RFC 4616), sent with an initial response.
     Plain,

@@ -31,7 +31,11 @@
 use crate::auth::Mechanism;
 use crate::capabilities::{Capabilities, MAX_PARAMS};
 use crate::config::is_loopback_name;
-use crate::data::{normalize, unstuff, BodyEncoder, Framing};
+/// Reference oracles of the body encoding: what a server reconstructs
+/// (`normalize`), a server's decoder (`unstuff`), a whole body encoded
+/// (`encode`).
+pub use crate::data::{encode, normalize, unstuff};
+use crate::data::{BodyEncoder, Framing};
 use crate::reply::{ReplyLimits, ReplyParser};
 use crate::{
     Address, BodyType, ClientSession, Config, Credentials, Envelope, Error, Event, InputField,

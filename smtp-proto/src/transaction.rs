@@ -9,7 +9,7 @@ use bytes::{BufMut, BytesMut};
 
 // The results live with `Outcome` so that `Error`, which carries them, does
 // not depend on this module, whose envelope checks report `Error`s.
-pub use crate::outcome::{Delivery, RecipientResult};
+pub(crate) use crate::outcome::{Delivery, RecipientResult};
 
 /// What the body contains, which decides the `BODY=` parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -40,6 +40,7 @@ impl BodyType {
 
 /// DSN `RET=` (RFC 3461 §4.3): how much of the message a failure report returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DsnReturn {
     /// `RET=FULL`.
     Full,

@@ -14,6 +14,7 @@ pub type TranscriptHook = Arc<dyn Fn(&TranscriptLine) + Send + Sync>;
 
 /// Who sent a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Direction {
     /// The client (us).
     Client,

@@ -3,8 +3,8 @@
 
 mod support;
 
-use smtp_proto::auth::Mechanism;
-use smtp_proto::reply::ReplyError;
+use smtp_proto::Mechanism;
+use smtp_proto::ReplyError;
 use smtp_proto::{
     Address, BodyType, ClientSession, Config, Credentials, DsnReturn, EhloName, Envelope, Error,
     Event, InputField, Notify, Outcome, Recipient, Stage, TlsPolicy,
@@ -2855,7 +2855,7 @@ fn transcript_keeps_every_line_of_a_huge_envelope() {
     let to: Vec<&str> = to.iter().map(String::as_str).collect();
     session.send_mail(envelope(&to)).unwrap();
     let lines = session.take_transcript();
-    assert_eq!(lines.len(), 1 + smtp_proto::session::MAX_RCPT_AHEAD);
+    assert_eq!(lines.len(), 1 + smtp_proto::MAX_RCPT_AHEAD);
     assert_eq!(lines[0].to_string(), "C: MAIL FROM:<me@example.com>");
     let _ = session.take_output();
     session
@@ -3041,7 +3041,7 @@ fn no_reading_while_the_caller_writes_a_body() {
 #[test]
 fn bytes_past_the_awaited_replies_are_bounded_inclusively() {
     // Limits of 16 octets x 2 lines: 32 octets may wait unsolicited, 33 not.
-    let limits = smtp_proto::reply::ReplyLimits {
+    let limits = smtp_proto::ReplyLimits {
         max_line_len: 16,
         max_lines: 2,
     };

@@ -23,7 +23,7 @@ pub enum Error {
     /// The host name could not be resolved, or resolved to no address
     /// (`TimedOut` after
     /// [`Options::connect_timeout`](crate::Options::connect_timeout)).
-    #[error("could not resolve {host}:{port}: {source}")]
+    #[error("could not resolve {host}:{port}")]
     Resolve {
         /// The host name as given.
         host: String,
@@ -36,7 +36,7 @@ pub enum Error {
 
     /// No TCP connection could be made. With several addresses, this is the
     /// last one tried.
-    #[error("could not connect to {address}: {source}")]
+    #[error("could not connect to {address}")]
     Connect {
         /// The address tried last.
         address: SocketAddr,
@@ -48,21 +48,21 @@ pub enum Error {
     /// Reading from or writing to the connection failed (during the TLS
     /// handshake included, when rustls itself did not object). The client is
     /// poisoned: later calls return [`Error::Poisoned`].
-    #[error("I/O error: {0}")]
+    #[error("I/O error")]
     Io(#[source] io::Error),
 
     /// Reading the message body from the caller's reader failed. The
     /// message was not ended (the connection is shut down before the
     /// end-of-data marker), so the server discards it and no partial message
     /// is delivered; the client is poisoned.
-    #[error("reading the message body failed: {0}")]
+    #[error("reading the message body failed")]
     BodyRead(#[source] io::Error),
 
     /// rustls refused the TLS handshake or the TLS layer failed: an untrusted
     /// or mismatching certificate, an alert, a corrupt record. The client is
     /// poisoned.
     #[cfg(feature = "rustls")]
-    #[error("TLS error: {0}")]
+    #[error("TLS error")]
     Tls(#[source] rustls::Error),
 
     /// The message's end of data was handed to the connection (at least in

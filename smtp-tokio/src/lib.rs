@@ -137,6 +137,7 @@
 //! [`Config::server_name`]: smtp_proto::Config::server_name
 //! [`ClientSession::tls_established`]: smtp_proto::ClientSession::tls_established
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
 #[cfg(not(feature = "rustls"))]
 compile_error!(

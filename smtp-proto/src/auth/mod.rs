@@ -19,7 +19,7 @@ use crate::reply::write_escaped;
 
 // Defined in a leaf module so that `Error`, which names mechanisms, does not
 // depend on this module, whose exchanges report `Error`s.
-pub use crate::mechanism::Mechanism;
+pub(crate) use crate::mechanism::Mechanism;
 
 mod login;
 mod oauthbearer;
@@ -62,6 +62,7 @@ impl From<&str> for Secret {
 
 /// What the client authenticates with.
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Credentials {
     /// A user name and password (PLAIN, LOGIN).
     Password {
@@ -237,7 +238,7 @@ impl fmt::Debug for Credentials {
 ///
 /// The order of `offered` does not matter, and unknown names in it (say
 /// `XPLAIN`, `LOGIN-MD5`, `CRAM-MD5`) are never picked.
-pub fn select_mechanism(
+pub(crate) fn select_mechanism(
     offered: Option<&[Mechanism]>,
     credentials: &Credentials,
     explicit: Option<&Mechanism>,

@@ -44,6 +44,7 @@ pub const MAX_TRANSCRIPT_LINES: usize = 1024;
 /// What the caller should do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
+#[non_exhaustive]
 pub enum Event {
     /// Flush [`ClientSession::pending_output`], perform the TLS handshake for
     /// the configured server name, then call

@@ -25,9 +25,9 @@ use std::time::Duration;
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
-use smtp_proto::capabilities::Capabilities;
-use smtp_proto::data::BodyEncoder;
-use smtp_proto::reply::{Reply, ReplyLimits, ReplyParser};
+use smtp_proto::Capabilities;
+use smtp_proto::BodyEncoder;
+use smtp_proto::{Reply, ReplyLimits, ReplyParser};
 
 use lettre::transport::smtp::extension::ServerInfo;
 use lettre::transport::smtp::response::Response as LettreResponse;

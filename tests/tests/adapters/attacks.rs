@@ -5,9 +5,9 @@
 use std::io::{self, Read};
 use std::time::Duration;
 
-use proto::command::{EhloName, Parameter};
-use proto::transaction::Recipient;
+use proto::Recipient;
 use proto::{Address, Config, Credentials, Envelope, InputField, TlsPolicy};
+use proto::{EhloName, Parameter};
 use smtp_blocking::smtp_proto as proto;
 use smtp_tests::{exchange_online, ExchangeOptions, Peer, Received, ScriptedServer, TestPki};
 
@@ -301,7 +301,7 @@ fn smuggling_body(sequence: &[u8]) -> Vec<u8> {
 /// Smuggling sequences (`\n.\n`, `\n.\r\n`, `\r\n.\n`, `\r.\r\n`, ...) with
 /// a fake transaction after them, sent from a slice and from a one-byte
 /// reader: the server stores exactly one message per send, equal to
-/// `smtp_proto::data::normalize(input)`.
+/// `smtp_proto::testing::normalize(input)`.
 pub fn body_smuggling(adapter: &dyn Adapter) {
     let pki = TestPki::new().unwrap();
     let cert = pki.leaf(&[NAME]).unwrap();
@@ -316,11 +316,11 @@ pub fn body_smuggling(adapter: &dyn Adapter) {
     for sequence in SMUGGLERS {
         let body = smuggling_body(sequence);
         client.send(envelope(), &body).unwrap();
-        expected.push(proto::data::normalize(&body));
+        expected.push(proto::testing::normalize(&body));
         client
             .send_reader(envelope(), Box::new(Trickle(body.clone(), 0)))
             .unwrap();
-        expected.push(proto::data::normalize(&body));
+        expected.push(proto::testing::normalize(&body));
     }
     client.quit().unwrap();
     let messages = store.wait_for_messages(expected.len(), WAIT);

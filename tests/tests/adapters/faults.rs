@@ -6,7 +6,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use proto::reply::ReplyError;
+use proto::ReplyError;
 use proto::{Config, Outcome, Stage, Timeouts, TlsPolicy};
 use smtp_blocking::smtp_proto as proto;
 use smtp_tests::{Peer, Received, ScriptedServer, TestPki};

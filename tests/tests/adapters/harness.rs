@@ -203,10 +203,23 @@ macro_rules! classify {
             security: e.is_security(),
             transient: e.is_transient(),
             timeout: e.is_timeout(),
-            message: e.to_string(),
+            message: chain(&e),
             outcome: e.outcome(),
         }
     }};
+}
+
+/// An error and its causes, `: `-separated (a `Display` never repeats its
+/// `source()`).
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
 }
 
 fn from_blocking(e: smtp_blocking::Error) -> AdapterError {
