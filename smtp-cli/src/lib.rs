@@ -14,7 +14,8 @@
 //!   from the adapter's and the core's errors), the `--json` object
 //!   (streamed as the run goes) and the human summary (from aggregates);
 //! - [`demo`]: `smtp-send demo`, against an in-process Exchange-Online-like
-//!   server from the workspace's test support (`smtp-tests`);
+//!   server and a throwaway PKI from the `smtp-tests` crate (without its
+//!   `peers` feature, which only the tests use);
 //! - [`probe`]: `smtp-send probe`, what a server offers and shows (EHLO
 //!   before and after TLS, the certificate, [`certificate`]) without
 //!   sending mail.
