@@ -1,0 +1,440 @@
+//! Mail transactions: MAIL, RCPT and DATA or BDAT (RFC 5321, RFC 3030),
+//! the body streamed in between, per-recipient results, RSET after a
+//! failure, and PIPELINING (RFC 2920): a transaction's commands in one
+//! write, and the next message's behind the previous one's end of data.
+
+use super::phase::Phase;
+use super::replies::Expect;
+use super::ClientSession;
+use crate::data::{BodyEncoder, Framing};
+use crate::error::Error;
+use crate::outcome::Outcome;
+use crate::reply::{Reply, ReplyCode};
+use crate::session::Event;
+use crate::stage::Stage;
+use crate::transaction::{Delivery, Envelope, RecipientResult};
+use crate::transcript::Direction;
+use bytes::BufMut;
+use core::fmt;
+
+/// The most `RCPT` commands written ahead of their replies with PIPELINING.
+/// RFC 2920 §3.1: a client that writes without reading can deadlock with a
+/// server whose replies fill the socket buffers; 100 replies are a few KiB,
+/// well inside any buffer, and an envelope of any size then flows as the
+/// replies come in.
+pub const MAX_RCPT_AHEAD: usize = 100;
+
+/// One transaction in progress.
+#[derive(Debug)]
+pub(super) struct Transaction {
+    envelope: Envelope,
+    pipelined: bool,
+    mail_refusal: Option<Reply>,
+    recipients: Vec<RecipientResult>,
+    /// DATA, or BDAT with the exact size on the wire.
+    framing: Framing,
+    exact: Option<u64>,
+    /// Every byte of the message was written; only replies are awaited.
+    body_done: bool,
+    /// Why the transaction failed, reported once RSET is answered.
+    failure: Option<Error>,
+    /// With PIPELINING, how many `RCPT` commands are written (at most
+    /// [`MAX_RCPT_AHEAD`] ahead of their replies).
+    rcpts_written: usize,
+    /// Where its end of data starts in the output stream (counted from the
+    /// session's first byte), once [`finish_body`](ClientSession::finish_body)
+    /// queued it: from the moment the caller takes that byte, the server
+    /// may have the whole message.
+    end_of_data: Option<u64>,
+}
+
+impl Transaction {
+    fn accepted(&self) -> usize {
+        self.recipients.iter().filter(|r| r.accepted()).count()
+    }
+
+    fn deliverable(&self) -> bool {
+        self.mail_refusal.is_none() && self.accepted() > 0
+    }
+
+    /// Why nothing can be delivered: MAIL refused, else every RCPT refused.
+    fn undeliverable_reason(&mut self) -> Error {
+        match self.mail_refusal.take() {
+            Some(reply) => Error::Rejected {
+                stage: Stage::Mail,
+                reply,
+            },
+            None => Error::RecipientsRejected {
+                recipients: core::mem::take(&mut self.recipients),
+            },
+        }
+    }
+
+    /// What became of it when the session failed, `taken` output bytes
+    /// handed over: [`Outcome::Unknown`] once any byte of its end of data
+    /// was taken, else [`Outcome::NotSent`].
+    pub(super) fn unfinished(&self, taken: u64) -> Outcome {
+        match self.end_of_data {
+            Some(at) if taken > at => Outcome::Unknown,
+            _ => Outcome::NotSent,
+        }
+    }
+}
+
+impl ClientSession {
+    /// Whether [`send_mail`](Self::send_mail) may be called now: the session
+    /// is ready, or — with PIPELINING — the one message in flight has been
+    /// written completely and only its replies are awaited, so the next
+    /// message's commands may ride behind it in the same write (RFC 2920
+    /// §3.1: message content may start a group). At most two transactions
+    /// are ever in flight, so replies cannot pile up unread.
+    #[must_use]
+    pub fn can_send_mail(&self) -> bool {
+        match self.phase {
+            Phase::Ready => true,
+            Phase::Busy => {
+                self.caps.pipelining()
+                    && self.txns.len() == 1
+                    && self.txns.front().is_some_and(|t| t.body_done)
+            }
+            _ => false,
+        }
+    }
+
+    /// Starts a mail transaction. Nothing is written when the envelope needs
+    /// what the server lacks (SMTPUTF8, 8BITMIME, DSN) or the declared size is
+    /// over its limit; such an error leaves the session ready.
+    ///
+    /// With PIPELINING, MAIL, every RCPT and DATA go out in one batch (RFC 2920).
+    pub fn send_mail(&mut self, envelope: Envelope) -> Result<(), Error> {
+        self.begin_call();
+        self.check_alive("send_mail")?;
+        if !self.can_send_mail() {
+            return Err(Error::InvalidState {
+                call: "send_mail",
+                reason: "the session is not ready (wait for Event::Ready, or see can_send_mail)",
+            });
+        }
+        envelope.check(&self.caps)?;
+        self.leave_idle();
+        let pipelined = self.caps.pipelining();
+        let (framing, exact) = envelope.framing(&self.caps);
+        let start = self.out.len();
+        envelope.write_mail(&self.caps, &mut self.out);
+        self.transcript.record_sent(&self.out[start..]);
+        self.expect.push_back(Expect::Mail);
+        let recipients = envelope.recipients().len();
+        let ahead = if pipelined {
+            recipients.min(MAX_RCPT_AHEAD)
+        } else {
+            0
+        };
+        for i in 0..ahead {
+            self.write_rcpt(&envelope, i);
+        }
+        self.txns.push_back(Transaction {
+            envelope,
+            pipelined,
+            mail_refusal: None,
+            // The Delivery's list, allocated once.
+            recipients: Vec::with_capacity(recipients),
+            framing,
+            exact,
+            body_done: false,
+            failure: None,
+            rcpts_written: ahead,
+            end_of_data: None,
+        });
+        self.phase = Phase::Busy;
+        // With every RCPT out, DATA or BDAT follows in the same write;
+        // otherwise once the last one is written.
+        if pipelined && ahead == recipients {
+            self.start_body_command();
+        }
+        self.process()
+    }
+
+    /// Writes the `RCPT` for the envelope's recipient `index`.
+    fn write_rcpt(&mut self, envelope: &Envelope, index: usize) {
+        let start = self.out.len();
+        envelope.write_rcpt(index, &mut self.out);
+        self.transcript.record_sent(&self.out[start..]);
+        self.expect.push_back(Expect::Rcpt(index));
+    }
+
+    /// DATA, or with CHUNKING and a known size `BDAT n LAST` (RFC 3030),
+    /// whose body follows at once without waiting for a reply: with
+    /// PIPELINING the whole message then costs one round trip.
+    fn start_body_command(&mut self) {
+        // The newest transaction: the one whose commands are being written.
+        let Some(txn) = self.txns.back() else {
+            return;
+        };
+        match (txn.framing, txn.exact) {
+            (Framing::Chunked | Framing::Binary, Some(exact)) => {
+                let framing = txn.framing;
+                let start = self.out.len();
+                // Formatted in place: a message costs no allocation here.
+                let _ = fmt::Write::write_fmt(&mut self.out, format_args!("BDAT {exact} LAST\r\n"));
+                self.transcript.record_sent(&self.out[start..]);
+                self.begin_body(framing);
+            }
+            _ => self.write_line(b"DATA", Expect::Data),
+        }
+    }
+
+    fn begin_body(&mut self, framing: Framing) {
+        self.phase = Phase::Body;
+        self.encoder = BodyEncoder::with_framing(framing);
+        self.events.push_back(Event::SendBody);
+    }
+
+    /// Appends a chunk of the message, dot-stuffed and with line endings
+    /// made CRLF. Call after [`Event::SendBody`]; flush the output as it grows.
+    ///
+    /// With `BDAT` the server reads exactly the declared number of octets
+    /// and takes whatever follows as commands (RFC 3030 §2), so a chunk that
+    /// would carry the body past its declared size is refused whole: none of
+    /// it is queued, the session fails with [`Error::BodySizeMismatch`], and
+    /// the connection must be closed (nothing more is written, not even QUIT:
+    /// the server is inside the chunk).
+    pub fn write_body(&mut self, chunk: &[u8]) -> Result<(), Error> {
+        self.check_body("write_body")?;
+        let start = self.out.len();
+        self.encoder.encode(chunk, &mut self.out);
+        if let Some(declared) = self.declared_chunk() {
+            let produced = self.encoder.produced();
+            if produced > declared {
+                self.out.truncate(start);
+                return Err(self.fail(Error::BodySizeMismatch {
+                    declared,
+                    actual: produced,
+                }));
+            }
+            // The chunk is full: its last octet waits for finish_body, which
+            // may still find a line break to add and refuse the body.
+            if produced == declared && self.out.len() > start {
+                let last = self.out.len() - 1;
+                self.held = self.out.get(last).copied();
+                self.out.truncate(last);
+            }
+        }
+        Ok(())
+    }
+
+    /// The exact size of the `BDAT` chunk being written, if one is open.
+    fn declared_chunk(&self) -> Option<u64> {
+        let txn = self.txns.back()?;
+        match txn.framing {
+            Framing::Data => None,
+            Framing::Chunked | Framing::Binary => txn.exact,
+        }
+    }
+
+    /// Ends the message and waits for the server's verdict: for DATA, CRLF if
+    /// missing and then `.CRLF`; for BDAT, CRLF if missing. A BDAT body whose
+    /// length differs from the declared exact size fails the session (the
+    /// server is out of step) with the chunk left unfinished: its last octet
+    /// is only written once the size is confirmed, so the server never reads
+    /// a complete message the client reported as failed.
+    ///
+    /// Once the end is queued, replies already buffered are processed, so an
+    /// error from this call may come after the end of data went out (a
+    /// malformed reply read in the same batch, say): the error then says
+    /// what failed, not that nothing was sent.
+    pub fn finish_body(&mut self) -> Result<(), Error> {
+        self.begin_call();
+        self.check_body("finish_body")?;
+        if self.transcript.is_on() {
+            let note = format!("<message body, {} bytes>", self.encoder.consumed());
+            self.transcript.record(Direction::Client, note.as_bytes());
+        }
+        let start = self.out.len();
+        let total = self.encoder.finish(&mut self.out);
+        // Where the end of data starts on the wire; when finishing added
+        // nothing (a BDAT chunk whose last octet was not held), the octet
+        // before it ends the message.
+        let added = self.out.len() > start || self.held.is_some();
+        let end_of_data = (self.taken + start as u64).saturating_sub(u64::from(!added));
+        match self.declared_chunk() {
+            None => self.transcript.record(Direction::Client, b"."),
+            Some(declared) if declared != total => {
+                // The server counts octets: the line break finish added must
+                // not cross the declared size either, and nothing after this
+                // can be in step.
+                self.out.truncate(start);
+                return Err(self.fail(Error::BodySizeMismatch {
+                    declared,
+                    actual: total,
+                }));
+            }
+            Some(_) => {
+                // The size is right, so nothing was added at the end: the
+                // held octet completes the chunk.
+                if let Some(last) = self.held.take() {
+                    self.out.put_u8(last);
+                }
+            }
+        }
+        if let Some(txn) = self.txns.back_mut() {
+            txn.body_done = true;
+            txn.end_of_data = Some(end_of_data);
+        }
+        self.expect.push_back(Expect::DataEnd);
+        self.phase = Phase::Busy;
+        self.process()
+    }
+
+    pub(super) fn on_transaction_reply(
+        &mut self,
+        expect: Expect,
+        reply: Reply,
+    ) -> Result<(), Error> {
+        // Replies belong to the oldest transaction in flight.
+        let Some(mut txn) = self.txns.pop_front() else {
+            return Err(Error::UnexpectedReply {
+                stage: expect.stage(),
+                reply,
+            });
+        };
+        let outcome = match expect {
+            Expect::Mail => {
+                if !reply.is_positive() {
+                    txn.mail_refusal = Some(reply);
+                    if !txn.pipelined {
+                        self.abort_transaction(&mut txn);
+                    }
+                } else if !txn.pipelined {
+                    self.write_rcpt(&txn.envelope, 0);
+                }
+                None
+            }
+            Expect::Rcpt(i) => {
+                let Some(rcpt) = txn.envelope.recipients().get(i) else {
+                    return Err(Error::UnexpectedReply {
+                        stage: Stage::Rcpt,
+                        reply,
+                    });
+                };
+                let result = RecipientResult::new(rcpt.address().clone(), reply);
+                txn.recipients.push(result);
+                let total = txn.envelope.recipients().len();
+                if txn.pipelined && txn.rcpts_written < total {
+                    // One reply in, one more RCPT out; after the last one,
+                    // DATA or BDAT.
+                    self.write_rcpt(&txn.envelope, txn.rcpts_written);
+                    txn.rcpts_written += 1;
+                    if txn.rcpts_written == total {
+                        self.txns.push_front(txn);
+                        self.start_body_command();
+                        return Ok(());
+                    }
+                }
+                if !txn.pipelined {
+                    if i + 1 < txn.envelope.recipients().len() {
+                        self.write_rcpt(&txn.envelope, i + 1);
+                    } else if txn.accepted() > 0 {
+                        self.txns.push_front(txn);
+                        self.start_body_command();
+                        return Ok(());
+                    } else {
+                        // No DATA when every recipient was refused.
+                        self.abort_transaction(&mut txn);
+                    }
+                }
+                None
+            }
+            Expect::Data => {
+                if reply.code() == ReplyCode::START_MAIL_INPUT {
+                    if txn.deliverable() {
+                        self.begin_body(Framing::Data);
+                    } else {
+                        // RFC 2920 §3.1: DATA was pipelined and accepted although
+                        // nothing can be delivered; end it at once with an empty
+                        // body (the final reply then reports why, below).
+                        self.write_line(b".", Expect::DataEnd);
+                    }
+                } else {
+                    if txn.deliverable() {
+                        txn.failure = Some(Error::MessageRejected {
+                            stage: Stage::Data,
+                            reply,
+                            recipients: core::mem::take(&mut txn.recipients),
+                        });
+                    }
+                    self.abort_transaction(&mut txn);
+                }
+                None
+            }
+            Expect::DataEnd => {
+                let refused = !reply.is_positive();
+                // Nothing deliverable: the body was cut to the terminator, or
+                // a pipelined BDAT went out before MAIL and RCPT were answered.
+                let result = if !txn.deliverable() {
+                    Err(txn.undeliverable_reason())
+                } else if !refused {
+                    Ok(Delivery::new(core::mem::take(&mut txn.recipients), reply))
+                } else {
+                    Err(Error::MessageRejected {
+                        stage: Stage::DataEnd,
+                        reply,
+                        recipients: core::mem::take(&mut txn.recipients),
+                    })
+                };
+                // RFC 5321 §4.1.1.4: the reply to the final dot ends the
+                // transaction either way. RFC 3030 says only that a refused
+                // BDAT fails the transaction, not that it ends it, so what
+                // the server kept is up to it: RSET makes it explicit, unless
+                // the next message's commands already went out behind it,
+                // where a RSET would land inside that message.
+                match result {
+                    Err(failure)
+                        if refused && txn.framing != Framing::Data && self.txns.is_empty() =>
+                    {
+                        txn.failure = Some(failure);
+                        self.abort_transaction(&mut txn);
+                        None
+                    }
+                    result => Some(result),
+                }
+            }
+            Expect::Rset => {
+                if !reply.is_positive() {
+                    return Err(Error::Rejected {
+                        stage: Stage::Rset,
+                        reply,
+                    });
+                }
+                Some(Err(match txn.failure.take() {
+                    Some(failure) => failure,
+                    None => txn.undeliverable_reason(),
+                }))
+            }
+            _ => None,
+        };
+        match outcome {
+            Some(result) => self.complete_transaction(result),
+            None => self.txns.push_front(txn),
+        }
+        Ok(())
+    }
+
+    /// RFC 5321 §4.1.1.5: RSET after a transaction that failed part-way; the
+    /// failure is reported once RSET is answered. Without a failure recorded,
+    /// it is that nothing was deliverable.
+    fn abort_transaction(&mut self, txn: &mut Transaction) {
+        if txn.failure.is_none() {
+            txn.failure = Some(txn.undeliverable_reason());
+        }
+        self.write_line(b"RSET", Expect::Rset);
+    }
+
+    /// The oldest transaction (already taken off the queue) is over; the
+    /// session is ready when no other is in flight.
+    fn complete_transaction(&mut self, result: Result<Delivery, Error>) {
+        self.events.push_back(Event::TransactionComplete(result));
+        if self.txns.is_empty() {
+            self.become_ready();
+        }
+    }
+}
