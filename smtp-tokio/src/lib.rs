@@ -66,16 +66,19 @@
 //!
 //! # What the driver does
 //!
-//! Each operation loops: write the session's pending output (with the current
-//! stage's timeout), take its next event — [`Event::StartTls`] is handled
-//! here, the rest ends the operation — and otherwise, when the session wants
-//! input, read with [`Timeouts::get`] for the current [`Stage`] and feed the
-//! bytes (or the end of stream) to the session. When the session fails, the
-//! QUIT it queued is written as best we can and its error returned.
+//! Each operation loops on the core's [`ClientSession::next`]: it performs
+//! the I/O the session hands out — a write, a read, the TLS handshake, the
+//! best-effort `QUIT` after a failure — each bounded by the deadline the
+//! session computed from the per-stage [`Timeouts`] (and the time limit) of
+//! the [`Stage`] under way, until the session hands over an event. When a
+//! deadline passes the driver tells the session
+//! ([`ClientSession::handle_timeout`]), which fails with
+//! [`smtp_proto::Error::Timeout`]; nothing here reads a reply or decides.
 //!
 //! **Batches.** [`Client::send_all`], and `send_all_readers` and
 //! `send_each` on each backend, send several messages over the connection,
-//! deciding exactly as smtp-blocking's do (they share that code): with
+//! as the core's [`smtp_proto::Batch`] decides (smtp-blocking drives the
+//! same machine): with
 //! PIPELINING the next message's commands go out in the same write as the
 //! end of the previous message (RFC 2920 §3.1), at most two transactions in
 //! flight, so a message costs one round trip; results come in order, a
@@ -131,8 +134,8 @@
 //! cargo test -p smtp-tokio --no-default-features --features async-std,rustls,ring  # async-std and smol executors
 //! ```
 //!
-//! [`Event::StartTls`]: smtp_proto::Event::StartTls
-//! [`Timeouts::get`]: smtp_proto::Timeouts::get
+//! [`ClientSession::next`]: smtp_proto::ClientSession::next
+//! [`ClientSession::handle_timeout`]: smtp_proto::ClientSession::handle_timeout
 //! [`Stage`]: smtp_proto::Stage
 //! [`Config::server_name`]: smtp_proto::Config::server_name
 //! [`ClientSession::tls_established`]: smtp_proto::ClientSession::tls_established
