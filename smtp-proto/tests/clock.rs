@@ -767,7 +767,6 @@ fn a_timeout_too_long_for_the_clock_never_expires() {
 /// before it, then the error"). An adapter that stops at the first error
 /// loses that delivery's result.
 #[test]
-#[ignore = "a bug in session/drive.rs: the error overtakes a completed transaction"]
 fn a_wait_that_runs_out_as_it_is_handed_out_keeps_completed_transactions_first() {
     let timeouts = Timeouts::uniform(secs(60)).with(Stage::Rset, Duration::ZERO);
     let mut session = session(&Options::default().timeouts(timeouts));
@@ -814,7 +813,6 @@ fn a_wait_that_runs_out_as_it_is_handed_out_keeps_completed_transactions_first()
 /// `abort` on a closed session only drops the output; a time-out should
 /// too.
 #[test]
-#[ignore = "a bug in session/drive.rs: a time-out fails a session already closed"]
 fn a_stalled_quit_write_after_the_server_closed_leaves_the_session_closed() {
     let mut session = session(&uniform(secs(10)));
     let t0 = Instant::now();
