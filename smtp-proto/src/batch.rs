@@ -200,12 +200,10 @@ where
                                 state => state,
                             }
                         }
-                        // Left queued behind a result; the batch goes on.
-                        (Ok(Next::Event(Event::Ready)), state)
-                            if !session.is_ready() || self.in_flight == 0 =>
-                        {
-                            state
-                        }
+                        // Never `Ready`: the batch starts the next message, or
+                        // is done, before the session can be idle, and the
+                        // session drops a `Ready` left queued when a message
+                        // starts.
                         (Ok(_), state) => {
                             self.state = state;
                             self.out_of_step(session);
@@ -770,10 +768,12 @@ mod tests {
         assert_eq!(out.results.len(), 5, "{:?}", out.results);
         assert_eq!(out.results[0], Ok(250));
         for unknown in &out.results[1..3] {
+            // What ended the connection, as the session knows it.
             assert!(
                 unknown
                     .as_ref()
-                    .is_err_and(|e| e.starts_with("delivery unknown")),
+                    .is_err_and(|e| e.starts_with("delivery unknown")
+                        && e.contains("connection closed by the server")),
                 "{:?}",
                 out.results
             );
@@ -820,6 +820,78 @@ mod tests {
             session.finish_body().unwrap();
         }
         assert!(!session.can_send_mail(), "204 replies owed, 102 more");
+    }
+
+    #[test]
+    fn messages_in_flight_whose_end_never_went_out_are_not_sent() {
+        // The first message's end and the second's commands are pending
+        // when the write fails: neither reached the server whole, so the
+        // first gets the error, the second is not sent, and so is the third.
+        let mut session = session(PIPELINING);
+        let mut results = Vec::new();
+        let messages = THREE
+            .iter()
+            .map(|&(to, body)| (envelope(to).for_body(body), body));
+        let mut batch = Batch::new(messages, Rest::NotSent, |r: Result<Delivery, TestError>| {
+            results.push(r.map(|d| d.reply().code().get()).map_err(|e| e.to_string()))
+        });
+        let now = Instant::now();
+        let mut replies = ["250 ok", "250 ok", "354 go"].iter();
+        loop {
+            match batch.next(&mut session, now) {
+                Step::Io(Io::Write { .. }) if replies.len() == 0 => {
+                    assert!(
+                        String::from_utf8_lossy(session.pending_output()).contains("MAIL FROM"),
+                        "the second message rides behind the first"
+                    );
+                    batch.fail(&mut session, TestError::from(Error::Aborted));
+                }
+                Step::Io(Io::Write { .. }) => drop(session.take_output()),
+                Step::Io(Io::Read { .. }) => {
+                    let reply = replies.next().unwrap();
+                    session
+                        .handle_input(format!("{reply}\r\n").as_bytes())
+                        .unwrap();
+                }
+                Step::Body(body) => {
+                    let fed = if body.is_empty() {
+                        session.finish_body()
+                    } else {
+                        session.write_body(core::mem::take(body))
+                    };
+                    fed.unwrap();
+                }
+                Step::Done => break,
+                Step::Io(io) => panic!("{io:?}"),
+            }
+        }
+        drop(batch);
+        assert_eq!(results.len(), 3, "{results:?}");
+        assert!(results[0].as_ref().is_err_and(|e| e.contains("abandoned")));
+        assert_eq!(results[1], Err("not sent".to_owned()));
+        assert_eq!(results[2], Err("not sent".to_owned()));
+    }
+
+    #[test]
+    fn debug_shows_the_counts_not_the_bodies() {
+        let mut session = session(PIPELINING);
+        let messages = [(
+            envelope("a@x.org").for_body(b"secret body"),
+            &b"secret body"[..],
+        )];
+        let mut batch = Batch::new(
+            messages.into_iter(),
+            Rest::Drop,
+            |_: Result<Delivery, TestError>| {},
+        );
+        let _ = batch.next(&mut session, Instant::now());
+        let shown = format!("{batch:?}");
+        assert!(shown.starts_with("Batch {"), "{shown}");
+        assert!(
+            shown.contains("in_flight: 1") && shown.contains("reported: 0"),
+            "{shown}"
+        );
+        assert!(!shown.contains("secret"), "{shown}");
     }
 
     #[test]
