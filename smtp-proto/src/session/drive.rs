@@ -179,7 +179,8 @@ impl ClientSession {
                 Ok(Next::Event(Event::Closed))
             }
             Phase::Busy => match self.stage() {
-                Some(stage) if self.wants_input() => {
+                // A stage while busy is the reply awaited (`wants_input`).
+                Some(stage) => {
                     let deadline = self.clock.read(stage, now);
                     self.wait(Io::Read { stage, deadline }, now)
                 }
