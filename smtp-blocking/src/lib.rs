@@ -59,6 +59,7 @@
 
 mod client;
 mod error;
+pub mod pool;
 mod stream;
 
 pub use client::Client;
@@ -81,3 +82,6 @@ pub use smtp_proto::{
     Address, Capabilities, ClientSession, Config, Credentials, Delivery, Envelope, Mechanism,
     Outcome, RecipientResult, Stage, Timeouts, TlsPolicy, TranscriptLine,
 };
+/// What an application sends through ([`pool::Pool`] implements it), and
+/// its test double: the core's.
+pub use smtp_proto::{Mailer, RecordingMailer, SentMessage};

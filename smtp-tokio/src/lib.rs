@@ -172,5 +172,8 @@ pub use smtp_proto::{
     Address, Capabilities, ClientSession, Config, Credentials, Delivery, Envelope, Mechanism,
     RecipientResult, Stage, Timeouts, TlsPolicy, TranscriptLine,
 };
+/// What an application sends through (`pool::Pool` implements it), and its
+/// test double: the core's.
+pub use smtp_proto::{AsyncMailer, RecordingMailer, SentMessage};
 /// The options and transcript hook: the core's, shared by every adapter.
 pub use smtp_proto::{Options, TranscriptHook, DEFAULT_CONNECT_TIMEOUT};

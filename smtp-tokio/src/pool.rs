@@ -1030,3 +1030,26 @@ impl<R: AsyncRead + Unpin> AsyncRead for Tracked<'_, R> {
         Pin::new(&mut this.inner).poll_read(cx, buf)
     }
 }
+
+/// The pool as the application's [`AsyncMailer`](smtp_proto::AsyncMailer):
+/// code written against the trait sends through a shared `Pool` in
+/// production and a [`RecordingMailer`](smtp_proto::RecordingMailer) in its
+/// tests.
+impl smtp_proto::AsyncMailer for Pool {
+    type Error = Error;
+
+    fn send(
+        &self,
+        envelope: Envelope,
+        body: &[u8],
+    ) -> impl Future<Output = Result<Delivery, Error>> + Send {
+        Pool::send(self, envelope, body)
+    }
+
+    fn send_all(
+        &self,
+        messages: Vec<(Envelope, &[u8])>,
+    ) -> impl Future<Output = Vec<Result<Delivery, Error>>> + Send {
+        Pool::send_all(self, messages)
+    }
+}
