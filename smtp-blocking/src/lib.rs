@@ -21,6 +21,11 @@
 //!   size in 64 KiB chunks.
 //! - **Transcript**: [`Options::transcript`] and `tracing` at DEBUG get every
 //!   line of the dialogue, secrets redacted by the core.
+//! - **A pool threads share**: [`pool::Pool`] is a `Clone + Send + Sync`
+//!   handle over at most `max_size` connections (idle timeout, an idle check
+//!   and a NOOP before reuse, one safe retry, fresh credentials per new
+//!   connection). It implements [`Mailer`]: write the application against
+//!   the trait and test it with a [`RecordingMailer`], no network needed.
 //!
 //! # Example
 //!

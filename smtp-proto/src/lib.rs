@@ -30,6 +30,10 @@
 //! - a batch of messages over one session: which result belongs to which
 //!   message, and what became of each when the connection fails ([`Batch`]).
 //!
+//! And what an application sends through, whatever the runtime: the
+//! [`Mailer`] and [`AsyncMailer`] traits the adapters' pools implement, and
+//! [`RecordingMailer`], a test double for the application's unit tests.
+//!
 //! # Driving a session
 //!
 //! An adapter calls [`ClientSession::next`] in a loop with the time, and

@@ -106,6 +106,9 @@
 //! before reusing a long-idle connection, one retry on a new connection when
 //! a reused one proves broken before the message was sent, and credentials
 //! from a provider called for each new connection (fresh OAuth2 tokens).
+//! It is a cheap `Clone + Send + Sync` handle and implements
+//! [`AsyncMailer`]: write the application against that trait and test it
+//! with a [`RecordingMailer`], no network needed.
 //!
 //! **Transcript.** With [`Options::transcript`] set, or `DEBUG` enabled for the
 //! tracing target `smtp_tokio::transcript`, the session records the dialogue
