@@ -550,6 +550,50 @@ impl Pool {
     }
 }
 
+/// The pool as the application's [`Mailer`]: code written against the trait
+/// sends through a shared `Pool` in production and a
+/// [`RecordingMailer`](smtp_proto::RecordingMailer) in its tests.
+///
+/// ```
+/// use smtp_blocking::pool::{Connector, Pool, PoolOptions};
+/// use smtp_blocking::{Address, Config, Envelope, Error, Mailer, Options, RecordingMailer};
+/// use std::sync::Arc;
+///
+/// struct Shop {
+///     mailer: Arc<dyn Mailer<Error = Error>>,
+/// }
+///
+/// impl Shop {
+///     fn send_receipt(&self, to: &str) -> Result<(), Error> {
+///         let envelope = Envelope::new(
+///             Some(Address::new("shop@example.com")?),
+///             [Address::new(to)?],
+///         )?;
+///         self.mailer
+///             .send(envelope, b"Subject: receipt\r\n\r\nThanks.\r\n")?;
+///         Ok(())
+///     }
+/// }
+///
+/// /// Production: one pool behind the trait.
+/// fn production() -> Shop {
+///     let config = Config::new("smtp.example.com");
+///     let connector = Connector::new("smtp.example.com", 587, config, Options::new());
+///     Shop {
+///         mailer: Arc::new(Pool::new(connector, PoolOptions::new())),
+///     }
+/// }
+///
+/// // The application's unit test: the double, with the adapter's error type.
+/// let mailer = RecordingMailer::<Error>::default();
+/// let shop = Shop {
+///     mailer: Arc::new(mailer.clone()),
+/// };
+/// shop.send_receipt("you@example.org")?;
+/// assert_eq!(mailer.sent().len(), 1);
+/// # let _ = production;
+/// # Ok::<(), Error>(())
+/// ```
 impl Mailer for Pool {
     type Error = Error;
 

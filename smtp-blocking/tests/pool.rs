@@ -677,3 +677,66 @@ fn unit_testing_an_application_with_the_recording_double() {
     assert_eq!(mailer.sent().len(), 4);
     assert_eq!(mailer.attempts(), 6);
 }
+
+// ---- against a real Postfix (PIPELINING, CHUNKING) with a 1 s idle timeout --
+
+#[test]
+fn threads_share_the_pool_against_a_real_postfix_that_times_idle_connections_out() {
+    let server = smtp_tests::Postfix::start(&smtp_tests::PostfixOptions {
+        idle_timeout_secs: Some(1),
+        ..smtp_tests::PostfixOptions::default()
+    })
+    .unwrap();
+    let config = Config::new("localhost").tls(TlsPolicy::Disabled);
+    let options = Options::new().timeouts(Timeouts::uniform(Duration::from_secs(10)));
+    let pool = Pool::new(
+        Connector::to_addr(server.addr(), config, options),
+        quiet().max_size(3),
+    );
+    let round = |first: usize, threads: usize, each: usize| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let pool = pool.clone();
+                thread::spawn(move || {
+                    let batch: Vec<Vec<u8>> =
+                        (0..each).map(|i| body(first + t * each + i)).collect();
+                    // Half as single sends, half as one batch.
+                    let (singles, rest) = batch.split_at(each / 2);
+                    for body in singles {
+                        pool.send(envelope("you@example.org"), body).unwrap();
+                    }
+                    let results = pool.send_all(
+                        rest.iter()
+                            .map(|body| (envelope("you@example.org"), body.as_slice())),
+                    );
+                    assert!(results.iter().all(Result::is_ok), "{results:?}");
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.join().unwrap();
+        }
+    };
+    round(0, 6, 6);
+    let status = pool.status();
+    assert!((1..=3).contains(&status.opened), "{status:?}");
+    // Past Postfix's idle timeout: every idle connection was closed with a
+    // 421, which the idle check reads before anything is written.
+    thread::sleep(Duration::from_millis(1800));
+    round(36, 3, 4);
+    let messages = server.wait_for_messages(48, WAIT).unwrap();
+    assert_eq!(messages.len(), 48);
+    for n in 0..48 {
+        let subject = format!("Subject: message {n}\r\n");
+        let found = messages
+            .iter()
+            .filter(|m| String::from_utf8_lossy(&m.data).contains(&subject))
+            .count();
+        assert_eq!(found, 1, "message {n}");
+    }
+    let status = pool.status();
+    assert!(status.closed_while_idle >= 1, "{status:?}");
+    assert_eq!(status.retried, 0, "{status:?}");
+    assert!(status.idle <= 3, "{status:?}");
+    pool.close();
+}

@@ -143,3 +143,29 @@ fn the_pool_is_a_shared_async_mailer() {
     assert_mailer::<RecordingMailer<Error>>();
     assert_mailer::<Arc<Pool>>();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_tasks_through_the_trait_against_a_real_postfix() {
+    let server = smtp_tests::Postfix::start(&smtp_tests::PostfixOptions::default()).unwrap();
+    let config = Config::new("localhost").tls(TlsPolicy::Disabled);
+    let options = Options::new().timeouts(Timeouts::uniform(Duration::from_secs(10)));
+    let pool = Pool::new(
+        Connector::to_addr(server.addr(), config, options),
+        PoolOptions::new().max_size(3),
+    );
+    let want = from_many_tasks(pool.clone()).await;
+    let messages = server
+        .wait_for_messages(want.len(), Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(messages.len(), want.len());
+    // Postfix adds headers of its own; each message arrived once, whole.
+    for body in &want {
+        let found = messages
+            .iter()
+            .filter(|m| String::from_utf8_lossy(&m.data).ends_with(body.as_str()))
+            .count();
+        assert_eq!(found, 1, "{body:?}");
+    }
+    assert!((1..=3).contains(&pool.status().opened));
+    pool.close().await;
+}
