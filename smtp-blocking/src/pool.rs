@@ -50,6 +50,7 @@
 //! recently returned idle connection (LIFO, so surplus connections age out),
 //! or opens a new one when none is idle; so the pool never holds more than
 //! `max_size` connections (ones being closed in the background aside).
+//! [`PoolOptions::wait_timeout`] bounds the wait ([`Error::PoolTimeout`]).
 //!
 //! **Short locks.** One mutex guards the idle list and the slot count; it
 //! is held to push or pop a connection and to count, never during I/O:
@@ -78,7 +79,9 @@
 //! **Return.** After the operation the connection goes back to the idle list
 //! only if [`Client::is_usable`] and the error, if any, did not end the
 //! session: a refusal leaves it usable; `421`, the server closing the
-//! connection, an I/O error or a poisoned client discard it.
+//! connection, an I/O error or a poisoned client discard it. A send that
+//! panics (a body reader's panic) discards its connection and frees its
+//! slot; the lock is never held while a send runs, so it is not poisoned.
 //!
 //! **Retry.** A send is retried at most once, on a *new* connection, when
 //! all of these hold: the connection was *reused* from the idle list; the
@@ -265,6 +268,11 @@ pub struct PoolOptions {
     /// A connection this old is closed instead of reused, however busy.
     /// Default `None` (no limit).
     pub max_lifetime: Option<Duration>,
+    /// How long a send may wait for a free slot while `max_size` sends are
+    /// in progress before it fails with [`Error::PoolTimeout`] (nothing
+    /// sent). Default `None`: as long as it takes. (A blocking call cannot
+    /// be cancelled from outside, as an async send can with a timeout.)
+    pub wait_timeout: Option<Duration>,
 }
 
 impl Default for PoolOptions {
@@ -274,6 +282,7 @@ impl Default for PoolOptions {
             idle_timeout: Duration::from_secs(60),
             health_check_after: Duration::from_secs(10),
             max_lifetime: None,
+            wait_timeout: None,
         }
     }
 }
@@ -305,6 +314,12 @@ impl PoolOptions {
     /// Sets [`PoolOptions::max_lifetime`].
     pub fn max_lifetime(mut self, lifetime: Option<Duration>) -> PoolOptions {
         self.max_lifetime = lifetime;
+        self
+    }
+
+    /// Sets [`PoolOptions::wait_timeout`].
+    pub fn wait_timeout(mut self, timeout: Option<Duration>) -> PoolOptions {
+        self.wait_timeout = timeout;
         self
     }
 }
@@ -670,8 +685,10 @@ impl Inner {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Takes a slot, waiting while all are taken.
+    /// Takes a slot, waiting while all are taken (at most
+    /// [`PoolOptions::wait_timeout`]).
     fn acquire(self: &Arc<Self>) -> Result<Slot, Error> {
+        let started = Instant::now();
         let mut state = self.lock();
         loop {
             if state.closed {
@@ -683,10 +700,22 @@ impl Inner {
                     inner: Arc::clone(self),
                 });
             }
-            state = self
-                .slot_freed
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner);
+            state = match self.options.wait_timeout {
+                None => self
+                    .slot_freed
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner),
+                Some(timeout) => {
+                    let waited = started.elapsed();
+                    if waited >= timeout {
+                        return Err(Error::PoolTimeout { waited });
+                    }
+                    self.slot_freed
+                        .wait_timeout(state, timeout - waited)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
         }
     }
 
@@ -926,7 +955,11 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
-            if let Some(slot) = &self.slot {
+            if std::thread::panicking() {
+                // A panic (a reader's, say) left the dialogue wherever it
+                // was: the connection is not handed to the next send.
+                discard(conn, "a panic during the operation");
+            } else if let Some(slot) = &self.slot {
                 slot.inner.check_in(conn);
             }
         }

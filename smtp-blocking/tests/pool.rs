@@ -740,3 +740,71 @@ fn threads_share_the_pool_against_a_real_postfix_that_times_idle_connections_out
     assert!(status.idle <= 3, "{status:?}");
     pool.close();
 }
+
+/// A body reader that panics once the server invited the body.
+struct PanickingReader;
+
+impl io::Read for PanickingReader {
+    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+        panic!("the application's reader panicked");
+    }
+}
+
+#[test]
+fn a_send_that_panics_discards_its_connection_and_frees_its_slot() {
+    let (server, inbox) = plain_server(ok);
+    let pool = plain_pool(&server, quiet().max_size(1));
+    pool.send(envelope("you@example.org"), b"one\r\n").unwrap();
+    let panicked = {
+        let pool = pool.clone();
+        thread::spawn(move || pool.send_reader(envelope("you@example.org"), PanickingReader)).join()
+    };
+    assert!(panicked.is_err());
+    let status = pool.status();
+    assert_eq!((status.idle, status.in_use), (0, 0));
+    // The only slot is free again; the half-used connection is gone.
+    pool.send(envelope("you@example.org"), b"two\r\n").unwrap();
+    assert_eq!(server.connections(), 2);
+    assert_eq!(
+        inbox.lock().unwrap().clone(),
+        vec![(0, b"one\r\n".to_vec()), (1, b"two\r\n".to_vec())]
+    );
+    pool.close();
+}
+
+#[test]
+fn wait_timeout_bounds_the_wait_for_a_slot() {
+    let (has, answer) = (Signal::new(), Signal::new());
+    let (has_message, go_on) = (Arc::clone(&has), Arc::clone(&answer));
+    let (server, _inbox) = plain_server(move |peer, n| {
+        if n == 0 {
+            has.send();
+            answer.wait();
+        }
+        ok(peer, n)
+    });
+    let pool = plain_pool(
+        &server,
+        quiet()
+            .max_size(1)
+            .wait_timeout(Some(Duration::from_millis(100))),
+    );
+    let first = {
+        let pool = pool.clone();
+        thread::spawn(move || pool.send(envelope("you@example.org"), b"one\r\n"))
+    };
+    has_message.wait();
+    let started = std::time::Instant::now();
+    let err = pool
+        .send(envelope("you@example.org"), b"never\r\n")
+        .unwrap_err();
+    assert!(matches!(err, Error::PoolTimeout { .. }), "{err:?}");
+    assert!(err.is_transient() && err.outcome().may_resend());
+    assert!(started.elapsed() >= Duration::from_millis(100));
+    assert!(started.elapsed() < WAIT);
+    go_on.send();
+    first.join().unwrap().unwrap();
+    pool.send(envelope("you@example.org"), b"two\r\n").unwrap();
+    assert_eq!(server.connections(), 1);
+    pool.close();
+}
