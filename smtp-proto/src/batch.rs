@@ -200,12 +200,10 @@ where
                                 state => state,
                             }
                         }
-                        // Left queued behind a result; the batch goes on.
-                        (Ok(Next::Event(Event::Ready)), state)
-                            if !session.is_ready() || self.in_flight == 0 =>
-                        {
-                            state
-                        }
+                        // Never `Ready`: the batch starts the next message, or
+                        // is done, before the session can be idle, and the
+                        // session drops a `Ready` left queued when a message
+                        // starts.
                         (Ok(_), state) => {
                             self.state = state;
                             self.out_of_step(session);
@@ -360,8 +358,14 @@ mod tests {
     }
 
     fn session(ehlo: &str) -> ClientSession {
-        let mut session =
-            ClientSession::new(Config::new("localhost").tls(TlsPolicy::Disabled)).unwrap();
+        session_with(ehlo, crate::DEFAULT_WINDOW)
+    }
+
+    fn session_with(ehlo: &str, window: usize) -> ClientSession {
+        let config = Config::new("localhost")
+            .tls(TlsPolicy::Disabled)
+            .window(window);
+        let mut session = ClientSession::new(config).unwrap();
         session.handle_input(b"220 localhost\r\n").unwrap();
         let _ = session.take_output();
         session.handle_input(ehlo.as_bytes()).unwrap();
@@ -373,7 +377,14 @@ mod tests {
     /// it; `replies` are the server's, one per line, fed one at a time
     /// whenever the session waits for one.
     fn run(ehlo: &str, messages: &[(&str, &'static [u8])], replies: &[&str]) -> Run {
-        let mut session = session(ehlo);
+        run_on(session(ehlo), messages, replies)
+    }
+
+    fn run_on(
+        mut session: ClientSession,
+        messages: &[(&str, &'static [u8])],
+        replies: &[&str],
+    ) -> Run {
         let mut out = Run::default();
         let mut results = Vec::new();
         let mut replies = replies.iter();
@@ -666,6 +677,221 @@ mod tests {
             "{:?}",
             out.results
         );
+    }
+
+    /// Five small messages with CHUNKING, one reply group each.
+    const FIVE: [(&str, &[u8]); 5] = [
+        ("a@x.org", b"one"),
+        ("b@x.org", b"two"),
+        ("c@x.org", b"three"),
+        ("d@x.org", b"four"),
+        ("e@x.org", b"five"),
+    ];
+
+    fn bdat_replies(finals: &[&'static str]) -> Vec<&'static str> {
+        finals
+            .iter()
+            .flat_map(|&f| ["250 ok", "250 ok", f])
+            .collect()
+    }
+
+    #[test]
+    fn with_chunking_a_window_of_whole_messages_goes_before_any_reply() {
+        let finals = ["250 1", "250 2", "250 3", "250 4", "250 5"];
+        let out = run_on(session_with(CHUNKING, 3), &FIVE, &bdat_replies(&finals));
+        assert_eq!(out.results, vec![Ok(250); 5]);
+        // Before the first reply was read, three whole messages (commands
+        // and bodies) were out; the fourth starts with the first result.
+        let first = &out.at_reply[0];
+        assert_eq!(first.matches("BDAT").count(), 3, "{first:?}");
+        assert!(first.ends_with("BDAT 7 LAST\r\nthree\r\n"), "{first:?}");
+        let third_result = &out.at_reply[3];
+        assert_eq!(third_result.matches("BDAT").count(), 4, "{third_result:?}");
+        assert_eq!(out.wire.matches("MAIL FROM").count(), 5);
+        // The whole batch took as many reads as replies: none waited for
+        // a message to be written.
+        assert_eq!(out.at_reply.len(), 15);
+    }
+
+    #[test]
+    fn the_default_window_sends_every_small_message_at_once() {
+        let finals = ["250 1", "250 2", "250 3", "250 4", "250 5"];
+        let out = run(CHUNKING, &FIVE, &bdat_replies(&finals));
+        assert_eq!(out.results, vec![Ok(250); 5]);
+        assert_eq!(out.at_reply[0].matches("BDAT").count(), 5);
+    }
+
+    #[test]
+    fn a_refusal_in_the_window_is_its_own_message_s_only() {
+        let replies = [
+            "250 ok",
+            "250 ok",
+            "250 1", //
+            "550 no such sender",
+            "503 no mail",
+            "503 no mail", //
+            "250 ok",
+            "550 no such user",
+            "554 no valid recipients", //
+            "250 ok",
+            "250 ok",
+            "552 too big", //
+            "250 ok",
+            "250 ok",
+            "250 5",
+        ];
+        let out = run(CHUNKING, &FIVE, &replies);
+        assert_eq!(out.results.len(), 5, "{:?}", out.results);
+        assert_eq!(out.results[0], Ok(250));
+        assert!(out.results[1]
+            .as_ref()
+            .is_err_and(|e| e.contains("MAIL FROM")));
+        assert!(out.results[2]
+            .as_ref()
+            .is_err_and(|e| e.contains("every recipient")));
+        assert!(out.results[3].as_ref().is_err_and(|e| e.contains("552")));
+        assert_eq!(out.results[4], Ok(250));
+        // Messages rode behind each refusal: no RSET could be placed.
+        assert_eq!(out.wire.matches("RSET").count(), 0, "{}", out.wire);
+    }
+
+    #[test]
+    fn a_connection_lost_mid_window_leaves_each_message_as_it_was() {
+        // Three went out whole before the close; the first was answered.
+        // The other two: their last octets were written, so unknown; the
+        // two never started: not sent.
+        let out = run_on(
+            session_with(CHUNKING, 3),
+            &FIVE,
+            &["250 ok", "250 ok", "250 1", "250 ok"],
+        );
+        assert_eq!(out.results.len(), 5, "{:?}", out.results);
+        assert_eq!(out.results[0], Ok(250));
+        for unknown in &out.results[1..3] {
+            // What ended the connection, as the session knows it.
+            assert!(
+                unknown
+                    .as_ref()
+                    .is_err_and(|e| e.starts_with("delivery unknown")
+                        && e.contains("connection closed by the server")),
+                "{:?}",
+                out.results
+            );
+        }
+        // The fourth rode behind the first result before the close.
+        assert!(out.results[3]
+            .as_ref()
+            .is_err_and(|e| e.starts_with("delivery unknown")));
+        assert_eq!(out.results[4], Err("not sent".to_owned()));
+    }
+
+    #[test]
+    fn without_chunking_two_transactions_at_most_whatever_the_window() {
+        let replies: Vec<&str> = FIVE
+            .iter()
+            .flat_map(|_| ["250 ok", "250 ok", "354 go", "250 done"])
+            .collect();
+        let out = run_on(session_with(PIPELINING, 16), &FIVE, &replies);
+        assert_eq!(out.results, vec![Ok(250); 5]);
+        for wire in &out.at_reply {
+            let started = wire.matches("MAIL FROM").count();
+            let done = out.at_reply.iter().take_while(|w| *w != wire).count() / 4;
+            assert!(started <= done + 2, "{wire:?}");
+        }
+    }
+
+    #[test]
+    fn replies_owed_stay_under_the_bound() {
+        // Messages of 100 recipients: 102 replies each, so two at a time.
+        let session = session_with(CHUNKING, 16);
+        let recipients: Vec<Address> = (0..100)
+            .map(|i| Address::new(format!("r{i}@x.org")).unwrap())
+            .collect();
+        let mut session = session;
+        for _ in 0..2 {
+            let envelope = Envelope::new(
+                Some(Address::new("me@example.com").unwrap()),
+                recipients.iter().cloned(),
+            )
+            .unwrap()
+            .for_body(b"x");
+            session.send_mail(envelope).unwrap();
+            session.write_body(b"x").unwrap();
+            session.finish_body().unwrap();
+        }
+        assert!(!session.can_send_mail(), "204 replies owed, 102 more");
+    }
+
+    #[test]
+    fn messages_in_flight_whose_end_never_went_out_are_not_sent() {
+        // The first message's end and the second's commands are pending
+        // when the write fails: neither reached the server whole, so the
+        // first gets the error, the second is not sent, and so is the third.
+        let mut session = session(PIPELINING);
+        let mut results = Vec::new();
+        let messages = THREE
+            .iter()
+            .map(|&(to, body)| (envelope(to).for_body(body), body));
+        let mut batch = Batch::new(messages, Rest::NotSent, |r: Result<Delivery, TestError>| {
+            results.push(r.map(|d| d.reply().code().get()).map_err(|e| e.to_string()))
+        });
+        let now = Instant::now();
+        let mut replies = ["250 ok", "250 ok", "354 go"].iter();
+        loop {
+            match batch.next(&mut session, now) {
+                Step::Io(Io::Write { .. }) if replies.len() == 0 => {
+                    assert!(
+                        String::from_utf8_lossy(session.pending_output()).contains("MAIL FROM"),
+                        "the second message rides behind the first"
+                    );
+                    batch.fail(&mut session, TestError::from(Error::Aborted));
+                }
+                Step::Io(Io::Write { .. }) => drop(session.take_output()),
+                Step::Io(Io::Read { .. }) => {
+                    let reply = replies.next().unwrap();
+                    session
+                        .handle_input(format!("{reply}\r\n").as_bytes())
+                        .unwrap();
+                }
+                Step::Body(body) => {
+                    let fed = if body.is_empty() {
+                        session.finish_body()
+                    } else {
+                        session.write_body(core::mem::take(body))
+                    };
+                    fed.unwrap();
+                }
+                Step::Done => break,
+                Step::Io(io) => panic!("{io:?}"),
+            }
+        }
+        drop(batch);
+        assert_eq!(results.len(), 3, "{results:?}");
+        assert!(results[0].as_ref().is_err_and(|e| e.contains("abandoned")));
+        assert_eq!(results[1], Err("not sent".to_owned()));
+        assert_eq!(results[2], Err("not sent".to_owned()));
+    }
+
+    #[test]
+    fn debug_shows_the_counts_not_the_bodies() {
+        let mut session = session(PIPELINING);
+        let messages = [(
+            envelope("a@x.org").for_body(b"secret body"),
+            &b"secret body"[..],
+        )];
+        let mut batch = Batch::new(
+            messages.into_iter(),
+            Rest::Drop,
+            |_: Result<Delivery, TestError>| {},
+        );
+        let _ = batch.next(&mut session, Instant::now());
+        let shown = format!("{batch:?}");
+        assert!(shown.starts_with("Batch {"), "{shown}");
+        assert!(
+            shown.contains("in_flight: 1") && shown.contains("reported: 0"),
+            "{shown}"
+        );
+        assert!(!shown.contains("secret"), "{shown}");
     }
 
     #[test]

@@ -33,7 +33,12 @@ pub struct Config {
     pub(crate) allow_insecure_auth: bool,
     pub(crate) reply_limits: ReplyLimits,
     pub(crate) transcript: bool,
+    pub(crate) window: usize,
 }
+
+/// The default [`Config::window`]: how many transactions may be in flight
+/// at once when the server offers PIPELINING and CHUNKING.
+pub const DEFAULT_WINDOW: usize = 16;
 
 impl Config {
     /// A configuration for the server known by `server_name`: the name TLS
@@ -49,7 +54,21 @@ impl Config {
             allow_insecure_auth: false,
             reply_limits: ReplyLimits::default(),
             transcript: false,
+            window: DEFAULT_WINDOW,
         }
+    }
+
+    /// Sets how many transactions may be in flight at once when the server
+    /// offers PIPELINING and CHUNKING and each message goes as one
+    /// `BDAT n LAST` (its exact size known): their commands and bodies need
+    /// no intermediate reply, so a batch keeps this many whole messages
+    /// outstanding (RFC 2920 §3.1, RFC 3030 §4) instead of waiting a round
+    /// trip for each. Default [`DEFAULT_WINDOW`] (16); at least 1 (one
+    /// transaction at a time). Without CHUNKING a message's body waits for
+    /// its `354`, so at most two are in flight whatever this says.
+    pub fn window(mut self, transactions: usize) -> Config {
+        self.window = transactions.max(1);
+        self
     }
 
     /// Sets the TLS policy.

@@ -184,7 +184,7 @@ pub use auth::{Credentials, Secret, AUTH_LINE_LIMIT};
 pub use batch::{Batch, BatchError, Rest, Step};
 pub use capabilities::{Capabilities, Extension, MAX_LINES, MAX_PARAMS};
 pub use command::{EhloName, Parameter};
-pub use config::{Config, TlsPolicy};
+pub use config::{Config, TlsPolicy, DEFAULT_WINDOW};
 pub use data::{normalized_len, BodyEncoder, NormalizedLen};
 pub use error::Error;
 pub use input::{InputField, InvalidInput};
@@ -194,7 +194,8 @@ pub use options::{Options, DEFAULT_CONNECT_TIMEOUT};
 pub use outcome::{Delivery, Outcome, RecipientResult};
 pub use reply::{EnhancedCode, Lines, Reply, ReplyCode, ReplyError, ReplyLimits, ReplyParser};
 pub use session::{
-    ClientSession, Event, Io, Next, BODY_FLUSH, MAX_RCPT_AHEAD, MAX_TRANSCRIPT_LINES,
+    ClientSession, Event, Io, Next, BODY_FLUSH, MAX_RCPT_AHEAD, MAX_REPLIES_AHEAD,
+    MAX_TRANSCRIPT_LINES,
 };
 pub use stage::{Stage, Timeouts};
 pub use transaction::{BodyType, DsnReturn, Envelope, Notify, Recipient};

@@ -25,7 +25,13 @@
 //!   a byte past a declared BDAT size, nothing but the caller's message
 //!   inside an open chunk or DATA body, no credential in plaintext to a
 //!   remote peer, nothing but a final QUIT after an error, and exactly the
-//!   message the caller wrote.
+//!   message the caller wrote; and, against a simulated clock, that `next`
+//!   keeps its contract (what it hands out, in which order, with which
+//!   deadline) and that a wait fails the session exactly when its deadline
+//!   is reached, with nothing more written;
+//! - driven with `next` by an honest adapter whose clock moves on
+//!   ([`check_next_matches_drive`]), the session writes and reports what
+//!   the event-driven run does, until a deadline passes.
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
 use crate::auth::Mechanism;
@@ -38,13 +44,15 @@ pub use crate::data::{encode, normalize, unstuff};
 use crate::data::{BodyEncoder, Framing};
 use crate::reply::{ReplyLimits, ReplyParser};
 use crate::{
-    Address, BodyType, ClientSession, Config, Credentials, Envelope, Error, Event, InputField,
-    TlsPolicy,
+    Address, BodyType, ClientSession, Config, Credentials, Envelope, Error, Event, InputField, Io,
+    Next, Options, Stage, Timeouts, TlsPolicy, BODY_FLUSH,
 };
 use base64::Engine;
 use bytes::BytesMut;
 use core::fmt;
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use core::time::Duration;
+use std::time::Instant;
 
 /// The password or token every scenario uses, to look for in the output.
 pub const SECRET: &str = "pw-Zx9!q";
@@ -65,12 +73,17 @@ pub struct Scenario {
     pub messages: usize,
     /// The peer address the adapter reports, if it reports one.
     pub peer: Option<IpAddr>,
+    /// The timeouts and time limit [`check_api`] gives the session
+    /// ([`ClientSession::with_options`]).
+    pub options: Options,
 }
 
 impl Scenario {
     /// A scenario chosen by four selector bytes: TLS policy, server name and
     /// connected peer, credentials and mechanism, and the insecure-auth flag,
-    /// recipient and message counts.
+    /// recipient and message counts. With the [`CLOCKED`] bit of the first
+    /// byte, its bits 2 to 6 choose short timeouts and a time limit
+    /// ([`clock_options`]); without it the options are the defaults.
     pub fn from_selector(sel: [u8; 4]) -> Scenario {
         let name = ["smtp.example.com", "localhost", "127.0.0.1", "[::1]"][usize::from(sel[1] % 4)];
         let policy = [
@@ -109,6 +122,11 @@ impl Scenario {
             recipients: 1 + usize::from((sel[3] >> 1) % 4),
             messages: 1 + usize::from((sel[3] >> 3) % 2),
             peer,
+            options: if sel[0] & CLOCKED != 0 {
+                clock_options(sel[0] >> 2)
+            } else {
+                Options::default()
+            },
         }
     }
 
@@ -126,6 +144,45 @@ impl Scenario {
     fn guarded(&self) -> bool {
         !exempt(&self.config, self.peer)
     }
+}
+
+/// The bit of a selector's first byte that turns the simulated clock on:
+/// the [`Scenario`] gets short timeouts ([`clock_options`]) and the `api`
+/// fuzz input may hold the calls that tell the time ([`Op::Next`] and on).
+/// Without it an input decodes as it did before those calls existed.
+pub const CLOCKED: u8 = 0x80;
+
+/// The options of a [`CLOCKED`] scenario, by its first selector byte's bits
+/// 2 to 6 (`bits` is that byte shifted right by 2): a base timeout for
+/// every stage (bits 0–1: 100 ms, 1 s, 10 ms, or too long for the clock),
+/// per-stage exceptions (bit 2: the greeting 3 times it, the end of data 5
+/// times, QUIT half, RSET zero), and a time limit (bits 3–4: none, twice the
+/// base, ten times, zero). Connecting may take twice the base.
+pub fn clock_options(bits: u8) -> Options {
+    let base = [
+        Duration::from_millis(100),
+        Duration::from_secs(1),
+        Duration::from_millis(10),
+        Duration::MAX,
+    ][usize::from(bits & 3)];
+    let mut timeouts = Timeouts::uniform(base);
+    if bits & 4 != 0 {
+        timeouts = timeouts
+            .with(Stage::Greeting, base.saturating_mul(3))
+            .with(Stage::DataEnd, base.saturating_mul(5))
+            .with(Stage::Quit, base / 2)
+            .with(Stage::Rset, Duration::ZERO);
+    }
+    let mut options = Options::default()
+        .timeouts(timeouts)
+        .connect_timeout(base.saturating_mul(2));
+    options.time_limit = [
+        None,
+        Some(base.saturating_mul(2)),
+        Some(base.saturating_mul(10)),
+        Some(Duration::ZERO),
+    ][usize::from((bits >> 3) & 3)];
+    options
 }
 
 /// Whether the credential guard lets credentials go in plaintext: a
@@ -177,15 +234,7 @@ pub fn drive(scenario: &Scenario, server: &[u8], cuts: &[usize]) -> Run {
     let mut sent = 0;
     let mut quit_seen = false;
 
-    let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (server.len() + 1)).collect();
-    cuts.sort_unstable();
-    let mut chunks = Vec::with_capacity(cuts.len() + 1);
-    let mut last = 0;
-    for cut in cuts {
-        chunks.push(&server[last..cut]);
-        last = cut;
-    }
-    chunks.push(&server[last..]);
+    let chunks = split(server, cuts);
 
     let mut step =
         |session: &mut ClientSession, run: &mut Run, result: Result<(), Error>| -> bool {
@@ -387,6 +436,207 @@ fn outcomes(run: &Run) -> Vec<&String> {
         .iter()
         .filter(|e| e.starts_with("TransactionComplete") || *e == "Closed")
         .collect()
+}
+
+/// Drives a session as an adapter does with [`ClientSession::next`] —
+/// every I/O it hands out performed, every event answered as [`drive`]
+/// answers it — with `server` cut at `cuts` (as [`drive`] cuts it) and fed
+/// a chunk per read, the end of the stream once they are all read. Before
+/// each I/O the simulated clock moves on by the next of `steps` (cycled,
+/// [`clock_step`]); when that reaches the I/O's deadline, the I/O took too
+/// long and the adapter calls [`ClientSession::handle_timeout`]. A write
+/// goes whole, or half when the step is odd. Returns the run and the I/O
+/// that stalled, if one did; panics when `next` breaks its contract or the
+/// session does not end.
+pub fn drive_next(
+    scenario: &Scenario,
+    server: &[u8],
+    cuts: &[usize],
+    steps: &[u8],
+) -> (Run, Option<Io>) {
+    let server_name = scenario.config.server_name().to_owned();
+    let mut session = ClientSession::with_options(scenario.config.clone(), &scenario.options)
+        .expect("valid config");
+    if let Some(peer) = scenario.peer {
+        session.set_peer_addr(peer);
+    }
+    let mut run = Run {
+        output: Vec::new(),
+        events: Vec::new(),
+        error: None,
+        transcript: Vec::new(),
+    };
+    let mut chunks = split(server, cuts).into_iter();
+    let mut steps = steps.iter().copied().cycle();
+    let mut now = Instant::now();
+    let mut stalled = None;
+    let mut step = 0;
+    let mut sent = 0;
+    // Generous: every chunk, write and event of a session a few messages
+    // long.
+    let most = 64 + 8 * server.len();
+    for _ in 0..most {
+        let next = session.next(now);
+        if let Ok(Next::Io(io)) = &next {
+            assert_eq!(session.poll_timeout(), io.deadline(), "{io:?}");
+            step = steps.next().unwrap_or(0);
+            now = clock_step(now, step, io.deadline());
+            if passed(io.deadline(), now) {
+                session.handle_timeout(now);
+                assert!(
+                    session.is_closed() && session.pending_output().is_empty(),
+                    "{io:?} ran out, yet the session goes on"
+                );
+                stalled.get_or_insert(*io);
+                continue;
+            }
+        }
+        let result = match next {
+            Ok(Next::Io(Io::Write { .. } | Io::Close { .. })) => {
+                let pending = session.pending_output();
+                assert!(!pending.is_empty(), "a write with nothing pending");
+                let n = if step % 2 == 1 {
+                    pending.len().div_ceil(2)
+                } else {
+                    pending.len()
+                };
+                run.output.extend_from_slice(&pending[..n]);
+                session.advance_output(n);
+                Ok(())
+            }
+            Ok(Next::Io(Io::Read { .. })) => {
+                assert!(session.wants_input(), "a read with nothing awaited");
+                match chunks.next() {
+                    Some(chunk) => session.handle_input(chunk),
+                    None => session.handle_eof(),
+                }
+            }
+            Ok(Next::Io(Io::Handshake { .. })) => session.tls_established(&server_name),
+            Ok(Next::Body) => {
+                let written = session
+                    .write_body(BODY)
+                    .and_then(|()| session.finish_body());
+                // The next message rides behind this one as in `drive`.
+                let chunked = session.capabilities().chunking();
+                if written.is_ok()
+                    && sent < scenario.messages
+                    && !chunked
+                    && session.can_send_mail()
+                {
+                    sent += 1;
+                    session.send_mail(scenario.envelope())
+                } else {
+                    written
+                }
+            }
+            Ok(Next::Event(event)) => {
+                run.events.push(format!("{event:?}"));
+                match event {
+                    Event::Ready if sent < scenario.messages => {
+                        sent += 1;
+                        session.send_mail(scenario.envelope())
+                    }
+                    Event::Ready => session.quit(),
+                    Event::Closed => break,
+                    _ => Ok(()),
+                }
+            }
+            Err(err) => {
+                run.error = Some(err);
+                break;
+            }
+        };
+        // An error here comes back from `next`, after what it left to do.
+        drop(result);
+    }
+    assert!(
+        run.error.is_some() || run.events.last().is_some_and(|e| e == "Closed"),
+        "the session did not end in {most} steps: {run:?}"
+    );
+    (run, stalled)
+}
+
+/// `server` cut at `cuts` (taken modulo its length plus one), in order.
+fn split<'a>(server: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
+    let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (server.len() + 1)).collect();
+    cuts.sort_unstable();
+    let mut chunks = Vec::with_capacity(cuts.len() + 1);
+    let mut last = 0;
+    for cut in cuts {
+        chunks.push(&server[last..cut]);
+        last = cut;
+    }
+    chunks.push(&server[last..]);
+    chunks
+}
+
+/// Drives `server` with events ([`drive`], no clock) and with `next`
+/// against the clock ([`drive_next`]), and checks that time changes
+/// nothing until a deadline passes: with no I/O stalled, the same bytes
+/// written, the same transactions' outcomes and the same error; with one
+/// stalled, what was written and the outcomes so far are where the
+/// timeless run's begin, and the error is the stalled stage's time-out or
+/// the time limit (a close that stalls only loses its `QUIT`: the error is
+/// the one that failed the session; so does the write of a `QUIT` the
+/// server answered before it went).
+pub fn check_next_matches_drive(
+    scenario: &Scenario,
+    server: &[u8],
+    cuts: &[usize],
+    steps: &[u8],
+) -> Run {
+    let timeless = drive(scenario, server, cuts);
+    let (run, stalled) = drive_next(scenario, server, cuts, steps);
+    match stalled {
+        None => {
+            assert_eq!(
+                String::from_utf8_lossy(&run.output),
+                String::from_utf8_lossy(&timeless.output),
+                "next wrote other bytes than the events did"
+            );
+            assert_eq!(outcomes(&run), outcomes(&timeless), "other outcomes");
+            assert_eq!(run.error, timeless.error, "another error");
+        }
+        Some(io) => {
+            assert!(
+                timeless.output.starts_with(&run.output),
+                "{io:?} stalled, and the output is no prefix of the timeless one: {:?}",
+                String::from_utf8_lossy(&run.output)
+            );
+            let (done, all) = (outcomes(&run), outcomes(&timeless));
+            assert!(
+                all.starts_with(&done),
+                "outcomes {done:?} not a prefix of {all:?}"
+            );
+            match io {
+                Io::Close { .. } => {
+                    assert_eq!(run.error, timeless.error, "a close that stalled");
+                    assert_eq!(done, all, "a close that stalled lost an outcome");
+                }
+                // The server's `221` came before the `QUIT` went (the
+                // script's replies arrive ahead of the commands): the
+                // session is closed, and only the `QUIT` is lost.
+                io if run.error.is_none() => {
+                    assert_eq!(io_stage(&io), Stage::Quit, "{io:?} stalled, yet no error");
+                    assert_eq!(timeless.error, None, "{io:?} stalled, and no error");
+                    assert_eq!(done, all, "{io:?} stalled after the close");
+                }
+                io => {
+                    let stage = io_stage(&io);
+                    assert!(
+                        matches!(
+                            run.error,
+                            Some(Error::Timeout { stage: s } | Error::TimeLimit { stage: s, .. })
+                                if s == stage
+                        ),
+                        "{io:?} stalled, and the error is {:?}",
+                        run.error
+                    );
+                }
+            }
+        }
+    }
+    run
 }
 
 /// Fuzz entry for a whole session: `data` is four selector bytes, a cut
@@ -692,6 +942,60 @@ pub enum Op {
     Take,
     /// [`ClientSession::poll_event`].
     Poll,
+    /// [`ClientSession::next`] once the simulated clock has moved on by this
+    /// step ([`clock_step`]). This op and those after it need the
+    /// [`CLOCKED`] selector bit.
+    Next(u8),
+    /// [`ClientSession::handle_timeout`] once the clock has moved on by
+    /// this step.
+    Timeout(u8),
+    /// [`ClientSession::start_connect`] once the clock has moved on by
+    /// this step.
+    Connect(u8),
+    /// [`ClientSession::poll_timeout`].
+    PollTimeout,
+    /// [`ClientSession::write_body`] with this many KiB of dot-led lines
+    /// ([`fill`]): a body that reaches [`BODY_FLUSH`] in a few calls.
+    Fill(u8),
+}
+
+impl Op {
+    /// Whether the op exists only in [`CLOCKED`] inputs.
+    pub fn is_clocked(&self) -> bool {
+        matches!(
+            self,
+            Op::Next(_) | Op::Timeout(_) | Op::Connect(_) | Op::PollTimeout | Op::Fill(_)
+        )
+    }
+}
+
+/// How far the simulated clock of [`check_api`] moves for a step byte:
+/// 0 to 199 ms, then 0 to 4.9 s in tenths; 250 to the deadline next handed
+/// out last, 251 to one nanosecond before it (neither when it has passed,
+/// or there is none); 252 one nanosecond; 253 and over not at all. The
+/// clock never goes back.
+pub fn clock_step(now: Instant, step: u8, deadline: Option<Instant>) -> Instant {
+    let ahead = deadline.filter(|d| *d > now);
+    let to = match step {
+        0..=199 => now.checked_add(Duration::from_millis(u64::from(step))),
+        200..=249 => now.checked_add(Duration::from_millis(100 * u64::from(step - 200))),
+        250 => ahead,
+        251 => ahead.and_then(|d| d.checked_sub(Duration::from_nanos(1))),
+        252 => now.checked_add(Duration::from_nanos(1)),
+        _ => None,
+    };
+    to.map_or(now, |to| to.max(now))
+}
+
+/// `kib` KiB of 64-octet lines, each led by a dot: what an [`Op::Fill`]
+/// writes.
+pub fn fill(kib: u8) -> Vec<u8> {
+    let line = b".0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXY\r\n";
+    line.iter()
+        .copied()
+        .cycle()
+        .take(usize::from(kib) * 1024)
+        .collect()
 }
 
 /// The envelope of an [`Op::SendMail`].
@@ -796,8 +1100,13 @@ impl Default for Mail {
     }
 }
 
-/// How many kinds of [`Op`] there are: an op's first byte modulo this.
+/// How many kinds of [`Op`] there were before the clock: an op's first byte
+/// modulo this, in an input without the [`CLOCKED`] selector bit.
 const OP_KINDS: u8 = 15;
+
+/// How many kinds of [`Op`] there are: an op's first byte modulo this, in a
+/// [`CLOCKED`] input.
+const CLOCKED_OP_KINDS: u8 = 20;
 
 impl Op {
     fn encode(&self, out: &mut Vec<u8>) {
@@ -825,11 +1134,16 @@ impl Op {
             Op::Advance(n) => out.extend_from_slice(&[12, *n]),
             Op::Take => out.push(13),
             Op::Poll => out.push(14),
+            Op::Next(step) => out.extend_from_slice(&[15, *step]),
+            Op::Timeout(step) => out.extend_from_slice(&[16, *step]),
+            Op::Connect(step) => out.extend_from_slice(&[17, *step]),
+            Op::PollTimeout => out.push(18),
+            Op::Fill(kib) => out.extend_from_slice(&[19, *kib]),
         }
     }
 
-    fn decode(data: &mut &[u8]) -> Option<Op> {
-        Some(match take_byte(data)? % OP_KINDS {
+    fn decode(data: &mut &[u8], kinds: u8) -> Option<Op> {
+        Some(match take_byte(data)? % kinds {
             0 => Op::Input(take_bytes(data)?),
             1 => Op::Reply(take_byte(data)?),
             2 => Op::Eof,
@@ -844,7 +1158,12 @@ impl Op {
             11 => Op::Peer(take_byte(data)?),
             12 => Op::Advance(take_byte(data)?),
             13 => Op::Take,
-            _ => Op::Poll,
+            14 => Op::Poll,
+            15 => Op::Next(take_byte(data)?),
+            16 => Op::Timeout(take_byte(data)?),
+            17 => Op::Connect(take_byte(data)?),
+            18 => Op::PollTimeout,
+            _ => Op::Fill(take_byte(data)?),
         })
     }
 }
@@ -866,8 +1185,14 @@ fn take_bytes(data: &mut &[u8]) -> Option<Vec<u8>> {
 
 /// The fuzz input for a [`Scenario::from_selector`] selector and these
 /// calls: what [`api`] decodes back with [`decode_api`] (recipients must be
-/// 1 to 4 and byte strings at most 255 long for the round trip).
+/// 1 to 4 and byte strings at most 255 long for the round trip). Panics
+/// when a call of the clock ([`Op::is_clocked`]) comes without the
+/// [`CLOCKED`] selector bit, which it needs to decode back.
 pub fn encode_api(selector: [u8; 4], ops: &[Op]) -> Vec<u8> {
+    assert!(
+        selector[0] & CLOCKED != 0 || !ops.iter().any(Op::is_clocked),
+        "the clock's calls need the CLOCKED selector bit"
+    );
     let mut out = selector.to_vec();
     for op in ops {
         op.encode(&mut out);
@@ -876,11 +1201,18 @@ pub fn encode_api(selector: [u8; 4], ops: &[Op]) -> Vec<u8> {
 }
 
 /// The selector and the calls a fuzz input stands for; an op cut short by
-/// the end of the input is dropped.
+/// the end of the input is dropped. Without the [`CLOCKED`] selector bit an
+/// op's first byte is read modulo the 15 kinds there were before the clock,
+/// so inputs written then decode as they did.
 pub fn decode_api(data: &[u8]) -> Option<([u8; 4], Vec<Op>)> {
     let (selector, mut rest) = data.split_first_chunk::<4>()?;
+    let kinds = if selector[0] & CLOCKED != 0 {
+        CLOCKED_OP_KINDS
+    } else {
+        OP_KINDS
+    };
     let mut ops = Vec::new();
-    while let Some(op) = Op::decode(&mut rest) {
+    while let Some(op) = Op::decode(&mut rest, kinds) {
         ops.push(op);
     }
     Some((*selector, ops))
@@ -932,14 +1264,32 @@ pub struct ApiRun {
 ///    call refused without failing the session wrote something;
 /// 5. the output grows past what the caller wrote and the replies it
 ///    answers can account for, bytes already queued change, or
-///    `advance_output`/`take_output` hand out other bytes than were queued.
+///    `advance_output`/`take_output` hand out other bytes than were queued;
+/// 6. with the clock ([`CLOCKED`]): `next` panics or breaks its contract —
+///    [`Io::Write`] without output pending (while a body streams, below
+///    [`BODY_FLUSH`]), [`Io::Read`] when no input is wanted, an event or a
+///    read before the output went, [`Io::Close`] on a live session, a
+///    deadline other than the stage's timeout within the set-up's time
+///    limit (QUIT's for a close) or already passed, a read's deadline
+///    earlier than the last one for the same stage with nothing written
+///    whole since, `poll_timeout` other than the deadline handed out last
+///    (or `None`); or time misbehaves — the session fails before a deadline
+///    handed out (or a reply's, for one dripped) is reached, or not when it
+///    is, with another error than the stage's [`Error::Timeout`] or, once
+///    the set-up's limit ran out, [`Error::TimeLimit`]; output stays pending
+///    after a time-out, or anything is queued after it; an error from
+///    `next` leaves the session open, and a later `next` gives anything but
+///    that error or a transaction that completed before it;
+///    `start_connect`'s deadline is not the connect timeout within the
+///    limit.
 ///
 /// The wire is read by an oracle of its own, not by asking the session: the
 /// replies are paired with the commands in order (so it knows whether a
 /// `DATA` was answered 354), and each call's bytes are judged by what the
 /// call was and returned. At the end the caller takes all output.
 pub fn check_api(scenario: &Scenario, ops: &[Op]) -> ApiRun {
-    let mut session = ClientSession::new(scenario.config.clone()).expect("valid config");
+    let mut session = ClientSession::with_options(scenario.config.clone(), &scenario.options)
+        .expect("valid config");
     let mut model = Model::new(scenario);
     if let Some(peer) = scenario.peer {
         session.set_peer_addr(peer);
@@ -991,11 +1341,13 @@ struct Model<'s> {
     budget: usize,
     calls: Vec<(&'static str, Result<(), Error>)>,
     events: Vec<Event>,
+    time: TimeModel,
 }
 
 impl<'s> Model<'s> {
     fn new(scenario: &'s Scenario) -> Model<'s> {
         Model {
+            time: TimeModel::new(&scenario.options),
             scenario,
             server: Server::new(scenario),
             stream: Vec::new(),
@@ -1011,6 +1363,10 @@ impl<'s> Model<'s> {
         self.server.call += 1;
         let alive = !session.is_closed();
         let pick = |list: &[&'static [u8]], i: u8| list[usize::from(i) % list.len()];
+        let filled = match op {
+            Op::Fill(kib) => fill(*kib),
+            _ => Vec::new(),
+        };
         let (call, result, content) = match op {
             Op::Input(bytes) => self.input(session, bytes, alive),
             Op::Reply(i) => self.input(session, pick(REPLIES, *i), alive),
@@ -1079,10 +1435,16 @@ impl<'s> Model<'s> {
                 let n = usize::from(*n).min(session.pending_output().len());
                 session.advance_output(n);
                 self.drained += n;
+                if n > 0 && session.pending_output().is_empty() {
+                    self.time.written_whole();
+                }
                 ("advance_output", Ok(()), Content::Nothing)
             }
             Op::Take => {
                 let taken = session.take_output();
+                if !taken.is_empty() {
+                    self.time.written_whole();
+                }
                 assert!(
                     taken[..] == self.stream[self.drained..],
                     "take_output gave {:?}, not the bytes queued",
@@ -1104,8 +1466,312 @@ impl<'s> Model<'s> {
                 self.events.extend(event);
                 ("poll_event", Ok(()), Content::Nothing)
             }
+            Op::Next(step) => self.next(session, *step),
+            Op::Timeout(step) => self.handle_timeout(session, *step),
+            Op::Connect(step) => {
+                self.time.advance(*step);
+                self.time.begin();
+                let deadline = session.start_connect(self.time.now);
+                let expected = earlier(self.time.after(self.time.connect), self.time.until());
+                assert_eq!(
+                    deadline, expected,
+                    "start_connect's deadline is not the connect timeout within the time limit"
+                );
+                ("start_connect", Ok(()), Content::Nothing)
+            }
+            Op::PollTimeout => {
+                let _ = session.poll_timeout();
+                ("poll_timeout", Ok(()), Content::Nothing)
+            }
+            Op::Fill(_) => self.write_body(session, &filled),
         };
         self.observe(session, call, result, content);
+        self.time.check(session);
+    }
+
+    /// [`Op::Next`]: what `next` hands out must be what the session needs,
+    /// in the contract's order, with the deadline the options give; a wait
+    /// whose deadline has passed fails the session with nothing more
+    /// written, and after an error every call gives it back.
+    fn next(
+        &mut self,
+        session: &mut ClientSession,
+        step: u8,
+    ) -> (&'static str, Result<(), Error>, Content<'static>) {
+        self.time.advance(step);
+        self.time.begin();
+        let now = self.time.now;
+        let failed_before = session.error().cloned();
+        let closed_before = session.is_closed() && failed_before.is_none();
+        let stage_before = session.stage();
+        let pending_before = session.pending_output().len();
+        // The wait handed out last has run out: the session fails now.
+        let expired = passed(session.poll_timeout(), now);
+        let result = session.next(now);
+        let pending = session.pending_output().len();
+        let poll = session.poll_timeout();
+        let timeout = |stage: Stage| self.time.timeouts.get(stage);
+        // Only a wait that ran out fails the session in next: the one
+        // handed out before, or the one it was about to hand out.
+        let failed_now = failed_before.is_none() && session.error().is_some();
+        let dropped = pending < pending_before;
+        // A session the server closed may drop the QUIT it answered
+        // before it went, and stay closed.
+        let timed_out = expired || failed_now || (closed_before && dropped);
+        if dropped {
+            assert!(
+                timed_out && pending == 0,
+                "next dropped {} of {pending_before} octets pending without a time-out ({result:?})",
+                pending_before - pending
+            );
+            self.stream.truncate(self.drained);
+        }
+        if timed_out {
+            self.time.timed_out = true;
+            assert_eq!(pending, 0, "output left pending after a time-out");
+            assert!(session.is_closed(), "a time-out left the session open");
+        }
+        if expired {
+            let (stage, _) = self
+                .time
+                .last
+                .expect("poll_timeout is the deadline of a wait handed out");
+            match &failed_before {
+                Some(err) => assert_eq!(session.error(), Some(err), "a time-out changed the error"),
+                // Closed by the server, it stays closed: the time-out only
+                // drops the QUIT it answered.
+                None if closed_before => assert_eq!(
+                    session.error(),
+                    None,
+                    "a time-out failed a session the server had closed"
+                ),
+                None => self.time.check_timeout(session.error(), stage),
+            }
+            assert!(
+                matches!(
+                    result,
+                    Err(_) | Ok(Next::Event(Event::TransactionComplete(_) | Event::Closed))
+                ),
+                "next after its wait ran out gave {result:?}"
+            );
+        } else if failed_now {
+            // A wait that has run out as it is handed out: a reply
+            // dripped past its deadline, the time limit, a zero timeout.
+            let stage = stage_before.unwrap_or(Stage::Quit);
+            let err = session.error();
+            self.time.check_timeout(err, stage);
+            assert!(
+                matches!(
+                    result,
+                    Err(_) | Ok(Next::Event(Event::TransactionComplete(_) | Event::Closed))
+                ),
+                "next failed the session with {err:?}, yet gave {result:?}"
+            );
+            if let Some(Error::Timeout { .. }) = err {
+                let zero = self.time.after(timeout(stage)).is_some_and(|d| d <= now);
+                let dripped =
+                    matches!(self.time.reply, Some((s, d)) if s == stage && passed(d, now));
+                assert!(
+                    zero || dripped,
+                    "next timed out at {stage:?} before any deadline of it passed"
+                );
+            }
+        } else {
+            assert_eq!(
+                session.error(),
+                failed_before.as_ref(),
+                "next changed the error"
+            );
+        }
+        if let Some(first) = &self.time.error {
+            // A transaction that completed before the failure may still
+            // come (the contract puts them first, but a wait that ran out
+            // as it was handed out returns the error at once: see
+            // `tests/clock.rs`).
+            assert!(
+                matches!(
+                    &result,
+                    Err(err) if err == first
+                ) || matches!(
+                    result,
+                    Ok(Next::Event(Event::TransactionComplete(_) | Event::Closed))
+                ),
+                "next returned {result:?} after it returned {first:?}"
+            );
+        }
+        let (call, failed) = ("next", session.error().is_some());
+        match &result {
+            Ok(Next::Io(io)) => {
+                let deadline = io.deadline();
+                assert_eq!(poll, deadline, "poll_timeout is not the deadline of {io:?}");
+                let until = self.time.until();
+                match *io {
+                    Io::Write { stage, deadline } => {
+                        assert!(pending > 0, "{io:?} with no output pending");
+                        assert!(!failed, "{io:?} after the session failed");
+                        assert_eq!(
+                            stage,
+                            stage_before.unwrap_or(Stage::Quit),
+                            "{io:?} names another stage"
+                        );
+                        if stage_before == Some(Stage::Body) {
+                            assert!(
+                                pending >= BODY_FLUSH,
+                                "{io:?} while a body streams with {pending} octets pending"
+                            );
+                        }
+                        assert_eq!(
+                            deadline,
+                            earlier(self.time.after(timeout(stage)), until),
+                            "{io:?}: not the stage's timeout within the time limit"
+                        );
+                    }
+                    Io::Read { stage, deadline } => {
+                        assert!(session.wants_input(), "{io:?}, but no input is wanted");
+                        assert_eq!(session.stage(), Some(stage), "{io:?} names another stage");
+                        assert_eq!(pending, 0, "{io:?} before the output went");
+                        assert!(
+                            no_later(deadline, earlier(self.time.after(timeout(stage)), until)),
+                            "{io:?}: past the stage's timeout or the time limit"
+                        );
+                        if let Some((awaited, before)) = self.time.reply {
+                            assert!(
+                                awaited != stage || no_later(before, deadline),
+                                "{io:?}: the deadline of the reply moved earlier than \
+                                 {before:?} with nothing written"
+                            );
+                        }
+                        self.time.reply = Some((stage, deadline));
+                    }
+                    Io::Handshake { deadline } => {
+                        assert_eq!(session.stage(), Some(Stage::TlsHandshake), "{io:?}");
+                        assert_eq!(pending, 0, "{io:?} before the output went");
+                        assert_eq!(
+                            deadline,
+                            earlier(self.time.after(timeout(Stage::TlsHandshake)), until),
+                            "{io:?}: not the handshake's timeout within the time limit"
+                        );
+                    }
+                    Io::Close { deadline } => {
+                        assert!(failed && session.is_closed(), "{io:?} while alive");
+                        assert!(pending > 0, "{io:?} with no output pending");
+                        assert_eq!(
+                            deadline,
+                            self.time.after(timeout(Stage::Quit)),
+                            "{io:?}: not QUIT's timeout"
+                        );
+                    }
+                }
+                if !matches!(io, Io::Close { .. }) {
+                    assert!(
+                        !passed(deadline, now),
+                        "{io:?} handed out at {:?}, past its deadline",
+                        now - self.time.start
+                    );
+                }
+                self.time.last = Some((io_stage(io), deadline));
+            }
+            Ok(Next::Body) => {
+                assert_eq!(poll, None, "poll_timeout after Next::Body");
+                assert!(!failed, "Next::Body after the session failed");
+                assert_eq!(
+                    session.stage(),
+                    Some(Stage::Body),
+                    "Next::Body out of a body"
+                );
+                assert!(
+                    pending < BODY_FLUSH,
+                    "Next::Body with {pending} octets to write"
+                );
+            }
+            Ok(Next::Event(event)) => {
+                assert_eq!(poll, None, "poll_timeout after {event:?}");
+                assert!(
+                    !matches!(event, Event::StartTls | Event::SendBody),
+                    "next handed out {event:?}"
+                );
+                assert!(
+                    pending == 0 || (stage_before == Some(Stage::Body) && pending < BODY_FLUSH),
+                    "{event:?} before the {pending} octets pending went"
+                );
+                if failed {
+                    assert!(
+                        matches!(event, Event::TransactionComplete(_) | Event::Closed),
+                        "after an error, next's {event:?} invites the caller on"
+                    );
+                }
+                match event {
+                    Event::Ready => {
+                        assert!(session.is_ready(), "Ready from a session not ready");
+                        self.time.setup_done = true;
+                    }
+                    Event::Closed => assert!(session.is_closed(), "Closed from an open session"),
+                    _ => {}
+                }
+                self.events.push(event.clone());
+            }
+            Err(err) => {
+                assert!(
+                    session.is_closed(),
+                    "next returned {err:?} with the session open"
+                );
+                assert_eq!(session.error(), Some(err), "next returned another error");
+                assert_eq!(pending, 0, "next returned {err:?} before the output went");
+                assert_eq!(poll, None, "poll_timeout after next returned {err:?}");
+                self.time.error.get_or_insert_with(|| err.clone());
+            }
+        }
+        (call, result.map(drop), Content::Nothing)
+    }
+
+    /// [`Op::Timeout`]: the session fails exactly when the wait it handed
+    /// out last has run out, and then drops what was pending.
+    fn handle_timeout(
+        &mut self,
+        session: &mut ClientSession,
+        step: u8,
+    ) -> (&'static str, Result<(), Error>, Content<'static>) {
+        self.time.advance(step);
+        let now = self.time.now;
+        let failed_before = session.error().cloned();
+        let closed_before = session.is_closed() && failed_before.is_none();
+        let poll_before = session.poll_timeout();
+        let pending_before = session.pending_output().len();
+        session.handle_timeout(now);
+        let pending = session.pending_output().len();
+        if passed(poll_before, now) {
+            let (stage, _) = self
+                .time
+                .last
+                .expect("poll_timeout is the deadline of a wait handed out");
+            assert!(session.is_closed(), "the time-out left the session open");
+            assert_eq!(pending, 0, "output left pending after a time-out");
+            assert_eq!(
+                session.poll_timeout(),
+                None,
+                "poll_timeout after a time-out"
+            );
+            match &failed_before {
+                Some(err) => assert_eq!(session.error(), Some(err), "a time-out changed the error"),
+                None if closed_before && session.error().is_none() => {}
+                None => self.time.check_timeout(session.error(), stage),
+            }
+            self.time.timed_out = true;
+            self.stream.truncate(self.drained);
+        } else {
+            assert_eq!(
+                session.error(),
+                failed_before.as_ref(),
+                "handle_timeout failed the session before the deadline {poll_before:?}"
+            );
+            assert_eq!(pending, pending_before, "handle_timeout changed the output");
+            assert_eq!(
+                session.poll_timeout(),
+                poll_before,
+                "handle_timeout moved the deadline"
+            );
+        }
+        ("handle_timeout", Ok(()), Content::Nothing)
     }
 
     fn input(
@@ -1165,6 +1831,7 @@ impl<'s> Model<'s> {
             Ok(()) => {
                 assert!(right, "TLS verified for {name} accepted for {configured}");
                 self.server.tls = true;
+                self.time.written_whole();
             }
             // A failed session answers every call with its error.
             Err(Error::TlsNameMismatch { .. }) if alive => {
@@ -1252,6 +1919,145 @@ impl<'s> Model<'s> {
             self.budget
         );
         self.calls.push((call, result));
+    }
+}
+
+/// The simulated clock of [`check_api`], and what the session said about
+/// time: the model the [`Op::Next`], [`Op::Timeout`] and [`Op::Connect`]
+/// checks hold it to.
+struct TimeModel {
+    /// When the run began, and the time now.
+    start: Instant,
+    now: Instant,
+    timeouts: Timeouts,
+    connect: Duration,
+    limit: Option<Duration>,
+    /// When the set-up began (the first `next` or `start_connect`), and
+    /// whether `next` has handed out `Ready`, which ends it.
+    setup_start: Option<Instant>,
+    setup_done: bool,
+    /// The stage and deadline of the I/O `next` handed out last.
+    last: Option<(Stage, Option<Instant>)>,
+    /// The last read handed out since the output was last written whole
+    /// (or TLS began): the reply it awaits must come by then.
+    reply: Option<(Stage, Option<Instant>)>,
+    /// The first error `next` returned.
+    error: Option<Error>,
+    /// A wait ran out: nothing may be pending, ever again.
+    timed_out: bool,
+}
+
+impl TimeModel {
+    fn new(options: &Options) -> TimeModel {
+        let start = Instant::now();
+        TimeModel {
+            start,
+            now: start,
+            timeouts: options.timeouts,
+            connect: options.connect_timeout,
+            limit: options.time_limit,
+            setup_start: None,
+            setup_done: false,
+            last: None,
+            reply: None,
+            error: None,
+            timed_out: false,
+        }
+    }
+
+    /// The clock moves on by `step` ([`clock_step`]).
+    fn advance(&mut self, step: u8) {
+        let deadline = self.last.and_then(|(_, deadline)| deadline);
+        self.now = clock_step(self.now, step, deadline);
+    }
+
+    /// `next` or `start_connect` is called: the set-up begins if it has not.
+    fn begin(&mut self) {
+        self.setup_start.get_or_insert(self.now);
+    }
+
+    /// `timeout` from now; `None` when too far for the clock.
+    fn after(&self, timeout: Duration) -> Option<Instant> {
+        self.now.checked_add(timeout)
+    }
+
+    /// When the set-up's time limit runs out, while it runs.
+    fn until(&self) -> Option<Instant> {
+        match (self.setup_start, self.setup_done, self.limit) {
+            (Some(start), false, Some(limit)) => start.checked_add(limit),
+            _ => None,
+        }
+    }
+
+    /// The output went whole, or TLS began: the next reply gets a whole
+    /// timeout.
+    fn written_whole(&mut self) {
+        self.reply = None;
+    }
+
+    /// The session failed for a wait at `stage` that ran out now: the time
+    /// limit's error once it has run out, else the stage's time-out.
+    fn check_timeout(&self, error: Option<&Error>, stage: Stage) {
+        let expected = match self.limit {
+            Some(limit) if passed(self.until(), self.now) => Error::TimeLimit { stage, limit },
+            _ => Error::Timeout { stage },
+        };
+        assert_eq!(
+            error,
+            Some(&expected),
+            "the wrong error for a wait that ran out"
+        );
+    }
+
+    /// After every call: `poll_timeout` is the deadline of the I/O `next`
+    /// handed out last, or `None`; after a time-out nothing is pending.
+    fn check(&self, session: &ClientSession) {
+        if let Some(deadline) = session.poll_timeout() {
+            assert_eq!(
+                self.last.and_then(|(_, d)| d),
+                Some(deadline),
+                "poll_timeout is no deadline next handed out"
+            );
+        }
+        if self.timed_out {
+            assert!(
+                session.pending_output().is_empty(),
+                "output pending after a time-out: {:?}",
+                String::from_utf8_lossy(session.pending_output())
+            );
+        }
+    }
+}
+
+/// Whether `deadline` has come at `now` (`None` never comes).
+fn passed(deadline: Option<Instant>, now: Instant) -> bool {
+    deadline.is_some_and(|d| now >= d)
+}
+
+/// The earlier of two deadlines (`None` is never).
+fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
+/// Whether deadline `a` comes no later than `b` (`None` is never).
+fn no_later(a: Option<Instant>, b: Option<Instant>) -> bool {
+    match (a, b) {
+        (_, None) => true,
+        (None, Some(_)) => false,
+        (Some(a), Some(b)) => a <= b,
+    }
+}
+
+/// The stage an I/O waits at: a close waits for `QUIT` to go.
+fn io_stage(io: &Io) -> Stage {
+    match *io {
+        Io::Write { stage, .. } | Io::Read { stage, .. } => stage,
+        Io::Handshake { .. } => Stage::TlsHandshake,
+        Io::Close { .. } => Stage::Quit,
     }
 }
 
@@ -1659,7 +2465,10 @@ impl Server {
 /// declared BDAT size into commands, and an error while a pipelined BDAT
 /// chunk is open (a QUIT written then would be read as chunk data and
 /// complete it). The others reach a delivery by each framing, AUTH with and
-/// without the loopback exemption, and STARTTLS.
+/// without the loopback exemption, and STARTTLS. The `clock-` ones drive the
+/// session with `next` against the simulated clock ([`CLOCKED`]): stalls,
+/// a dripped reply, the time limit, the handshake, a close, a body's
+/// flushes.
 pub fn api_seeds() -> Vec<(&'static str, [u8; 4], Vec<Op>)> {
     // Plaintext, `localhost` with a loopback peer, no credentials.
     const LOCAL: [u8; 4] = [2, 1, 0, 0];
@@ -1667,6 +2476,14 @@ pub fn api_seeds() -> Vec<(&'static str, [u8; 4], Vec<Op>)> {
     const LOCAL_AUTH: [u8; 4] = [2, 1, 1, 0];
     // TLS required for `smtp.example.com`, with a password.
     const REMOTE_TLS: [u8; 4] = [0, 0, 1, 0];
+    // LOCAL with the clock: 100 ms for every stage, no time limit.
+    const CLOCK: [u8; 4] = [CLOCKED | 2, 1, 0, 0];
+    // ... with a time limit of 200 ms.
+    const CLOCK_LIMIT: [u8; 4] = [CLOCKED | 0x20 | 2, 1, 0, 0];
+    // ... with per-stage exceptions (RSET zero).
+    const CLOCK_STAGES: [u8; 4] = [CLOCKED | 0x10 | 2, 1, 0, 0];
+    // Implicit TLS to `smtp.example.com` with the clock.
+    const CLOCK_IMPLICIT: [u8; 4] = [CLOCKED | 3, 0, 0, 0];
     let input = |text: &str| Op::Input(text.as_bytes().to_vec());
     let greeting = || input("220 localhost ESMTP\r\n");
     let chunking = || input("250-localhost\r\n250-PIPELINING\r\n250 CHUNKING\r\n");
@@ -1861,6 +2678,176 @@ pub fn api_seeds() -> Vec<(&'static str, [u8; 4], Vec<Op>)> {
                 Op::Reply(13),
                 Op::Tls(2),
                 Op::Take,
+            ],
+        ),
+        (
+            // No greeting: next's read times out at its deadline, not a
+            // nanosecond before (by next or handle_timeout).
+            "clock-greeting-timeout",
+            CLOCK,
+            vec![
+                Op::Next(0),
+                Op::Next(251),
+                Op::Timeout(251),
+                Op::PollTimeout,
+                Op::Next(250),
+                Op::Next(0),
+            ],
+        ),
+        (
+            // The greeting dripped in pieces: its deadline stands.
+            "clock-drip",
+            CLOCK,
+            vec![
+                Op::Next(0),
+                input("22"),
+                Op::Next(30),
+                input("0 lo"),
+                Op::Next(30),
+                input("cal"),
+                Op::Next(30),
+                Op::Next(250),
+            ],
+        ),
+        (
+            // A whole delivery as an adapter drives it with next.
+            "clock-delivery",
+            CLOCK,
+            vec![
+                Op::Connect(0),
+                Op::Next(5),
+                greeting(),
+                Op::Next(5),
+                Op::Advance(5),
+                Op::Next(5),
+                Op::Take,
+                Op::Next(5),
+                Op::Reply(6),
+                Op::Next(5),
+                Op::SendMail(Mail {
+                    for_body: true,
+                    ..Mail::new()
+                }),
+                Op::Next(5),
+                Op::Take,
+                Op::Next(5),
+                input("250 ok\r\n250 ok\r\n354 go\r\n"),
+                Op::Next(5),
+                Op::WriteChunk(7),
+                Op::FinishBody,
+                Op::Next(5),
+                Op::Take,
+                Op::Next(5),
+                input("250 queued\r\n"),
+                Op::Next(5),
+                Op::Next(5),
+                Op::Quit,
+                Op::Next(5),
+                Op::Take,
+                Op::Next(5),
+                Op::Reply(18),
+                Op::Next(5),
+            ],
+        ),
+        (
+            // A refused EHLO queues QUIT: a close, whose deadline passing
+            // drops it.
+            "clock-close-after-5xx",
+            CLOCK,
+            vec![
+                Op::Next(0),
+                greeting(),
+                Op::Next(0),
+                Op::Take,
+                Op::Next(0),
+                Op::Reply(15),
+                Op::Next(0),
+                Op::PollTimeout,
+                Op::Next(251),
+                Op::Next(250),
+                Op::Next(0),
+            ],
+        ),
+        (
+            // The set-up's time limit from start_connect.
+            "clock-set-up-limit",
+            CLOCK_LIMIT,
+            vec![
+                Op::Connect(50),
+                Op::Next(50),
+                greeting(),
+                Op::Next(50),
+                Op::Take,
+                Op::Next(50),
+                Op::Timeout(250),
+                Op::Next(0),
+            ],
+        ),
+        (
+            // Implicit TLS: a handshake never reported.
+            "clock-handshake",
+            CLOCK_IMPLICIT,
+            vec![Op::Next(0), Op::Timeout(251), Op::Timeout(250), Op::Next(0)],
+        ),
+        (
+            // A body streams without writes until BODY_FLUSH octets are
+            // pending; then its end of data's reply never comes.
+            "clock-body-flush",
+            CLOCK,
+            vec![
+                greeting(),
+                Op::Take,
+                input("250 localhost\r\n"),
+                Op::Next(0),
+                Op::SendMail(Mail::new()),
+                Op::Take,
+                input("250 ok\r\n"),
+                Op::Take,
+                input("250 ok\r\n"),
+                Op::Take,
+                input("354 go\r\n"),
+                Op::Next(0),
+                Op::Fill(40),
+                Op::Next(0),
+                Op::Fill(40),
+                Op::Next(0),
+                Op::Advance(255),
+                Op::Next(0),
+                Op::Take,
+                Op::FinishBody,
+                Op::Next(0),
+                Op::Take,
+                Op::Next(0),
+                Op::Next(250),
+            ],
+        ),
+        (
+            // Zero RSET timeout: a refused second message's RSET runs out
+            // as it is handed out, with the first one's delivery queued.
+            "clock-zero-rset",
+            CLOCK_STAGES,
+            vec![
+                greeting(),
+                Op::Take,
+                Op::Reply(6),
+                Op::Next(0),
+                Op::SendMail(Mail {
+                    for_body: true,
+                    ..Mail::new()
+                }),
+                Op::Take,
+                input("250 ok\r\n250 ok\r\n354 go\r\n"),
+                Op::WriteChunk(7),
+                Op::FinishBody,
+                Op::SendMail(Mail {
+                    for_body: true,
+                    ..Mail::new()
+                }),
+                Op::Take,
+                input("250 first\r\n550 no\r\n550 no\r\n554 no\r\n"),
+                Op::Next(0),
+                Op::Next(0),
+                Op::Next(0),
             ],
         ),
     ]

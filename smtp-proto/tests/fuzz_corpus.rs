@@ -177,3 +177,56 @@ fn exchange_online_seed_reaches_delivery() {
         "{run:?}"
     );
 }
+
+/// The clock's seeds end as they are meant to: a time-out at the stage
+/// that stalled, the set-up's time limit, a delivery driven by `next`.
+#[test]
+fn clock_seeds_reach_their_ends() {
+    use smtp_proto::{Error, Event, Stage};
+    use std::time::Duration;
+    let timeout = |stage| Some(Error::Timeout { stage });
+    for (name, error) in [
+        ("clock-greeting-timeout", timeout(Stage::Greeting)),
+        ("clock-drip", timeout(Stage::Greeting)),
+        ("clock-handshake", timeout(Stage::TlsHandshake)),
+        ("clock-body-flush", timeout(Stage::DataEnd)),
+        ("clock-zero-rset", timeout(Stage::Rset)),
+        (
+            "clock-set-up-limit",
+            Some(Error::TimeLimit {
+                stage: Stage::Ehlo,
+                limit: Duration::from_millis(200),
+            }),
+        ),
+        ("clock-delivery", None),
+    ] {
+        let run = run_api_seed(name);
+        assert_eq!(run.error, error, "{name}: {run:?}");
+    }
+    let run = run_api_seed("clock-delivery");
+    assert_eq!(run.messages.len(), 1, "{run:?}");
+    assert!(run.wire.ends_with(b"QUIT\r\n"), "{run:?}");
+    assert_eq!(run.events.last(), Some(&Event::Closed), "{run:?}");
+    let run = run_api_seed("clock-body-flush");
+    assert_eq!(run.messages.len(), 1, "{run:?}");
+    assert!(run.messages[0].len() >= 80 * 1024, "{run:?}");
+    let run = run_api_seed("clock-close-after-5xx");
+    assert!(
+        matches!(
+            run.error,
+            Some(Error::Rejected {
+                stage: Stage::Ehlo,
+                ..
+            })
+        ),
+        "{run:?}"
+    );
+    // The close's deadline passed: the QUIT never went.
+    assert!(run.wire.ends_with(b"EHLO localhost\r\n"), "{run:?}");
+    // The first message's delivery is still reported.
+    let run = run_api_seed("clock-zero-rset");
+    assert!(
+        matches!(run.events.last(), Some(Event::TransactionComplete(Ok(_)))),
+        "{run:?}"
+    );
+}

@@ -9,10 +9,10 @@ mod support;
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use smtp_proto::testing::{
-    api, check_split_invariance, decode_api, drive, encode_api, Mail, Op, Run, Scenario, CHUNKS,
-    EHLO_REPLIES, REPLIES, SECRET,
+    api, check_next_matches_drive, check_split_invariance, clock_options, decode_api, drive,
+    encode_api, Mail, Op, Run, Scenario, CHUNKS, CLOCKED, EHLO_REPLIES, REPLIES, SECRET,
 };
-use smtp_proto::{Config, Credentials, Error, TlsPolicy};
+use smtp_proto::{Config, Credentials, Error, Options, TlsPolicy};
 use support::crlf;
 
 fn scenario(config: Config) -> Scenario {
@@ -21,6 +21,7 @@ fn scenario(config: Config) -> Scenario {
         recipients: 2,
         messages: 1,
         peer: Some([127, 0, 0, 1].into()),
+        options: Options::default(),
     }
 }
 
@@ -218,6 +219,22 @@ fn op() -> impl Strategy<Value = Op> {
         2 => any::<u8>().prop_map(Op::Advance),
         2 => Just(Op::Take),
         2 => Just(Op::Poll),
+        4 => step().prop_map(Op::Next),
+        1 => step().prop_map(Op::Timeout),
+        1 => step().prop_map(Op::Connect),
+        1 => Just(Op::PollTimeout),
+        1 => (0u8..72).prop_map(Op::Fill),
+    ]
+}
+
+/// A step of the simulated clock (`testing::clock_step`): mostly short, or
+/// to the last deadline handed out, or a nanosecond before it.
+fn step() -> impl Strategy<Value = u8> {
+    prop_oneof![
+        3 => 0u8..20,
+        1 => any::<u8>(),
+        1 => Just(250u8),
+        1 => Just(251u8),
     ]
 }
 
@@ -265,13 +282,22 @@ fn mail() -> impl Strategy<Value = Mail> {
 /// (after the handshake, under implicit TLS), often followed by a message
 /// and some of its body: the rest then meets a session with a body open.
 fn caller() -> impl Strategy<Value = ([u8; 4], Vec<Op>)> {
+    // Always with the clock, and its options (bits 2 to 6) arbitrary.
     let selector = (
         prop_oneof![Just(1u8), Just(2u8), any::<u8>()],
+        any::<u8>(),
         any::<u8>(),
         prop_oneof![2 => Just(0u8), 1 => any::<u8>()],
         any::<u8>(),
     )
-        .prop_map(|(policy, name, credentials, flags)| [policy, name, credentials, flags]);
+        .prop_map(|(policy, options, name, credentials, flags)| {
+            [
+                (policy % 4) | ((options << 2) & 0x7c) | CLOCKED,
+                name,
+                credentials,
+                flags,
+            ]
+        });
     let (ok, message) = (Op::Reply(7), Op::WriteChunk(7));
     let whole = Mail {
         for_body: true,
@@ -337,5 +363,136 @@ proptest! {
         let input = encode_api(selector, &ops);
         prop_assert_eq!(decode_api(&input), Some((selector, ops)));
         api(&input);
+    }
+}
+
+/// The options of a clocked scenario (`testing::clock_options`) in which an
+/// honest adapter only sees a time-out when a deadline passed: no zero
+/// timeout (RSET's among the per-stage exceptions), no zero time limit.
+fn honest_options(bits: u8) -> u8 {
+    let bits = bits & 0b1_1011;
+    if bits >> 3 == 3 {
+        bits & !0b1_0000
+    } else {
+        bits
+    }
+}
+
+/// Steps of the clock for a driving adapter: often none, often short, or
+/// to a deadline or a nanosecond before it.
+fn drive_steps() -> impl Strategy<Value = Vec<u8>> {
+    proptest::collection::vec(
+        prop_oneof![
+            4 => Just(255u8),
+            3 => 0u8..20,
+            1 => Just(250u8),
+            1 => Just(251u8),
+            1 => any::<u8>(),
+        ],
+        1..24,
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 1024,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct("tests/proptest-regressions/properties.txt"))),
+        ..ProptestConfig::default()
+    })]
+
+    /// (f) An adapter driving the session with `next`, its clock moving on
+    /// before every I/O, writes what the event-driven run writes and gets
+    /// the same outcomes and error, until a deadline passes: then the run
+    /// so far is where the timeless one begins, and the error is the
+    /// stalled stage's time-out or the time limit
+    /// (`testing::check_next_matches_drive`). Scripts that complete whole
+    /// sessions, under every timeout and time limit the clock offers.
+    #[test]
+    fn next_drives_as_events_do_until_a_deadline_passes(
+        which in 0usize..4,
+        options in any::<u8>(),
+        cuts in proptest::collection::vec(any::<usize>(), 0..12),
+        steps in drive_steps(),
+    ) {
+        let (mut scenario, server) = scripts().remove(which);
+        scenario.options = clock_options(honest_options(options));
+        check_next_matches_drive(&scenario, &server, &cuts, &steps);
+    }
+
+    /// (f) The same with reply-shaped noise, under any configuration.
+    #[test]
+    fn next_drives_reply_shaped_noise_as_events_do(
+        selector in any::<[u8; 4]>(),
+        options in any::<u8>(),
+        lines in proptest::collection::vec((prop::sample::select(vec![
+            "220", "221", "235", "250", "334", "354", "421", "450", "500", "502", "535", "550", "554",
+        ]), prop::sample::select(vec![" ", "-"]), prop::sample::select(vec![
+            "", "ok", "STARTTLS", "PIPELINING", "AUTH PLAIN LOGIN", "SIZE 10", "CHUNKING",
+            "BINARYMIME", "VXNlcm5hbWU6", "UGFzc3dvcmQ6", "!!",
+        ])), 0..30),
+        cuts in proptest::collection::vec(any::<usize>(), 0..8),
+        steps in drive_steps(),
+    ) {
+        let mut bytes = Vec::new();
+        for (code, sep, text) in lines {
+            bytes.extend_from_slice(format!("{code}{sep}{text}\r\n").as_bytes());
+        }
+        let scenario = Scenario::from_selector([
+            (selector[0] & 3) | (honest_options(options) << 2) | CLOCKED,
+            selector[1],
+            selector[2],
+            selector[3],
+        ]);
+        check_next_matches_drive(&scenario, &bytes, &cuts, &steps);
+    }
+}
+
+/// The honest driver against the clock reaches a delivery, and a stall at
+/// any of its waits ends it with that stage's time-out.
+#[test]
+fn next_drives_a_delivery_and_each_stall_times_out_its_stage() {
+    let (mut scenario, server) = scripts().remove(3);
+    scenario.options = clock_options(0);
+    // A reply per read, as a server answers a command at a time.
+    let cuts: Vec<usize> = (1..server.len())
+        .filter(|&i| server[i - 1] == b'\n')
+        .collect();
+    let run = check_next_matches_drive(&scenario, &server, &cuts, &[255]);
+    assert_eq!(run.error, None, "{run:?}");
+    assert_eq!(
+        run.events
+            .iter()
+            .filter(|e| e.starts_with("TransactionComplete(Ok"))
+            .count(),
+        2,
+        "{run:?}"
+    );
+    // Stall the n-th I/O (the clock jumps to its deadline), all others in
+    // time: every stage of the dialogue times out in turn.
+    let mut stalled = Vec::new();
+    for n in 0..40 {
+        let mut steps = vec![255u8; n];
+        steps.push(250);
+        let run = check_next_matches_drive(&scenario, &server, &cuts, &steps);
+        if let Some(Error::Timeout { stage }) = run.error {
+            if !stalled.contains(&stage) {
+                stalled.push(stage);
+            }
+        }
+    }
+    use smtp_proto::Stage;
+    for stage in [
+        Stage::Greeting,
+        Stage::Ehlo,
+        Stage::Mail,
+        Stage::Rcpt,
+        Stage::Data,
+        Stage::DataEnd,
+        Stage::Quit,
+    ] {
+        assert!(
+            stalled.contains(&stage),
+            "{stage:?} never timed out: {stalled:?}"
+        );
     }
 }

@@ -242,6 +242,11 @@ impl ClientSession {
         self.clock.clear_wait();
         // Like abort: the peer may be mid-command, so nothing more goes out.
         self.out.clear();
+        // A server that already closed the session (a 221 read ahead of a
+        // QUIT not yet written) leaves it closed, not failed.
+        if self.phase == Phase::Closed {
+            return;
+        }
         let _ = self.fail(err);
     }
 
@@ -251,7 +256,10 @@ impl ClientSession {
         match self.clock.expired(now) {
             Some(err) => {
                 self.time_out(err);
-                Err(self.stored_error())
+                // Failed now: transactions that completed before the
+                // timeout are handed out before the error (one level: the
+                // failed branch of `next` never waits).
+                self.next(now)
             }
             None => Ok(Next::Io(io)),
         }

@@ -24,6 +24,12 @@ use core::fmt;
 /// replies come in.
 pub const MAX_RCPT_AHEAD: usize = 100;
 
+/// The most replies a session owes the caller before it stops starting
+/// messages: with PIPELINING and a window of transactions, what the server
+/// may have sent that nobody read yet (at most about 100 octets each, so a
+/// few tens of KiB, well inside any socket buffer).
+pub const MAX_REPLIES_AHEAD: usize = 256;
+
 /// One transaction in progress.
 #[derive(Debug)]
 pub(super) struct Transaction {
@@ -49,6 +55,12 @@ pub(super) struct Transaction {
 }
 
 impl Transaction {
+    /// Whether the message went as one `BDAT n LAST` chunk: nothing of it
+    /// waits for a reply, so more messages may follow at once.
+    fn whole_chunk(&self) -> bool {
+        self.framing != Framing::Data && self.exact.is_some()
+    }
+
     fn accepted(&self) -> usize {
         self.recipients.iter().filter(|r| r.accepted()).count()
     }
@@ -83,19 +95,36 @@ impl Transaction {
 
 impl ClientSession {
     /// Whether [`send_mail`](Self::send_mail) may be called now: the session
-    /// is ready, or — with PIPELINING — the one message in flight has been
+    /// is ready, or — with PIPELINING — every message in flight has been
     /// written completely and only its replies are awaited, so the next
-    /// message's commands may ride behind it in the same write (RFC 2920
-    /// §3.1: message content may start a group). At most two transactions
-    /// are ever in flight, so replies cannot pile up unread.
+    /// message's commands may ride behind them (RFC 2920 §3.1: message
+    /// content may start a group).
+    ///
+    /// How many may be in flight: without CHUNKING, two (a body waits for
+    /// its `354`, so a third could not start anyway); with CHUNKING, when
+    /// each message in flight went as one `BDAT n LAST`, up to
+    /// [`Config::window`](crate::Config::window) (RFC 3030 §4 lets BDAT be
+    /// pipelined). Either way the replies owed stay under
+    /// [`MAX_REPLIES_AHEAD`]: a few KiB, which socket buffers hold, so a
+    /// client that writes before it reads cannot deadlock with a server
+    /// whose replies it has not read.
     #[must_use]
     pub fn can_send_mail(&self) -> bool {
         match self.phase {
             Phase::Ready => true,
             Phase::Busy => {
+                let window = if self.txns.iter().all(Transaction::whole_chunk) {
+                    self.config.window
+                } else {
+                    2
+                };
+                // Busy with transactions only: never inside AUTH, say.
                 self.caps.pipelining()
-                    && self.txns.len() == 1
-                    && self.txns.front().is_some_and(|t| t.body_done)
+                    && !self.txns.is_empty()
+                    && self.txns.len() < window
+                    && self.txns.iter().all(|t| t.body_done)
+                    // Room for one more message with a full RCPT group.
+                    && self.expect.len() + 2 + MAX_RCPT_AHEAD <= MAX_REPLIES_AHEAD
             }
             _ => false,
         }

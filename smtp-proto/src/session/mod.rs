@@ -43,7 +43,7 @@ mod replies;
 use clock::Clock;
 pub use drive::{Io, Next, BODY_FLUSH};
 use mail::Transaction;
-pub use mail::MAX_RCPT_AHEAD;
+pub use mail::{MAX_RCPT_AHEAD, MAX_REPLIES_AHEAD};
 use phase::Phase;
 use recording::Recording;
 pub use recording::MAX_TRANSCRIPT_LINES;
