@@ -82,6 +82,21 @@ pub enum Error {
     #[error("not sent: the connection failed before this message")]
     NotSent,
 
+    /// The [`pool::Connector`](crate::pool::Connector)'s credential provider
+    /// failed (a token endpoint down, say): no connection was opened. The
+    /// provider's error is the source.
+    #[error("the credential provider failed")]
+    Credentials(#[source] Box<dyn std::error::Error + Send + Sync>),
+
+    /// Every connection of a [`pool::Pool`](crate::pool::Pool) stayed in use
+    /// for [`PoolOptions::wait_timeout`](crate::pool::PoolOptions::wait_timeout):
+    /// the message was not sent.
+    #[error("no pooled connection became free within {waited:?}")]
+    PoolTimeout {
+        /// How long the send waited.
+        waited: std::time::Duration,
+    },
+
     /// An earlier I/O error or timeout left the connection unusable, so its
     /// state is unknown; the client refuses further use. Drop it and connect
     /// again.
@@ -101,12 +116,17 @@ impl Error {
     /// Whether trying again later (on a new connection) may succeed: a
     /// transient SMTP error ([`smtp_proto::Error::is_transient`], a timeout
     /// included), a failed resolution or connection, an I/O error, a message
-    /// not sent. Never [`Error::DeliveryUnknown`]: that message may have
+    /// not sent, a credential provider that failed, a pool that stayed busy. Never [`Error::DeliveryUnknown`]: that message may have
     /// been delivered.
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Smtp(err) => err.is_transient(),
-            Error::Resolve { .. } | Error::Connect { .. } | Error::Io(_) | Error::NotSent => true,
+            Error::Resolve { .. }
+            | Error::Connect { .. }
+            | Error::Io(_)
+            | Error::NotSent
+            | Error::Credentials(_)
+            | Error::PoolTimeout { .. } => true,
             _ => false,
         }
     }

@@ -21,6 +21,11 @@
 //!   size in 64 KiB chunks.
 //! - **Transcript**: [`Options::transcript`] and `tracing` at DEBUG get every
 //!   line of the dialogue, secrets redacted by the core.
+//! - **A pool threads share**: [`pool::Pool`] is a `Clone + Send + Sync`
+//!   handle over at most `max_size` connections (idle timeout, an idle check
+//!   and a NOOP before reuse, one safe retry, fresh credentials per new
+//!   connection). It implements [`Mailer`]: write the application against
+//!   the trait and test it with a [`RecordingMailer`], no network needed.
 //!
 //! # Example
 //!
@@ -59,6 +64,7 @@
 
 mod client;
 mod error;
+pub mod pool;
 mod stream;
 
 pub use client::Client;
@@ -81,3 +87,6 @@ pub use smtp_proto::{
     Address, Capabilities, ClientSession, Config, Credentials, Delivery, Envelope, Mechanism,
     Outcome, RecipientResult, Stage, Timeouts, TlsPolicy, TranscriptLine,
 };
+/// What an application sends through ([`pool::Pool`] implements it), and
+/// its test double: the core's.
+pub use smtp_proto::{Mailer, RecordingMailer, SentMessage};

@@ -30,6 +30,10 @@
 //! - a batch of messages over one session: which result belongs to which
 //!   message, and what became of each when the connection fails ([`Batch`]).
 //!
+//! And what an application sends through, whatever the runtime: the
+//! [`Mailer`] and [`AsyncMailer`] traits the adapters' pools implement, and
+//! [`RecordingMailer`], a test double for the application's unit tests.
+//!
 //! # Driving a session
 //!
 //! An adapter calls [`ClientSession::next`] in a loop with the time, and
@@ -158,6 +162,7 @@ mod data;
 mod error;
 mod hint;
 mod input;
+mod mailer;
 mod mechanism;
 pub mod messages;
 mod options;
@@ -183,6 +188,7 @@ pub use config::{Config, TlsPolicy, DEFAULT_WINDOW};
 pub use data::{normalized_len, BodyEncoder, NormalizedLen};
 pub use error::Error;
 pub use input::{InputField, InvalidInput};
+pub use mailer::{AsyncMailer, Mailer, RecordingMailer, SentMessage};
 pub use mechanism::Mechanism;
 pub use options::{Options, DEFAULT_CONNECT_TIMEOUT};
 pub use outcome::{Delivery, Outcome, RecipientResult};

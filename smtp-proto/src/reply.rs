@@ -208,6 +208,20 @@ impl fmt::Display for Reply {
     }
 }
 
+impl Reply {
+    /// A one-line `250` reply with `text` (an enhanced code first, when it
+    /// has one): what a test double answers, with no server to ask.
+    pub(crate) fn made_up_ok(text: &str) -> Reply {
+        let raw = Raw::Shared(Bytes::from(format!("250 {text}\r\n")));
+        let enhanced = parse_enhanced(ReplyCode::OK, raw.as_bytes());
+        Reply {
+            code: ReplyCode::OK,
+            enhanced,
+            raw,
+        }
+    }
+}
+
 impl fmt::Debug for Reply {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Reply({self})")

@@ -106,6 +106,9 @@
 //! before reusing a long-idle connection, one retry on a new connection when
 //! a reused one proves broken before the message was sent, and credentials
 //! from a provider called for each new connection (fresh OAuth2 tokens).
+//! It is a cheap `Clone + Send + Sync` handle and implements
+//! [`AsyncMailer`]: write the application against that trait and test it
+//! with a [`RecordingMailer`], no network needed.
 //!
 //! **Transcript.** With [`Options::transcript`] set, or `DEBUG` enabled for the
 //! tracing target `smtp_tokio::transcript`, the session records the dialogue
@@ -172,5 +175,8 @@ pub use smtp_proto::{
     Address, Capabilities, ClientSession, Config, Credentials, Delivery, Envelope, Mechanism,
     RecipientResult, Stage, Timeouts, TlsPolicy, TranscriptLine,
 };
+/// What an application sends through (`pool::Pool` implements it), and its
+/// test double: the core's.
+pub use smtp_proto::{AsyncMailer, RecordingMailer, SentMessage};
 /// The options and transcript hook: the core's, shared by every adapter.
 pub use smtp_proto::{Options, TranscriptHook, DEFAULT_CONNECT_TIMEOUT};

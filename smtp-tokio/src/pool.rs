@@ -1030,3 +1030,58 @@ impl<R: AsyncRead + Unpin> AsyncRead for Tracked<'_, R> {
         Pin::new(&mut this.inner).poll_read(cx, buf)
     }
 }
+
+/// The pool as the application's [`AsyncMailer`](smtp_proto::AsyncMailer):
+/// code written against the trait sends through a shared `Pool` in
+/// production and a [`RecordingMailer`](smtp_proto::RecordingMailer) in its
+/// tests.
+///
+/// ```
+/// use smtp_tokio::pool::{Connector, Pool, PoolOptions};
+/// use smtp_tokio::{Address, AsyncMailer, Config, Envelope, Options, RecordingMailer};
+///
+/// /// Application code: any mailer, any task.
+/// async fn send_receipt<M: AsyncMailer>(mailer: &M, to: &str) -> Result<(), M::Error> {
+///     let envelope = Envelope::new(
+///         Some(Address::new("shop@example.com").expect("valid")),
+///         [Address::new(to).expect("valid")],
+///     )
+///     .expect("valid");
+///     mailer.send(envelope, b"Subject: receipt\r\n\r\nThanks.\r\n").await?;
+///     Ok(())
+/// }
+///
+/// /// Production: one pool, cloned into every handler.
+/// async fn production() -> Result<(), smtp_tokio::Error> {
+///     let config = Config::new("smtp.example.com");
+///     let connector = Connector::new("smtp.example.com", 587, config, Options::new());
+///     let pool = Pool::new(connector, PoolOptions::new());
+///     send_receipt(&pool, "you@example.org").await
+/// }
+///
+/// // The application's unit test: no network.
+/// let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+/// let mailer = RecordingMailer::new();
+/// runtime.block_on(send_receipt(&mailer, "you@example.org"))?;
+/// assert_eq!(mailer.sent()[0].envelope.recipients().len(), 1);
+/// # let _ = production;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+impl smtp_proto::AsyncMailer for Pool {
+    type Error = Error;
+
+    fn send(
+        &self,
+        envelope: Envelope,
+        body: &[u8],
+    ) -> impl Future<Output = Result<Delivery, Error>> + Send {
+        Pool::send(self, envelope, body)
+    }
+
+    fn send_all(
+        &self,
+        messages: Vec<(Envelope, &[u8])>,
+    ) -> impl Future<Output = Vec<Result<Delivery, Error>>> + Send {
+        Pool::send_all(self, messages)
+    }
+}
