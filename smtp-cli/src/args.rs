@@ -216,6 +216,12 @@ pub struct SendArgs {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub repeat: u32,
 
+    /// With PIPELINING and CHUNKING, how many transactions one session keeps
+    /// in flight before it waits for their replies (1: one at a time).
+    #[arg(long, value_name = "W", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub window: u32,
+
     /// Spread the N transactions over C parallel sessions.
     #[arg(long, value_name = "C", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=1024))]

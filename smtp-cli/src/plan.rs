@@ -352,6 +352,8 @@ pub struct Plan {
     pub repeat: u32,
     /// Parallel sessions (at most `repeat`).
     pub connections: u32,
+    /// Transactions in flight with CHUNKING (`--window`).
+    pub window: usize,
 }
 
 impl std::fmt::Debug for Plan {
@@ -588,6 +590,7 @@ pub fn plan(args: &SendArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Pla
         data,
         repeat,
         connections,
+        window: usize::try_from(args.window).unwrap_or(1),
     })
 }
 

@@ -298,7 +298,8 @@ fn session(
     let mut config = Config::new(plan.server_name.clone())
         .tls(plan.tls)
         .ehlo_name(plan.helo.clone())
-        .allow_insecure_auth(plan.allow_insecure_auth);
+        .allow_insecure_auth(plan.allow_insecure_auth)
+        .window(plan.window);
     if let Some(credentials) = &plan.credentials {
         config = config.credentials(credentials.clone());
     }

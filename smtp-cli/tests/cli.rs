@@ -1205,6 +1205,8 @@ fn usage_errors_exit_2_with_json() {
     for bad in [
         &["--tls", "sometimes"][..],
         &["--repeat", "0"],
+        &["--window", "0"],
+        &["--window", "257"],
         &["--timeout", "-1"],
         &["--max-time", "0"],
         &["--max-time", "soon"],
@@ -1978,7 +1980,10 @@ fn changing_file(change: Change) -> (Out, Chunked, [Vec<u8>; 2], ScriptedServer)
     };
     let (server, log) = start_chunking(data.clone(), change);
     let mut args = plain_args(&server, &data);
-    args.extend(["--repeat".into(), "3".into()]);
+    // One transaction at a time, so that there is a "between": with a
+    // window the next message is measured and sent before any reply, and a
+    // change lands inside a message (the "changed while being sent" tests).
+    args.extend(["--repeat".into(), "3".into(), "--window".into(), "1".into()]);
     let out = run(&strs(&args), &[], None);
     assert!(
         server.wait_finished(1, WAIT),
