@@ -93,6 +93,7 @@ pub fn demo() -> Result<DemoOutcome, Failure> {
         data: Data::Memory(Arc::new(body.into_bytes())),
         repeat: 1,
         connections: 1,
+        token_source: None,
     };
 
     println!(

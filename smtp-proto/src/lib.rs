@@ -160,6 +160,8 @@ mod hint;
 mod input;
 mod mechanism;
 pub mod messages;
+#[cfg(feature = "oauth2")]
+pub mod oauth2;
 mod options;
 mod outcome;
 mod reply;
