@@ -159,11 +159,13 @@ pub mod server;
 
 pub use certs::{self_signed, ServerCert, TestPki};
 pub use exchange::{
-    exchange_online, AuthAttempt, ExchangeOptions, MailStore, StoredMessage, EXCHANGE_SIZE_LIMIT,
+    exchange_online, AuthAttempt, ExchangeOptions, MailStore, StoredMessage, TokenCheck,
+    EXCHANGE_SIZE_LIMIT,
 };
 #[cfg(feature = "peers")]
 pub use peers::{
-    Aiosmtpd, AiosmtpdOptions, NodeSmtpServer, NodeSmtpServerOptions, Postfix, PostfixOptions,
-    ReceivedMessage, SmtpSink, SmtpSinkOptions, POSTFIX_DOMAIN,
+    Aiosmtpd, AiosmtpdOptions, NodeSmtpServer, NodeSmtpServerOptions, OAuth2Mock,
+    OAuth2MockOptions, Postfix, PostfixOptions, ReceivedMessage, SmtpSink, SmtpSinkOptions,
+    TokenRequest, POSTFIX_DOMAIN,
 };
 pub use server::{Handler, Peer, Received, ScriptedServer};
