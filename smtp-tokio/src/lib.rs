@@ -154,6 +154,8 @@ pub use client::{Backend, Client, Dial};
 
 #[cfg(feature = "async-std")]
 pub mod futures;
+#[cfg(feature = "oauth2")]
+pub mod oauth2;
 #[cfg(feature = "tokio")]
 pub mod pool;
 #[cfg(feature = "tokio")]
