@@ -206,7 +206,7 @@ pub struct SendArgs {
     pub oauth2_token_url: Option<String>,
 
     /// Microsoft's token endpoint of TENANT (a tenant id or domain):
-    /// https://login.microsoftonline.com/TENANT/oauth2/v2.0/token, instead
+    /// `https://login.microsoftonline.com/TENANT/oauth2/v2.0/token`, instead
     /// of --oauth2-token-url.
     #[arg(long, value_name = "TENANT", help_heading = "OAuth2")]
     pub oauth2_tenant: Option<String>,
@@ -216,8 +216,8 @@ pub struct SendArgs {
     pub oauth2_client_id: Option<String>,
 
     /// The scope asked for (Microsoft's delegated SMTP.Send:
-    /// 'https://outlook.office.com/SMTP.Send offline_access'; Gmail:
-    /// https://mail.google.com/).
+    /// `'https://outlook.office.com/SMTP.Send offline_access'`; Gmail:
+    /// `https://mail.google.com/`).
     #[arg(
         long,
         value_name = "SCOPE",

@@ -11,7 +11,7 @@ use smtp_tests::{
     exchange_online, ExchangeOptions, MailStore, OAuth2Mock, OAuth2MockOptions, ScriptedServer,
     TestPki,
 };
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -117,7 +117,7 @@ fn exchange(pki: &TestPki) -> Smtp {
 }
 
 /// Sending to `smtp` with the token from `token_url`; `--json`.
-fn args(smtp: &Smtp, ca: &PathBuf, token_url: &str) -> Vec<String> {
+fn args(smtp: &Smtp, ca: &Path, token_url: &str) -> Vec<String> {
     [
         "--server",
         &format!("{NAME}:587"),

@@ -46,7 +46,10 @@ pub struct ExchangeOptions {
 
 /// A check of an XOAUTH2 `(user, bearer token)` ([`ExchangeOptions::verify_token`]).
 #[derive(Clone)]
-pub struct TokenCheck(pub Arc<dyn Fn(&str, &str) -> bool + Send + Sync>);
+pub struct TokenCheck(pub Arc<TokenCheckFn>);
+
+/// `(user, bearer token) -> accepted`.
+pub type TokenCheckFn = dyn Fn(&str, &str) -> bool + Send + Sync;
 
 impl std::fmt::Debug for TokenCheck {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
