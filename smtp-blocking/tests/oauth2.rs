@@ -149,3 +149,83 @@ fn failures_are_oauth2_errors_without_secrets() {
         Err(OAuth2Error::InsecureEndpoint { .. })
     ));
 }
+
+/// Sends with `token` to an Exchange-like server that checks JWTs against
+/// `jwks`: the error, if any, and what the server answered.
+fn send_with_jwt(
+    pki: &TestPki,
+    jwks: &str,
+    token: &str,
+) -> (Result<(), smtp_blocking::Error>, String) {
+    let cert = pki.leaf(&[NAME]).unwrap();
+    let opts = ExchangeOptions::new(cert.server_config().unwrap()).verify_jwt(jwks);
+    let (handler, store) = exchange_online(opts);
+    let server = ScriptedServer::start(handler).unwrap();
+    let replies = Arc::new(Mutex::new(String::new()));
+    let record = replies.clone();
+    let options = Options::new()
+        .tls(pki.client_config().unwrap())
+        .transcript(move |line| {
+            record.lock().unwrap().push_str(&format!("{line}\n"));
+        });
+    let config = Config::new(NAME).credentials(smtp_blocking::Credentials::token(USER, token));
+    let result = Client::connect_to(server.addr(), config, options).and_then(|mut client| {
+        let envelope = Envelope::new(
+            Some(Address::new(USER).unwrap()),
+            [Address::new("you@example.org").unwrap()],
+        )
+        .unwrap();
+        client.send(envelope, b"Subject: jwt\r\n\r\nx\r\n")?;
+        client.quit()
+    });
+    let accepted = store.auth_attempts().iter().any(|a| a.success);
+    assert_eq!(accepted, result.is_ok());
+    let transcript = replies.lock().unwrap().clone();
+    (result, transcript)
+}
+
+#[test]
+fn the_exchange_like_server_checks_the_jwt_signature_and_expiry() {
+    let pki = TestPki::new().unwrap();
+    let mock = OAuth2Mock::start(&OAuth2MockOptions {
+        expires_in: Some(Duration::from_secs(2)),
+        ..OAuth2MockOptions::default()
+    })
+    .unwrap();
+    let jwks = mock.jwks().unwrap();
+    assert!(jwks.contains("\"kty\":\"RSA\""), "{jwks}");
+    let token = provider(&mock).token().unwrap().expose().to_owned();
+
+    // Signed by the mock's key, not expired: accepted.
+    let (result, _) = send_with_jwt(&pki, &jwks, &token);
+    result.unwrap();
+
+    let refused = |result: Result<(), smtp_blocking::Error>, transcript: &str| {
+        let err = result.unwrap_err();
+        assert!(err.to_string().contains("535"), "{err}");
+        assert!(
+            transcript.contains("5.7.3 Authentication unsuccessful"),
+            "{transcript}"
+        );
+        // Exchange's error challenge came first (base64 of its JSON).
+        assert!(
+            transcript.contains("S: 334 eyJzdGF0dXMiOiI0MDEi"),
+            "{transcript}"
+        );
+        // The token itself is never in the transcript.
+        assert!(!transcript.contains(&token[..40]));
+    };
+    // A forged signature.
+    let (head, sig) = token.rsplit_once('.').unwrap();
+    let forged = format!("{head}.{}", sig.chars().rev().collect::<String>());
+    let (result, transcript) = send_with_jwt(&pki, &jwks, &forged);
+    refused(result, &transcript);
+    // Another issuer's keys.
+    let other = OAuth2Mock::start(&OAuth2MockOptions::default()).unwrap();
+    let (result, transcript) = send_with_jwt(&pki, &other.jwks().unwrap(), &token);
+    refused(result, &transcript);
+    // Expired.
+    std::thread::sleep(Duration::from_millis(2100));
+    let (result, transcript) = send_with_jwt(&pki, &jwks, &token);
+    refused(result, &transcript);
+}

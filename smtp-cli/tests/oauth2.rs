@@ -173,7 +173,9 @@ fn client_credentials_end_to_end_token_fetched_and_sent_with_xoauth2() {
     assert_eq!(request["scope"], "https://outlook.office365.com/.default");
     // The very token the endpoint issued (a JWT) went to the SMTP server.
     let issued = &request["issued_access_token"];
-    assert_eq!(issued.split('.').count(), 3, "not a JWT: {issued}");
+    let jwks = smtp_tests::jwt::Jwks::parse(&mock.jwks().unwrap()).unwrap();
+    let claims = jwks.verify(issued).unwrap();
+    assert_eq!(claims["scope"], "https://outlook.office365.com/.default");
     assert_eq!(*smtp.tokens.lock().unwrap(), vec![issued.clone()]);
     let messages = smtp.store.messages();
     assert_eq!(messages.len(), 1);

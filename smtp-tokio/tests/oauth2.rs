@@ -39,7 +39,8 @@ fn issued(mock: &OAuth2Mock) -> Vec<String> {
 }
 
 /// The Exchange-like server accepting, for USER, only the access tokens the
-/// mock issued; records the tokens it was given.
+/// mock issued, checked as JWTs against its keys and expiry; records the
+/// tokens it was given.
 fn exchange(
     pki: &TestPki,
     mock: Arc<OAuth2Mock>,
@@ -47,9 +48,11 @@ fn exchange(
     let cert = pki.leaf(&[NAME]).unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let record = seen.clone();
+    // Signed by the mock's keys (the JWKS), not expired, and issued.
+    let keys = smtp_tests::jwt::Jwks::parse(&mock.jwks().unwrap()).unwrap();
     let opts = ExchangeOptions::new(cert.server_config().unwrap()).verify_token(move |user, t| {
         record.lock().unwrap().push(t.to_owned());
-        user == USER && issued(&mock).iter().any(|i| i == t)
+        user == USER && keys.verify(t).is_ok() && issued(&mock).iter().any(|i| i == t)
     });
     let (handler, store) = exchange_online(opts);
     (ScriptedServer::start(handler).unwrap(), store, seen)

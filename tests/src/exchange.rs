@@ -83,6 +83,16 @@ impl ExchangeOptions {
         self
     }
 
+    /// Also accepts, for any user, the XOAUTH2 bearer tokens that are RS256
+    /// JWTs signed by a key of `jwks` (a JSON Web Key Set, e.g.
+    /// [`OAuth2Mock::jwks`](crate::peers::OAuth2Mock::jwks)) and not
+    /// expired; any other gets Exchange's error challenge and
+    /// `535 5.7.3`. A `jwks` that is no key set accepts nothing.
+    pub fn verify_jwt(self, jwks: &str) -> Self {
+        let keys = crate::jwt::Jwks::parse(jwks).unwrap_or_default();
+        self.verify_token(move |_, token| keys.verify(token).is_ok())
+    }
+
     /// Also accepts the XOAUTH2 `(user, token)`s that `check` accepts.
     pub fn verify_token(
         mut self,

@@ -152,6 +152,7 @@
 
 pub mod certs;
 pub mod exchange;
+pub mod jwt;
 #[cfg(feature = "peers")]
 #[cfg_attr(docsrs, doc(cfg(feature = "peers")))]
 pub mod peers;

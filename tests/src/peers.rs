@@ -594,6 +594,21 @@ impl OAuth2Mock {
         self.running.log()
     }
 
+    /// The JSON Web Key Set the tokens are signed with (`GET /jwks`, over
+    /// plain HTTP: not for a server started with a certificate).
+    pub fn jwks(&self) -> io::Result<String> {
+        use std::io::{Read, Write};
+        let mut stream = TcpStream::connect(("127.0.0.1", self.running.port))?;
+        stream.set_read_timeout(Some(START_TIMEOUT))?;
+        stream.write_all(b"GET /jwks HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        response
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_owned())
+            .ok_or_else(|| io::Error::other(format!("GET /jwks: {response}")))
+    }
+
     /// Every token request answered so far, in order.
     pub fn requests(&self) -> io::Result<Vec<TokenRequest>> {
         let mut found = Vec::new();
