@@ -399,3 +399,79 @@ fn help_and_man_page_list_the_oauth2_flags() {
         );
     }
 }
+
+#[test]
+fn oauthbearer_with_a_fetched_token() {
+    let mock = OAuth2Mock::start(&OAuth2MockOptions::default()).unwrap();
+    let auth_lines = Arc::new(Mutex::new(Vec::new()));
+    let record = auth_lines.clone();
+    // Plaintext on loopback (credentials allowed there), offering
+    // OAUTHBEARER only.
+    let server = ScriptedServer::start_fn(move |peer| {
+        peer.reply("220 mail.test ESMTP")?;
+        peer.expect("EHLO")?;
+        peer.reply("250-mail.test\n250 AUTH OAUTHBEARER")?;
+        let auth = peer.expect("AUTH ")?;
+        record
+            .lock()
+            .unwrap()
+            .push(String::from_utf8_lossy(&auth).into_owned());
+        peer.reply("235 2.7.0 Authentication successful")?;
+        peer.expect("MAIL FROM:")?;
+        peer.reply("250 ok")?;
+        peer.expect("RCPT TO:")?;
+        peer.reply("250 ok")?;
+        peer.expect("DATA")?;
+        peer.reply("354 go")?;
+        peer.read_data()?;
+        peer.reply("250 queued")?;
+        peer.expect("QUIT")?;
+        peer.reply("221 bye")
+    })
+    .unwrap();
+    let args: Vec<String> = [
+        "--server",
+        &format!("127.0.0.1:{}", server.port()),
+        "--tls",
+        "none",
+        "--from",
+        USER,
+        "--to",
+        "you@example.org",
+        "--user",
+        USER,
+        "--auth",
+        "oauthbearer",
+        "--timeout",
+        "10",
+        "--oauth2-token-url",
+        &mock.token_url(),
+        "--oauth2-client-id",
+        CLIENT_ID,
+        "--json",
+        "--transcript",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let out = run(&args, &[("SMTP_OAUTH_CLIENT_SECRET", CLIENT_SECRET)]);
+    assert_eq!(out.status, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(out.json()["auth_mechanism"], "OAUTHBEARER");
+    assert_eq!(out.json()["token_source"], "client_credentials");
+    let issued = mock.requests().unwrap()[0]["issued_access_token"].clone();
+    let lines = auth_lines.lock().unwrap().clone();
+    assert_eq!(lines.len(), 1);
+    let payload = lines[0]
+        .trim_end()
+        .strip_prefix("AUTH OAUTHBEARER ")
+        .unwrap();
+    use base64::Engine as _;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(payload)
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(decoded).unwrap(),
+        format!("n,a={USER},\x01auth=Bearer {issued}\x01\x01")
+    );
+    out.assert_hides(&[CLIENT_SECRET, &issued]);
+}
