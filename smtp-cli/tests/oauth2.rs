@@ -299,6 +299,28 @@ fn an_oauth2_error_response_is_in_the_message() {
 }
 
 #[test]
+fn an_answer_without_access_token_is_oauth2() {
+    let (pki, ca) = setup();
+    let mock = OAuth2Mock::start(&OAuth2MockOptions {
+        omit_access_token: true,
+        ..OAuth2MockOptions::default()
+    })
+    .unwrap();
+    let smtp = exchange(&pki);
+    let out = run(
+        &args(&smtp, &ca, &mock.token_url()),
+        &[("SMTP_OAUTH_CLIENT_SECRET", CLIENT_SECRET)],
+    );
+    assert_eq!(out.status, 1, "{}\n{}", out.stdout, out.stderr);
+    let (kind, message) = out.error();
+    assert_eq!(kind, "oauth2");
+    assert!(message.contains("no access_token"), "{message}");
+    assert_eq!(mock.requests().unwrap().len(), 1);
+    assert_eq!(smtp.server.connections(), 0);
+    out.assert_hides(&[CLIENT_SECRET]);
+}
+
+#[test]
 fn a_token_endpoint_neither_https_nor_loopback_is_a_usage_error() {
     let (pki, ca) = setup();
     let smtp = exchange(&pki);

@@ -9,6 +9,7 @@
 // --error E            answer every token request with HTTP 400 and this
 //                      OAuth2 error...
 // --error-description D  ...and this error_description
+// --omit-access-token 1  answer 200 without access_token (a broken server)
 // --cert C --key K     serve HTTPS with this certificate
 'use strict';
 
@@ -66,6 +67,9 @@ async function main() {
             }
         } else {
             response.body.expires_in = expiresIn;
+            if (args['omit-access-token']) {
+                delete response.body.access_token;
+            }
         }
         const body = req.body || {};
         record({

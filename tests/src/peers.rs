@@ -500,6 +500,8 @@ pub struct OAuth2MockOptions {
     pub error: Option<(String, String)>,
     /// Serve HTTPS with this certificate (else plain HTTP on loopback).
     pub cert: Option<ServerCert>,
+    /// Answer `200` without `access_token` (a broken endpoint).
+    pub omit_access_token: bool,
 }
 
 /// One token request the server answered: its form fields (`grant_type`,
@@ -547,6 +549,9 @@ impl OAuth2Mock {
                         .arg(error)
                         .arg("--error-description")
                         .arg(description);
+                }
+                if opts.omit_access_token {
+                    cmd.arg("--omit-access-token").arg("1");
                 }
                 if opts.cert.is_some() {
                     cmd.arg("--cert")
