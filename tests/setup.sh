@@ -2,6 +2,8 @@
 # Installs the real third-party SMTP servers the smtp-tests crate launches:
 #   - aiosmtpd 1.4.6 (PyPI) in tests/.venv
 #   - nodemailer smtp-server (npm, pinned in tests/peers/package-lock.json)
+#   - oauth2-mock-server (npm, same lock file): a real OAuth2 server that
+#     signs JWTs, the token endpoint of the OAuth2 tests
 #   - Postfix (Debian package `postfix`, installed only if missing): its
 #     smtp-sink, and the daemons a private Postfix instance runs (master,
 #     smtpd, cleanup, qmgr, virtual, postlogd, ... as the `postfix` user),
@@ -37,12 +39,13 @@ else
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "aiosmtpd==$AIOSMTPD_VERSION"
 fi
 
-# 2. smtp-server from the committed lock file; the stamp records which lock
+# 2. smtp-server and oauth2-mock-server from the committed lock file; the stamp records which lock
 #    file node_modules was installed from.
 stamp="$here/peers/node_modules/.setup-stamp"
 want="$(sha256sum "$here/peers/package-lock.json" | cut -d' ' -f1)"
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -d "$here/peers/node_modules/smtp-server" ]; then
-    say "smtp-server already installed in peers/node_modules"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -d "$here/peers/node_modules/smtp-server" ] \
+    && [ -d "$here/peers/node_modules/oauth2-mock-server" ]; then
+    say "smtp-server and oauth2-mock-server already installed in peers/node_modules"
 else
     say "npm ci in peers/"
     (cd "$here/peers" && npm ci --no-audit --no-fund --loglevel=error)

@@ -59,12 +59,17 @@
 //!   `ring` is used; a process-wide default provider, when the application
 //!   installed one, is used before either.
 //! - `native-roots`: [`tls::TlsRoots::Native`], the operating system's store.
+//! - `oauth2`: [`oauth2::TokenProvider`], OAuth 2.0 access tokens for
+//!   XOAUTH2 and OAUTHBEARER (client credentials and refresh token grants),
+//!   fetched over HTTPS with ureq and rustls, cached and renewed.
 #![forbid(unsafe_code)]
 #![warn(unreachable_pub)]
 
 mod client;
 mod error;
 pub mod pool;
+#[cfg(feature = "oauth2")]
+pub mod oauth2;
 mod stream;
 
 pub use client::Client;

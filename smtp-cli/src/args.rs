@@ -31,6 +31,12 @@ Examples:
     SMTP_OAUTH_TOKEN=... smtp-send --url 'smtp://me%40example.com@smtp.office365.com' \\
         --from me@example.com --to you@example.org --data message.eml
 
+  Microsoft 365 with an app registration (SMTP.SendAsApp): the token from
+  the tenant's endpoint (client credentials grant), then AUTH XOAUTH2:
+    SMTP_OAUTH_CLIENT_SECRET=... smtp-send --server smtp.office365.com \\
+        --oauth2-tenant contoso.onmicrosoft.com --oauth2-client-id APP-ID \\
+        --user me@contoso.com --from me@contoso.com --to you@example.org
+
   Probe a server: what it offers before and after TLS, its certificate:
     smtp-send probe --server mail.example.com:587 --json
 
@@ -184,6 +190,41 @@ pub struct SendArgs {
     /// loopback name.
     #[arg(long)]
     pub allow_insecure_auth: bool,
+
+    /// Get the bearer token from this OAuth2 token endpoint (https, or http
+    /// to a loopback address) before connecting, then AUTH XOAUTH2 (or
+    /// OAUTHBEARER with --auth oauthbearer) as --user: the client
+    /// credentials grant with env SMTP_OAUTH_CLIENT_SECRET, or the refresh
+    /// token grant with env SMTP_OAUTH_REFRESH_TOKEN (and the client secret,
+    /// if set). --ca-file applies to the endpoint too.
+    #[arg(
+        long,
+        value_name = "URL",
+        help_heading = "OAuth2",
+        conflicts_with = "oauth2_tenant"
+    )]
+    pub oauth2_token_url: Option<String>,
+
+    /// Microsoft's token endpoint of TENANT (a tenant id or domain):
+    /// `https://login.microsoftonline.com/TENANT/oauth2/v2.0/token`, instead
+    /// of --oauth2-token-url.
+    #[arg(long, value_name = "TENANT", help_heading = "OAuth2")]
+    pub oauth2_tenant: Option<String>,
+
+    /// The application (client) id, for --oauth2-token-url or --oauth2-tenant.
+    #[arg(long, value_name = "ID", help_heading = "OAuth2")]
+    pub oauth2_client_id: Option<String>,
+
+    /// The scope asked for (Microsoft's delegated SMTP.Send:
+    /// `'https://outlook.office.com/SMTP.Send offline_access'`; Gmail:
+    /// `https://mail.google.com/`).
+    #[arg(
+        long,
+        value_name = "SCOPE",
+        help_heading = "OAuth2",
+        default_value = "https://outlook.office365.com/.default"
+    )]
+    pub oauth2_scope: String,
 
     /// The envelope sender (may be empty: --from '').
     #[arg(long, value_name = "ADDR", required = true)]

@@ -3,6 +3,7 @@
 
 use crate::args::{AuthMode, SendArgs, TlsMode};
 use crate::report::{classify, Failure, Kind};
+use smtp_blocking::oauth2::{Grant, TokenEndpoint, TokenProvider};
 use smtp_blocking::smtp_proto::{BodyType, EhloName, SmtpUrl};
 use smtp_blocking::tls::{client_config, TlsRoots};
 use smtp_blocking::{
@@ -19,6 +20,12 @@ use std::time::{Duration, SystemTime};
 pub const PASSWORD_ENV: &str = "SMTP_PASSWORD";
 /// The environment variable holding an OAuth 2.0 bearer token for `--user`.
 pub const TOKEN_ENV: &str = "SMTP_OAUTH_TOKEN";
+/// The environment variable holding the OAuth2 client secret (client
+/// credentials grant, or a confidential client's refresh token grant).
+pub const CLIENT_SECRET_ENV: &str = "SMTP_OAUTH_CLIENT_SECRET";
+/// The environment variable holding an OAuth2 refresh token (refresh token
+/// grant).
+pub const REFRESH_TOKEN_ENV: &str = "SMTP_OAUTH_REFRESH_TOKEN";
 
 /// Where the message comes from.
 #[derive(Debug, Clone)]
@@ -354,6 +361,9 @@ pub struct Plan {
     pub connections: u32,
     /// Transactions in flight with CHUNKING (`--window`).
     pub window: usize,
+    /// Where the bearer token in `credentials` came from (`token_source`
+    /// in `--json`): `env`, `client_credentials` or `refresh_token`.
+    pub token_source: Option<&'static str>,
 }
 
 impl std::fmt::Debug for Plan {
@@ -367,6 +377,7 @@ impl std::fmt::Debug for Plan {
             .field("envelope", &self.envelope)
             .field("repeat", &self.repeat)
             .field("connections", &self.connections)
+            .field("token_source", &self.token_source)
             .finish_non_exhaustive()
     }
 }
@@ -487,27 +498,58 @@ pub fn plan(args: &SendArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Pla
         TlsMode::Implicit => TlsPolicy::Implicit,
         TlsMode::None => TlsPolicy::Disabled,
     };
+    let oauth2 = oauth2_grant(args, env)?;
     let mut options = Options::new();
-    match (&args.ca_file, tls_mode) {
-        (Some(_), TlsMode::None) | (None, _) => {}
-        (Some(path), _) => {
-            let pem = std::fs::read(path)
-                .map_err(|err| Failure::usage(format!("--ca-file {}: {err}", path.display())))?;
-            options = options
-                .tls(client_config(&TlsRoots::Pem(pem)).map_err(|err| classify(&err.into()))?);
-        }
+    // The roots of --ca-file, for the SMTP server's TLS and the token endpoint.
+    let ca_pem = match &args.ca_file {
+        Some(path) if tls_mode != TlsMode::None || oauth2.is_some() => Some(
+            std::fs::read(path)
+                .map_err(|err| Failure::usage(format!("--ca-file {}: {err}", path.display())))?,
+        ),
+        _ => None,
+    };
+    if let (Some(pem), false) = (&ca_pem, tls_mode == TlsMode::None) {
+        options = options
+            .tls(client_config(&TlsRoots::Pem(pem.clone())).map_err(|err| classify(&err.into()))?);
     }
     let helo = EhloName::new(helo).map_err(|err| invalid("--helo", err))?;
 
-    let credentials = match &user {
-        None => {
+    let mut token_source = None;
+    let credentials = match (&user, &oauth2) {
+        (None, Some(_)) => {
+            return Err(Failure::usage(
+                "--oauth2-token-url/--oauth2-tenant need --user (the mailbox to authenticate as)",
+            ))
+        }
+        (None, None) => {
             if auth.is_some() {
                 return Err(Failure::usage("--auth needs --user"));
             }
             None
         }
-        Some(user) => {
-            let credentials = credentials(user, auth, env(PASSWORD_ENV), env(TOKEN_ENV))?;
+        (Some(user), Some(_)) => {
+            if let Some(mode @ (AuthMode::Plain | AuthMode::Login)) = auth {
+                let name = if mode == AuthMode::Plain {
+                    "plain"
+                } else {
+                    "login"
+                };
+                return Err(Failure::usage(format!(
+                    "--auth {name} takes a password: with an OAuth2 token, --auth xoauth2 or oauthbearer"
+                )));
+            }
+            // The user is checked now, the token fetched last (below).
+            Credentials::token(user.clone(), "unfetched")
+                .check()
+                .map_err(|err| invalid("--user", err))?;
+            None
+        }
+        (Some(user), None) => {
+            let token = env(TOKEN_ENV);
+            if token.is_some() && !matches!(auth, Some(AuthMode::Plain | AuthMode::Login)) {
+                token_source = Some("env");
+            }
+            let credentials = credentials(user, auth, env(PASSWORD_ENV), token)?;
             credentials.check().map_err(|err| invalid("--user", err))?;
             Some(credentials)
         }
@@ -568,6 +610,33 @@ pub fn plan(args: &SendArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Pla
     {
         options = options.time_limit(limit);
     }
+    // Last, once everything else is known to be right: the token, before
+    // anything is sent to the SMTP server.
+    let credentials = match (oauth2, &user) {
+        (Some((endpoint, grant)), Some(user)) => {
+            token_source = Some(grant.name());
+            let mut provider = TokenProvider::builder(endpoint, grant)
+                .timeout(timeout.unwrap_or(smtp_blocking::oauth2::DEFAULT_TIMEOUT));
+            if let Some(pem) = ca_pem {
+                provider = provider.roots_pem(pem);
+            }
+            let credentials = provider
+                .build()
+                .and_then(|provider| provider.credentials(user.clone()))
+                .map_err(|err| Failure::new(Kind::OAuth2, err.to_string()))?;
+            credentials.check().map_err(|err| {
+                Failure::new(
+                    Kind::OAuth2,
+                    format!(
+                        "the access token is unusable: {}",
+                        classify(&err.into()).message
+                    ),
+                )
+            })?;
+            Some(credentials)
+        }
+        _ => credentials,
+    };
     if let Some(timeout) = timeout {
         // QUIT comes after every result is known: it never waits longer
         // than its default, so a silent server does not hold the report back.
@@ -591,7 +660,56 @@ pub fn plan(args: &SendArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Pla
         repeat,
         connections,
         window: usize::try_from(args.window).unwrap_or(1),
+        token_source,
     })
+}
+
+/// `--oauth2-token-url` or `--oauth2-tenant` with `--oauth2-client-id`,
+/// `--oauth2-scope` and the secret from the environment: the endpoint
+/// (guarded: https, or http to a loopback address) and the grant. `None`
+/// without either flag.
+fn oauth2_grant(
+    args: &SendArgs,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<(TokenEndpoint, Grant)>, Failure> {
+    let endpoint = match (&args.oauth2_token_url, &args.oauth2_tenant) {
+        (Some(url), _) => TokenEndpoint::new(url.as_str())
+            .map_err(|err| Failure::usage(format!("--oauth2-token-url: {err}")))?,
+        (None, Some(tenant)) => TokenEndpoint::microsoft(tenant)
+            .map_err(|err| Failure::usage(format!("--oauth2-tenant: {err}")))?,
+        (None, None) => {
+            if args.oauth2_client_id.is_some() {
+                return Err(Failure::usage(
+                    "--oauth2-client-id needs --oauth2-token-url or --oauth2-tenant",
+                ));
+            }
+            return Ok(None);
+        }
+    };
+    let client_id = args.oauth2_client_id.clone().ok_or_else(|| {
+        Failure::usage("--oauth2-token-url/--oauth2-tenant need --oauth2-client-id")
+    })?;
+    let secret = |name: &str| env(name).filter(|value| !value.is_empty());
+    let grant = match (secret(REFRESH_TOKEN_ENV), secret(CLIENT_SECRET_ENV)) {
+        (Some(refresh), client_secret) => {
+            let grant = Grant::refresh_token(client_id, refresh, args.oauth2_scope.clone());
+            match client_secret {
+                Some(client_secret) => grant.with_client_secret(client_secret),
+                None => grant,
+            }
+        }
+        (None, Some(client_secret)) => {
+            Grant::client_credentials(client_id, client_secret, args.oauth2_scope.clone())
+        }
+        (None, None) => {
+            return Err(Failure::usage(format!(
+                "--oauth2-token-url/--oauth2-tenant need the secret in the environment: \
+                 {CLIENT_SECRET_ENV} (client credentials grant) or {REFRESH_TOKEN_ENV} \
+                 (refresh token grant)"
+            )))
+        }
+    };
+    Ok(Some((endpoint, grant)))
 }
 
 /// `secs` given to `flag` as a duration: positive, finite, not too large.

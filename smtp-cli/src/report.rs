@@ -43,6 +43,10 @@ pub enum Kind {
     Timeout,
     /// The connection broke, or reading the message failed.
     Io,
+    /// No OAuth2 access token could be had from the token endpoint (it
+    /// was unreachable, refused, or answered without `access_token`);
+    /// nothing was sent to the SMTP server.
+    OAuth2,
 }
 
 impl Kind {
@@ -63,6 +67,7 @@ impl Kind {
             Kind::Protocol => "protocol",
             Kind::Timeout => "timeout",
             Kind::Io => "io",
+            Kind::OAuth2 => "oauth2",
         }
     }
 }
@@ -294,6 +299,10 @@ pub struct Report {
     pub tls: bool,
     /// The AUTH mechanism used, if any.
     pub auth_mechanism: Option<String>,
+    /// Where the bearer token came from: `env` (`SMTP_OAUTH_TOKEN`),
+    /// `client_credentials` or `refresh_token` (from the token endpoint);
+    /// `None` without a token.
+    pub token_source: Option<&'static str>,
     /// The mechanisms the server offered (after TLS, when TLS was on), as
     /// far as a session got that far; human output only.
     pub auth_offered: Vec<String>,
@@ -317,6 +326,7 @@ impl Report {
             ok: false,
             tls: false,
             auth_mechanism: None,
+            token_source: None,
             auth_offered: Vec::new(),
             attempted: 0,
             shown: Vec::new(),
@@ -336,7 +346,7 @@ impl Report {
     }
 
     /// The `--json` object's fields after `transactions`: `ok`, `tls`,
-    /// `auth_mechanism`, `messages_sent`, `elapsed_ms` and `error`.
+    /// `auth_mechanism`, `token_source`, `messages_sent`, `elapsed_ms` and `error`.
     fn write_summary_json(&self, out: &mut dyn io::Write) -> io::Result<()> {
         write!(
             out,
@@ -345,6 +355,11 @@ impl Report {
         )?;
         match &self.auth_mechanism {
             Some(m) => write_str(out, m)?,
+            None => out.write_all(b"null")?,
+        }
+        out.write_all(b",\"token_source\":")?;
+        match self.token_source {
+            Some(source) => write_str(out, source)?,
             None => out.write_all(b"null")?,
         }
         write!(

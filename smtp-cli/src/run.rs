@@ -260,6 +260,7 @@ pub fn run(
         ok,
         tls,
         auth_mechanism,
+        token_source: plan.token_source,
         auth_offered,
         attempted,
         shown,

@@ -28,7 +28,10 @@
 //! - when each wait ends, from the per-stage timeouts (RFC 5321 §4.5.3.2)
 //!   and a time limit, against the caller's clock ([`ClientSession::next`]);
 //! - a batch of messages over one session: which result belongs to which
-//!   message, and what became of each when the connection fails ([`Batch`]).
+//!   message, and what became of each when the connection fails ([`Batch`]);
+//! - with the feature `oauth2`, OAuth 2.0 access tokens for XOAUTH2 and
+//!   OAUTHBEARER: the token request and response, the endpoint guard and
+//!   the cache (`oauth2`), for the adapters to send.
 //!
 //! And what an application sends through, whatever the runtime: the
 //! [`Mailer`] and [`AsyncMailer`] traits the adapters' pools implement, and
@@ -165,6 +168,8 @@ mod input;
 mod mailer;
 mod mechanism;
 pub mod messages;
+#[cfg(feature = "oauth2")]
+pub mod oauth2;
 mod options;
 mod outcome;
 mod reply;

@@ -125,6 +125,10 @@
 //!   default provider, when the application installed one, is used before
 //!   either; with both, `ring` is used; without either, install a default.
 //! - `native-roots`: [`tls::TlsRoots::Native`], the system trust store.
+//! - `oauth2`: `oauth2::TokenProvider`, OAuth 2.0 access tokens (client
+//!   credentials and refresh token grants) cached, renewed and fetched one
+//!   request at a time; `TokenProvider::for_user` is the pool's credential
+//!   provider.
 //!
 //! [`Options`] and [`tls`] are the core's (`smtp-proto`), re-exported: one
 //! options type and one TLS configuration for every adapter. The features
@@ -157,6 +161,8 @@ pub use client::{Backend, Client, Dial};
 
 #[cfg(feature = "async-std")]
 pub mod futures;
+#[cfg(feature = "oauth2")]
+pub mod oauth2;
 #[cfg(feature = "tokio")]
 pub mod pool;
 #[cfg(feature = "tokio")]

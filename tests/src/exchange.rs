@@ -38,6 +38,23 @@ pub struct ExchangeOptions {
     pub implicit_tls: bool,
     /// The host name in the greeting and the EHLO reply.
     pub hostname: String,
+    /// Accepts an XOAUTH2 `(user, bearer token)` that is not in `tokens`
+    /// when this says yes (e.g. a JWT checked against an OAuth2 server's
+    /// keys).
+    pub verify_token: Option<TokenCheck>,
+}
+
+/// A check of an XOAUTH2 `(user, bearer token)` ([`ExchangeOptions::verify_token`]).
+#[derive(Clone)]
+pub struct TokenCheck(pub Arc<TokenCheckFn>);
+
+/// `(user, bearer token) -> accepted`.
+pub type TokenCheckFn = dyn Fn(&str, &str) -> bool + Send + Sync;
+
+impl std::fmt::Debug for TokenCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenCheck(..)")
+    }
 }
 
 impl ExchangeOptions {
@@ -50,6 +67,7 @@ impl ExchangeOptions {
             size_limit: EXCHANGE_SIZE_LIMIT,
             implicit_tls: false,
             hostname: "BN8PR04CA0001.outlook.office365.com".to_owned(),
+            verify_token: None,
         }
     }
 
@@ -62,6 +80,25 @@ impl ExchangeOptions {
     /// Adds a bearer token for AUTH XOAUTH2.
     pub fn token(mut self, user: &str, token: &str) -> Self {
         self.tokens.push((user.to_owned(), token.to_owned()));
+        self
+    }
+
+    /// Also accepts, for any user, the XOAUTH2 bearer tokens that are RS256
+    /// JWTs signed by a key of `jwks` (a JSON Web Key Set, e.g.
+    /// [`OAuth2Mock::jwks`](crate::peers::OAuth2Mock::jwks)) and not
+    /// expired; any other gets Exchange's error challenge and
+    /// `535 5.7.3`. A `jwks` that is no key set accepts nothing.
+    pub fn verify_jwt(self, jwks: &str) -> Self {
+        let keys = crate::jwt::Jwks::parse(jwks).unwrap_or_default();
+        self.verify_token(move |_, token| keys.verify(token).is_ok())
+    }
+
+    /// Also accepts the XOAUTH2 `(user, token)`s that `check` accepts.
+    pub fn verify_token(
+        mut self,
+        check: impl Fn(&str, &str) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.verify_token = Some(TokenCheck(Arc::new(check)));
         self
     }
 
@@ -391,7 +428,13 @@ impl<'a> Session<'a> {
                 .opts
                 .tokens
                 .iter()
-                .any(|(u, t)| *u == user && *t == token);
+                .any(|(u, t)| *u == user && *t == token)
+            || (!user.is_empty()
+                && self
+                    .opts
+                    .verify_token
+                    .as_ref()
+                    .is_some_and(|check| (check.0)(&user, &token)));
         if !success {
             let error = r#"{"status":"401","schemes":"bearer","scope":"https://outlook.office365.com/.default"}"#;
             peer.reply(&format!("334 {}", B64.encode(error)))?;

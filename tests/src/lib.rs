@@ -15,9 +15,12 @@
 //! - [`exchange`]: a ready-made handler that behaves like Exchange Online's
 //!   submission server ([`exchange_online`]): STARTTLS required,
 //!   `AUTH LOGIN XOAUTH2` offered only over TLS, Exchange's reply texts,
-//!   BDAT, a size limit, and a [`MailStore`] of what it accepted;
+//!   BDAT, a size limit, and a [`MailStore`] of what it accepted; with
+//!   [`ExchangeOptions::verify_jwt`] it accepts XOAUTH2 bearer tokens that
+//!   are JWTs signed by an OAuth2 server's keys and not expired ([`jwt`]);
 //! - `peers` (feature `peers`, off by default): launchers of real
-//!   third-party servers (aiosmtpd, nodemailer smtp-server, Postfix) for the
+//!   third-party servers (aiosmtpd, nodemailer smtp-server, Postfix,
+//!   oauth2-mock-server) for the
 //!   workspace's own tests; they run what the repository's `tests/setup.sh`
 //!   installs, so they only work from a checkout of the repository.
 //!
@@ -152,6 +155,7 @@
 
 pub mod certs;
 pub mod exchange;
+pub mod jwt;
 #[cfg(feature = "peers")]
 #[cfg_attr(docsrs, doc(cfg(feature = "peers")))]
 pub mod peers;
@@ -159,11 +163,13 @@ pub mod server;
 
 pub use certs::{self_signed, ServerCert, TestPki};
 pub use exchange::{
-    exchange_online, AuthAttempt, ExchangeOptions, MailStore, StoredMessage, EXCHANGE_SIZE_LIMIT,
+    exchange_online, AuthAttempt, ExchangeOptions, MailStore, StoredMessage, TokenCheck,
+    EXCHANGE_SIZE_LIMIT,
 };
 #[cfg(feature = "peers")]
 pub use peers::{
-    Aiosmtpd, AiosmtpdOptions, NodeSmtpServer, NodeSmtpServerOptions, Postfix, PostfixOptions,
-    ReceivedMessage, SmtpSink, SmtpSinkOptions, POSTFIX_DOMAIN,
+    Aiosmtpd, AiosmtpdOptions, NodeSmtpServer, NodeSmtpServerOptions, OAuth2Mock,
+    OAuth2MockOptions, Postfix, PostfixOptions, ReceivedMessage, SmtpSink, SmtpSinkOptions,
+    TokenRequest, POSTFIX_DOMAIN,
 };
 pub use server::{Handler, Peer, Received, ScriptedServer};

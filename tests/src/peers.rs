@@ -487,6 +487,165 @@ impl NodeSmtpServer {
     }
 }
 
+// ------------------------------------------------------- oauth2-mock-server
+
+/// How to run oauth2-mock-server.
+#[derive(Clone, Debug, Default)]
+pub struct OAuth2MockOptions {
+    /// The tokens' lifetime (`expires_in`, and the JWT's `exp`); an hour
+    /// when `None`.
+    pub expires_in: Option<Duration>,
+    /// Answer every token request with HTTP 400 and this OAuth2 `error`
+    /// and `error_description`.
+    pub error: Option<(String, String)>,
+    /// Serve HTTPS with this certificate (else plain HTTP on loopback).
+    pub cert: Option<ServerCert>,
+    /// Answer `200` without `access_token` (a broken endpoint).
+    pub omit_access_token: bool,
+}
+
+/// One token request the server answered: its form fields (`grant_type`,
+/// `client_id`, `client_secret`, `refresh_token`, `scope`) and the answer
+/// (`status`, `issued_access_token`, `issued_refresh_token`), when present.
+pub type TokenRequest = BTreeMap<String, String>;
+
+/// `oauth2-mock-server` (npm, a real OAuth2/OIDC server that signs RS256
+/// JWTs; `tests/peers/oauth2_server.js`, version pinned in
+/// `tests/peers/package-lock.json`) on loopback: the token endpoint at
+/// `/token`, the keys at `/jwks`. Records every token request it answers.
+pub struct OAuth2Mock {
+    running: Running,
+    https: bool,
+}
+
+impl OAuth2Mock {
+    /// Starts the server and waits until it accepts connections.
+    pub fn start(opts: &OAuth2MockOptions) -> io::Result<Self> {
+        let module = tests_dir().join("peers/node_modules/oauth2-mock-server");
+        if !module.exists() {
+            return Err(not_installed("the oauth2-mock-server npm package", &module));
+        }
+        let script = tests_dir().join("peers/oauth2_server.js");
+        let cert = opts.cert.clone();
+        let running = Running::start(
+            "oauth2-mock-server",
+            |dir, _| match &cert {
+                Some(cert) => cert.write_pem(dir).map(|_| ()),
+                None => Ok(()),
+            },
+            |dir, port| {
+                let mut cmd = Command::new("node");
+                cmd.arg(&script)
+                    .arg("--port")
+                    .arg(port.to_string())
+                    .arg("--outdir")
+                    .arg(dir.join("out"));
+                if let Some(expires_in) = opts.expires_in {
+                    cmd.arg("--expires-in")
+                        .arg(expires_in.as_secs().to_string());
+                }
+                if let Some((error, description)) = &opts.error {
+                    cmd.arg("--error")
+                        .arg(error)
+                        .arg("--error-description")
+                        .arg(description);
+                }
+                if opts.omit_access_token {
+                    cmd.arg("--omit-access-token").arg("1");
+                }
+                if opts.cert.is_some() {
+                    cmd.arg("--cert")
+                        .arg(dir.join("cert.pem"))
+                        .arg("--key")
+                        .arg(dir.join("key.pem"));
+                }
+                cmd
+            },
+            None,
+        )?;
+        Ok(Self {
+            running,
+            https: opts.cert.is_some(),
+        })
+    }
+
+    /// The loopback port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.running.port
+    }
+
+    /// The base URL: `http://127.0.0.1:PORT` (`https://localhost:PORT`
+    /// with a certificate, whose name is then `localhost`).
+    pub fn url(&self) -> String {
+        if self.https {
+            format!("https://localhost:{}", self.running.port)
+        } else {
+            format!("http://127.0.0.1:{}", self.running.port)
+        }
+    }
+
+    /// The token endpoint.
+    pub fn token_url(&self) -> String {
+        format!("{}/token", self.url())
+    }
+
+    /// The JSON Web Key Set (the public keys the tokens are signed with).
+    pub fn jwks_url(&self) -> String {
+        format!("{}/jwks", self.url())
+    }
+
+    /// What the server wrote to stdout/stderr so far.
+    pub fn log(&self) -> String {
+        self.running.log()
+    }
+
+    /// The JSON Web Key Set the tokens are signed with (`GET /jwks`, over
+    /// plain HTTP: not for a server started with a certificate).
+    pub fn jwks(&self) -> io::Result<String> {
+        use std::io::{Read, Write};
+        let mut stream = TcpStream::connect(("127.0.0.1", self.running.port))?;
+        stream.set_read_timeout(Some(START_TIMEOUT))?;
+        stream.write_all(b"GET /jwks HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        response
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_owned())
+            .ok_or_else(|| io::Error::other(format!("GET /jwks: {response}")))
+    }
+
+    /// Every token request answered so far, in order.
+    pub fn requests(&self) -> io::Result<Vec<TokenRequest>> {
+        let mut found = Vec::new();
+        for entry in fs::read_dir(self.running.outdir())? {
+            let path = entry?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("req") {
+                continue;
+            }
+            let Some(n) = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(|s| s.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            found.push((n, path));
+        }
+        found.sort();
+        let mut requests = Vec::with_capacity(found.len());
+        for (_, path) in found {
+            let text = fs::read_to_string(&path)?;
+            requests.push(
+                text.lines()
+                    .filter_map(|line| line.split_once('='))
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
+            );
+        }
+        Ok(requests)
+    }
+}
+
 // --------------------------------------------------------------- smtp-sink
 
 /// How to run Postfix's smtp-sink; the flags hide EHLO keywords.
