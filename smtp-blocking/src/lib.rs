@@ -67,9 +67,9 @@
 
 mod client;
 mod error;
-pub mod pool;
 #[cfg(feature = "oauth2")]
 pub mod oauth2;
+pub mod pool;
 mod stream;
 
 pub use client::Client;

@@ -26,7 +26,7 @@
 pub use smtp_proto::oauth2::{Grant, OAuth2Error, TokenCache, TokenEndpoint, TokenResponse};
 use smtp_proto::{Credentials, Secret};
 use std::fmt;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// How long one token request may take in all, by default.
@@ -164,6 +164,19 @@ impl TokenProvider {
         Ok(Credentials::token(user, self.token()?))
     }
 
+    /// The [`Pool`](crate::pool::Pool)'s
+    /// [`CredentialProvider`](crate::pool::CredentialProvider): XOAUTH2 or
+    /// OAUTHBEARER credentials for `user` with this provider's tokens,
+    /// asked for before each new connection. A failure to get a token is
+    /// the pool's `Error::Credentials` with the [`OAuth2Error`] as its
+    /// source; no connection is opened then.
+    pub fn for_user(self: &Arc<Self>, user: impl Into<String>) -> OAuth2Credentials {
+        OAuth2Credentials {
+            provider: Arc::clone(self),
+            user: user.into(),
+        }
+    }
+
     /// Forgets the cached token, e.g. after the server refused it: the next
     /// [`TokenProvider::token`] asks the endpoint.
     pub fn invalidate(&self) {
@@ -187,6 +200,21 @@ impl TokenProvider {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .requests
+    }
+}
+
+/// A [`TokenProvider`] for one user: the blocking pool's
+/// [`CredentialProvider`](crate::pool::CredentialProvider)
+/// ([`TokenProvider::for_user`]).
+#[derive(Clone, Debug)]
+pub struct OAuth2Credentials {
+    provider: Arc<TokenProvider>,
+    user: String,
+}
+
+impl crate::pool::CredentialProvider for OAuth2Credentials {
+    fn credentials(&self) -> Result<Option<Credentials>, crate::pool::BoxError> {
+        Ok(Some(self.provider.credentials(self.user.clone())?))
     }
 }
 

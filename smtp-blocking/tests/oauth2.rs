@@ -229,3 +229,53 @@ fn the_exchange_like_server_checks_the_jwt_signature_and_expiry() {
     let (result, transcript) = send_with_jwt(&pki, &jwks, &token);
     refused(result, &transcript);
 }
+
+/// The blocking pool with the provider as its credential provider: eight
+/// threads open four connections at once, and one token request serves
+/// them all.
+#[test]
+fn the_blocking_pool_asks_the_provider_per_connection_and_it_asks_the_endpoint_once() {
+    use smtp_blocking::pool::{Connector, Pool, PoolOptions};
+    let pki = TestPki::new().unwrap();
+    let mock = Arc::new(OAuth2Mock::start(&OAuth2MockOptions::default()).unwrap());
+    let cert = pki.leaf(&[NAME]).unwrap();
+    let check = mock.clone();
+    let opts = ExchangeOptions::new(cert.server_config().unwrap())
+        .verify_token(move |user, t| user == USER && issued(&check).iter().any(|i| i == t));
+    let (handler, store) = exchange_online(opts);
+    let server = ScriptedServer::start(handler).unwrap();
+    let tokens = Arc::new(provider(&mock));
+    let connector = Connector::to_addr(
+        server.addr(),
+        Config::new(NAME),
+        Options::new().tls(pki.client_config().unwrap()),
+    )
+    .credential_provider(tokens.for_user(USER));
+    let pool = Pool::new(connector, PoolOptions::new().max_size(4));
+    let threads: Vec<_> = (0..8)
+        .map(|n| {
+            let pool = pool.clone();
+            std::thread::spawn(move || {
+                let envelope = Envelope::new(
+                    Some(Address::new(USER).unwrap()),
+                    [Address::new("you@example.org").unwrap()],
+                )
+                .unwrap();
+                pool.send(envelope, format!("Subject: {n}\r\n\r\nx\r\n").as_bytes())
+                    .unwrap();
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    pool.close();
+    assert_eq!(store.messages().len(), 8);
+    assert!(
+        (1..=4).contains(&pool.status().opened),
+        "{:?}",
+        pool.status()
+    );
+    assert_eq!(mock.requests().unwrap().len(), 1);
+    assert_eq!(tokens.requests(), 1);
+}
