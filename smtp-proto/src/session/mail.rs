@@ -55,12 +55,6 @@ pub(super) struct Transaction {
 }
 
 impl Transaction {
-    /// Whether the message went as one `BDAT n LAST` chunk: nothing of it
-    /// waits for a reply, so more messages may follow at once.
-    fn whole_chunk(&self) -> bool {
-        self.framing != Framing::Data && self.exact.is_some()
-    }
-
     fn accepted(&self) -> usize {
         self.recipients.iter().filter(|r| r.accepted()).count()
     }
@@ -100,11 +94,12 @@ impl ClientSession {
     /// message's commands may ride behind them (RFC 2920 §3.1: message
     /// content may start a group).
     ///
-    /// How many may be in flight: without CHUNKING, two (a body waits for
-    /// its `354`, so a third could not start anyway); with CHUNKING, when
-    /// each message in flight went as one `BDAT n LAST`, up to
-    /// [`Config::window`](crate::Config::window) (RFC 3030 §4 lets BDAT be
-    /// pipelined). Either way the replies owed stay under
+    /// How many may be in flight: up to
+    /// [`Config::window`](crate::Config::window) when each goes as one
+    /// `BDAT n LAST` (RFC 3030 §4 lets BDAT be pipelined). With DATA, two
+    /// at most whatever the window: the second message's body waits for its
+    /// `354`, which comes after the first message's final reply, so a third
+    /// cannot start before the first is done. Either way the replies owed stay under
     /// [`MAX_REPLIES_AHEAD`]: a few KiB, which socket buffers hold, so a
     /// client that writes before it reads cannot deadlock with a server
     /// whose replies it has not read.
@@ -113,15 +108,10 @@ impl ClientSession {
         match self.phase {
             Phase::Ready => true,
             Phase::Busy => {
-                let window = if self.txns.iter().all(Transaction::whole_chunk) {
-                    self.config.window
-                } else {
-                    2
-                };
                 // Busy with transactions only: never inside AUTH, say.
                 self.caps.pipelining()
                     && !self.txns.is_empty()
-                    && self.txns.len() < window
+                    && self.txns.len() < self.config.window
                     && self.txns.iter().all(|t| t.body_done)
                     // Room for one more message with a full RCPT group.
                     && self.expect.len() + 2 + MAX_RCPT_AHEAD <= MAX_REPLIES_AHEAD
