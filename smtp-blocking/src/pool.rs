@@ -114,7 +114,7 @@
 //! `discarded`, `expired`, `retrying`.
 
 use crate::{Client, Error, Options};
-use smtp_proto::{Config, Credentials, Delivery, Envelope, Mailer};
+use smtp_proto::{retry, Config, Credentials, Delivery, Envelope, Mailer};
 use std::cell::Cell;
 use std::fmt;
 use std::io::{self, Read};
@@ -530,13 +530,12 @@ impl Pool {
         // Only a message refused or not sent may go again (never one whose
         // outcome is unknown: RFC 1047), and only a body never read, since
         // a reader cannot be rewound.
-        let broken_before_any_body = lease.reused
-            && !touched.get()
-            && matches!(results.as_slice(), [Err(err)]
-                if is_broken(err) && err.outcome().may_resend());
+        let body_read = touched.get();
+        let broken_before_any_body = matches!(results.as_slice(), [Err(err)]
+            if retry::may_retry(lease.reused, body_read, is_broken(err), err.outcome()));
         if !broken_before_any_body {
             lease.done(last_error(&results));
-            return not_sent_to_the_end(results, messages.len());
+            return retry::not_sent_to_the_end(results, messages.len());
         }
         let id = lease.id();
         let slot = match lease.discard_keep_slot("broken before the message was sent") {
@@ -561,7 +560,7 @@ impl Pool {
         };
         let results = lease.send(messages, &touched);
         lease.done(last_error(&results));
-        not_sent_to_the_end(results, messages.len())
+        retry::not_sent_to_the_end(results, messages.len())
     }
 }
 
@@ -642,18 +641,6 @@ fn first(results: Vec<Result<Delivery, Error>>) -> Result<Delivery, Error> {
     })
 }
 
-/// `results` of a batch of `n` messages that a failure cut short, with
-/// [`Error::NotSent`] for each message it never reached.
-fn not_sent_to_the_end(
-    mut results: Vec<Result<Delivery, Error>>,
-    n: usize,
-) -> Vec<Result<Delivery, Error>> {
-    while results.len() < n {
-        results.push(Err(Error::NotSent));
-    }
-    results
-}
-
 /// What ended a batch, if anything did: its last result's error.
 fn last_error(results: &[Result<Delivery, Error>]) -> Option<&Error> {
     results.last().and_then(|result| result.as_ref().err())
@@ -664,10 +651,7 @@ fn last_error(results: &[Result<Delivery, Error>]) -> Option<&Error> {
 fn is_broken(err: &Error) -> bool {
     match err {
         Error::Io(_) | Error::Poisoned => true,
-        Error::Smtp(err) => matches!(
-            err,
-            smtp_proto::Error::ServiceClosing { .. } | smtp_proto::Error::ConnectionClosed { .. }
-        ),
+        Error::Smtp(err) => err.closes_connection(),
         _ => false,
     }
 }

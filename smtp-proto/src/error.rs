@@ -345,6 +345,15 @@ impl Error {
         )
     }
 
+    /// Whether the server ended the connection: a `421`
+    /// ([`Error::ServiceClosing`]) or a close ([`Error::ConnectionClosed`]).
+    pub fn closes_connection(&self) -> bool {
+        matches!(
+            self,
+            Error::ServiceClosing { .. } | Error::ConnectionClosed { .. }
+        )
+    }
+
     /// Whether a stage's timeout or the time limit ran out
     /// ([`Error::Timeout`], [`Error::TimeLimit`]).
     pub fn is_timeout(&self) -> bool {

@@ -154,7 +154,8 @@
 pub use rustls;
 
 // Private modules, one concept each; the types are re-exported below, one
-// path per type. `messages` and `tls` are namespaces of free functions.
+// path per type. `messages`, `retry` and `tls` are namespaces of free
+// functions.
 mod address;
 mod auth;
 mod batch;
@@ -173,6 +174,7 @@ pub mod oauth2;
 mod options;
 mod outcome;
 mod reply;
+pub mod retry;
 mod session;
 mod stage;
 #[cfg(feature = "testing")]

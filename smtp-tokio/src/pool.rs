@@ -138,7 +138,7 @@ use crate::tokio::Client;
 use crate::{Error, Options};
 use ::tokio::io::{AsyncRead, ReadBuf};
 use ::tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use smtp_proto::{Config, Credentials, Delivery, Envelope};
+use smtp_proto::{retry, Config, Credentials, Delivery, Envelope};
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -586,13 +586,12 @@ impl Pool {
             // Only a message refused or not sent may go again (never one
             // whose outcome is unknown: RFC 1047), and only a body never
             // read, since a reader cannot be rewound.
-            let broken_before_any_body = lease.reused
-                && !touched.load(Ordering::Relaxed)
-                && matches!(results.as_slice(), [Err(err)]
-                    if is_broken(err) && err.outcome().may_resend());
+            let body_read = touched.load(Ordering::Relaxed);
+            let broken_before_any_body = matches!(results.as_slice(), [Err(err)]
+                if retry::may_retry(lease.reused, body_read, is_broken(err), err.outcome()));
             if !broken_before_any_body {
                 lease.done(last_error(&results));
-                return not_sent_to_the_end(results, messages.len());
+                return retry::not_sent_to_the_end(results, messages.len());
             }
             let id = lease.id();
             let permit = match lease.discard_keep_slot("broken before the message was sent") {
@@ -617,7 +616,7 @@ impl Pool {
             };
             let results = lease.send(messages, &touched).await;
             lease.done(last_error(&results));
-            not_sent_to_the_end(results, messages.len())
+            retry::not_sent_to_the_end(results, messages.len())
         }
         .instrument(span)
         .await
@@ -632,18 +631,6 @@ fn first(results: Vec<Result<Delivery, Error>>) -> Result<Delivery, Error> {
             reason: "a batch of one ended without a result",
         }))
     })
-}
-
-/// `results` of a batch of `n` messages that a failure cut short, with
-/// [`Error::NotSent`] for each message it never reached.
-fn not_sent_to_the_end(
-    mut results: Vec<Result<Delivery, Error>>,
-    n: usize,
-) -> Vec<Result<Delivery, Error>> {
-    while results.len() < n {
-        results.push(Err(Error::NotSent));
-    }
-    results
 }
 
 /// What ended a batch, if anything did: its last result's error.
@@ -667,10 +654,7 @@ impl fmt::Debug for Pool {
 fn is_broken(err: &Error) -> bool {
     match err {
         Error::Io(_) | Error::Poisoned => true,
-        Error::Smtp(err) => matches!(
-            err,
-            smtp_proto::Error::ServiceClosing { .. } | smtp_proto::Error::ConnectionClosed { .. }
-        ),
+        Error::Smtp(err) => err.closes_connection(),
         _ => false,
     }
 }
