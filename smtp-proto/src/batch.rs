@@ -80,8 +80,8 @@ enum State<B> {
 ///
 /// The adapter loops on [`next`](Self::next) until [`Step::Done`]. The batch
 /// starts each message as soon as the session takes it: with PIPELINING its
-/// commands ride behind the previous message's end of data (RFC 2920 §3.1),
-/// at most two transactions in flight
+/// commands ride behind the previous message's end of data (RFC 2920 §3.1):
+/// two transactions in flight with DATA, a window of them with CHUNKING
 /// ([`can_send_mail`](ClientSession::can_send_mail)). Each message has the
 /// whole time limit ([`Options::time_limit`](crate::Options::time_limit))
 /// from the previous message's result. A transaction the server refused is

@@ -80,8 +80,8 @@
 //! as the core's [`smtp_proto::Batch`] decides (smtp-blocking drives the
 //! same machine): with
 //! PIPELINING the next message's commands go out in the same write as the
-//! end of the previous message (RFC 2920 §3.1), at most two transactions in
-//! flight, so a message costs one round trip; results come in order, a
+//! end of the previous message (RFC 2920 §3.1), so a message costs one round
+//! trip, and with CHUNKING a window of whole messages goes before any reply; results come in order, a
 //! refused transaction is that message's error and the batch goes on, and an
 //! error that ends the connection is the last result. A single `send` is a
 //! batch of one, through the same loop. Bodies stream 64 KiB at a time.

@@ -90,8 +90,9 @@ pub struct ClientSession {
     tls: bool,
     auth: Option<AuthExchange>,
     authenticated: Option<Mechanism>,
-    /// Transactions in flight, oldest first: at most two, when the next
-    /// message's commands ride behind the previous message (RFC 2920 §3.1).
+    /// Transactions in flight, oldest first: more than one when the next
+    /// message's commands ride behind the previous message (RFC 2920 §3.1),
+    /// up to `Config::window` with CHUNKING.
     txns: VecDeque<Transaction>,
     encoder: BodyEncoder,
     error: Option<Error>,
