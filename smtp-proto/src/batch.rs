@@ -339,6 +339,15 @@ mod tests {
         }
     }
 
+    /// Feeds the whole of `body` at once, or ends it once it is empty.
+    fn feed(session: &mut ClientSession, body: &mut &[u8]) -> Result<(), Error> {
+        if body.is_empty() {
+            session.finish_body()
+        } else {
+            session.write_body(core::mem::take(body))
+        }
+    }
+
     /// What a run produced.
     #[derive(Debug, Default)]
     struct Run {
@@ -409,14 +418,9 @@ mod tests {
                 Step::Done => break,
                 Step::Body((body, ended)) => {
                     assert!(!*ended, "a body asked for after its end");
-                    let fed = if body.is_empty() {
-                        *ended = true;
-                        session.finish_body()
-                    } else {
-                        session.write_body(core::mem::take(body))
-                    };
+                    *ended = body.is_empty();
                     // A refusal fails the session: the next step says so.
-                    drop(fed);
+                    drop(feed(&mut session, body));
                 }
                 Step::Io(Io::Write { .. } | Io::Close { .. }) => out
                     .wire
@@ -853,14 +857,7 @@ mod tests {
                         .handle_input(format!("{reply}\r\n").as_bytes())
                         .unwrap();
                 }
-                Step::Body(body) => {
-                    let fed = if body.is_empty() {
-                        session.finish_body()
-                    } else {
-                        session.write_body(core::mem::take(body))
-                    };
-                    fed.unwrap();
-                }
+                Step::Body(body) => feed(&mut session, body).unwrap(),
                 Step::Done => break,
                 Step::Io(io) => panic!("{io:?}"),
             }
@@ -976,14 +973,8 @@ mod tests {
         loop {
             match batch.next(&mut session, now) {
                 Step::Done => break,
-                Step::Body(body) => {
-                    let fed = if body.is_empty() {
-                        session.finish_body()
-                    } else {
-                        session.write_body(core::mem::take(body))
-                    };
-                    drop(fed);
-                }
+                // A refusal fails the session: the next step says so.
+                Step::Body(body) => drop(feed(&mut session, body)),
                 Step::Io(Io::Write { deadline, .. }) => {
                     assert!(
                         deadline.is_some_and(|d| d <= now + core::time::Duration::from_secs(10))
