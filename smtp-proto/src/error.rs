@@ -416,6 +416,28 @@ mod tests {
     }
 
     #[test]
+    fn timeouts_and_closes_are_told_apart() {
+        let timeout = Error::Timeout { stage: Stage::Mail };
+        let limit = Error::TimeLimit {
+            stage: Stage::Body,
+            limit: core::time::Duration::from_secs(1),
+        };
+        let closing = Error::ServiceClosing {
+            stage: Stage::Idle,
+            reply: reply("421 bye"),
+        };
+        let closed = Error::ConnectionClosed { stage: Stage::Mail };
+        for err in [&timeout, &limit] {
+            assert!(err.is_timeout() && err.is_transient() && !err.closes_connection());
+        }
+        for err in [&closing, &closed] {
+            assert!(err.closes_connection() && !err.is_timeout());
+        }
+        let other = Error::Aborted;
+        assert!(!other.is_timeout() && !other.closes_connection());
+    }
+
+    #[test]
     fn each_predicate_says_yes_only_to_its_kind() {
         let input = [
             Error::invalid(InputField::Address, "x"),

@@ -425,6 +425,28 @@ mod tests {
     }
 
     #[test]
+    fn references_and_arcs_send_batches_through_the_mailer() {
+        let mailer = RecordingMailer::new();
+        let batch = || {
+            vec![
+                (envelope(&["a@x.org"]), &b"one"[..]),
+                (envelope(&["b@x.org"]), &b"two"[..]),
+            ]
+        };
+        let by_ref = Mailer::send_all(&&mailer, batch());
+        let shared = Arc::new(mailer.clone());
+        let by_arc = Mailer::send_all(&shared, batch());
+        assert_eq!(by_ref.len(), 2);
+        assert_eq!(by_arc.len(), 2);
+        assert!(by_ref.iter().chain(&by_arc).all(Result::is_ok));
+        assert_eq!(mailer.sent().len(), 4);
+        // Debug shows how much was kept, never a body.
+        let shown = format!("{mailer:?}");
+        assert!(shown.starts_with("RecordingMailer"), "{shown}");
+        assert!(!shown.contains("one") && !shown.contains("two"), "{shown}");
+    }
+
+    #[test]
     fn records_and_accepts_every_recipient() {
         let mailer = RecordingMailer::new();
         let clone = mailer.clone();

@@ -132,3 +132,40 @@ impl fmt::Debug for Options {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn setters_set_and_debug_names_no_hook_or_secret() {
+        let options = Options::new()
+            .connect_timeout(Duration::from_secs(3))
+            .timeouts(Timeouts::uniform(Duration::from_secs(7)))
+            .time_limit(Duration::from_secs(9))
+            .transcript(|_| {});
+        assert_eq!(options.connect_timeout, Duration::from_secs(3));
+        assert_eq!(options.time_limit, Some(Duration::from_secs(9)));
+        assert!(options.transcript.is_some());
+        let shown = format!("{options:?}");
+        assert!(shown.starts_with("Options {"), "{shown}");
+        assert!(shown.contains("transcript: Some(\"hook\")"), "{shown}");
+        assert!(shown.contains("time_limit: Some(9s)"), "{shown}");
+        assert!(format!("{:?}", Options::new()).contains("transcript: None"));
+    }
+
+    #[cfg(any(feature = "ring", feature = "aws-lc-rs"))]
+    #[test]
+    fn a_tls_configuration_is_kept_and_not_shown() {
+        let config = crate::tls::client_config(&crate::tls::TlsRoots::WebPki);
+        let Ok(config) = config else {
+            panic!("the webpki roots build")
+        };
+        let options = Options::new().tls(Arc::clone(&config));
+        assert!(options
+            .tls
+            .as_ref()
+            .is_some_and(|tls| Arc::ptr_eq(tls, &config)));
+        assert!(format!("{options:?}").contains("tls: Some(\"custom\")"));
+    }
+}

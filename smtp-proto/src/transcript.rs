@@ -214,4 +214,16 @@ mod tests {
         assert_eq!(recorder.len(), 0);
         assert_eq!(recorder.take(), Vec::new());
     }
+
+    #[test]
+    fn debug_counts_lines_and_hooks_without_their_text() {
+        let mut recorder = Recorder::keeping();
+        recorder.add_hook(Arc::new(|_: &TranscriptLine| {}));
+        recorder.push(Direction::Client, b"AUTH PLAIN c2VjcmV0\r\n");
+        let shown = format!("{recorder:?}");
+        assert_eq!(
+            shown,
+            "Recorder { lines: 1, dropped: 0, keep: true, hooks: 1 }"
+        );
+    }
 }
