@@ -494,6 +494,60 @@ mod tests {
     use super::*;
 
     #[test]
+    fn debug_never_shows_a_secret_or_a_token() {
+        let endpoint = TokenEndpoint::new("https://id.example.com/token").unwrap();
+        assert_eq!(
+            format!("{endpoint:?}"),
+            "TokenEndpoint(\"https://id.example.com/token\")"
+        );
+        let client = Grant::client_credentials("app-id", "client-secret-1", "scope-a");
+        let refresh = Grant::refresh_token("app-id", "refresh-token-1", "scope-b");
+        assert_eq!(client.name(), "client_credentials");
+        assert_eq!(refresh.name(), "refresh_token");
+        for (grant, secret) in [(&client, "client-secret-1"), (&refresh, "refresh-token-1")] {
+            let shown = format!("{grant:?}");
+            assert!(
+                shown.contains("app-id") && !shown.contains(secret),
+                "{shown}"
+            );
+        }
+        let body = br#"{"access_token":"token-1","expires_in":3600,"refresh_token":"rt-2"}"#;
+        let response = TokenResponse::parse(200, body).unwrap();
+        let shown = format!("{response:?}");
+        assert!(
+            shown.starts_with("TokenResponse") && shown.contains("3600s"),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains("token-1") && !shown.contains("rt-2"),
+            "{shown}"
+        );
+        let mut cache = TokenCache::new();
+        let now = Instant::now();
+        cache.store(&response, now);
+        let shown = format!("{cache:?}");
+        assert!(
+            shown.starts_with("TokenCache") && shown.contains("renew_at: Some"),
+            "{shown}"
+        );
+        assert!(!shown.contains("token-1"), "{shown}");
+    }
+
+    #[test]
+    fn a_fractional_lifetime_is_cut_and_a_negative_one_ignored() {
+        let lifetime = |body: &[u8]| TokenResponse::parse(200, body).unwrap().expires_in;
+        assert_eq!(
+            lifetime(br#"{"access_token":"t","expires_in":3599.9}"#),
+            Some(Duration::from_secs(3599))
+        );
+        assert_eq!(lifetime(br#"{"access_token":"t","expires_in":-5.0}"#), None);
+        assert_eq!(
+            lifetime(br#"{"access_token":"t","expires_in":0.0}"#),
+            Some(Duration::ZERO)
+        );
+    }
+
+    #[test]
     fn the_endpoint_guard() {
         for ok in [
             "https://login.microsoftonline.com/x/oauth2/v2.0/token",
