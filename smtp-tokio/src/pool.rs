@@ -45,14 +45,31 @@
 //!
 //! # Rules
 //!
-//! **Size.** A send first takes one of `max_size` slots (a tokio
-//! [`Semaphore`], first come first served), waiting while all are taken. With
-//! its slot it takes the most recently returned idle connection (LIFO, so
-//! surplus connections age out), or opens a new one when none is idle. A
-//! connection is opened only when no connection is idle, so the pool never
-//! holds more than `max_size` connections (ones being closed in the
-//! background aside). To bound the wait, put a timeout around the send: that
-//! is cancellation safe.
+//! **Queue.** [`Pool::send`] puts the message (its body copied) in the
+//! pool's queue and waits for its result. Connection tasks, spawned on the
+//! runtime, drain the queue: each holds one connection and sends the
+//! waiting messages over it as one batch, taking the next message while
+//! earlier ones are still in flight. So concurrent single sends get what
+//! only a batch would: with PIPELINING one round trip per message, and
+//! with CHUNKING and exact sizes a window of up to [`Config::window`]
+//! whole transactions in flight (RFC 2920, RFC 3030), far less than one
+//! round trip each. A refusal is that message's result only; a failure
+//! that ends the connection answers each message it took (refused, not
+//! sent, or delivery unknown). A task starts for a waiting message when a
+//! slot is free and no starting task will take it; it gives its connection
+//! back when the queue is empty (before the last sender hears, so that a
+//! sender's next message finds the connection idle), or after 1,024
+//! messages, and the queue kicks the next task.
+//!
+//! **Size.** A connection task, or a [`Pool::send_all`] or
+//! [`Pool::send_reader`] (which run on the caller's task), first takes one
+//! of `max_size` slots (a tokio [`Semaphore`], first come first served),
+//! waiting while all are taken. With its slot it takes the most recently
+//! returned idle connection (LIFO, so surplus connections age out), or
+//! opens a new one when none is idle. A connection is opened only when no
+//! connection is idle, so the pool never holds more than `max_size`
+//! connections (ones being closed in the background aside). To bound the
+//! wait, put a timeout around the send: that is cancellation safe.
 //!
 //! **Expiry.** An idle connection idle for [`PoolOptions::idle_timeout`] or
 //! longer, or older than [`PoolOptions::max_lifetime`], is closed (QUIT, best
@@ -102,8 +119,8 @@
 //! connection may itself fail; that error is returned.
 //!
 //! **Batches.** [`Pool::send_all`] sends several messages over one pooled
-//! connection (one round trip each with PIPELINING), holding one slot
-//! throughout. The same rules apply to the batch as a whole: it is retried
+//! connection (with PIPELINING one round trip each, and with CHUNKING a
+//! window of them in flight), holding one slot throughout. The same rules apply to the batch as a whole: it is retried
 //! once on a new connection only when a reused one was broken before any
 //! body was read; the connection goes back to the idle list if the batch
 //! left it usable.
@@ -115,20 +132,28 @@
 //! answer within [`Options::connect_timeout`](crate::Options::connect_timeout),
 //! is returned as [`Error::Credentials`]; no connection was opened.
 //!
-//! **Cancellation.** A send holds its connection in a guard. Dropping the
-//! send future (a `select!`, a timeout) drops the guard, which returns the
-//! connection only if it is usable: a connection dropped mid-operation is
-//! [poisoned](Client::is_poisoned) by the client and therefore closed, never
-//! handed to the next send. The slot is released either way.
+//! **Cancellation.** Dropping a [`Pool::send`] future (a `select!`, a
+//! timeout) while its message waits in the queue withdraws the message: it
+//! is never sent. Once a connection task took it, the message goes on
+//! (other senders' messages share that connection) and its result is
+//! dropped. [`Pool::send_all`] and [`Pool::send_reader`] hold their
+//! connection in a guard on the caller's task: dropping the future drops
+//! the guard, which returns the connection only if it is usable (a
+//! connection dropped mid-operation is [poisoned](Client::is_poisoned) by
+//! the client and therefore closed, never handed to the next send). The
+//! slot is released either way.
 //!
-//! **Closing.** [`Pool::close`] refuses new sends, wakes waiting ones (with
-//! the error described at [`Pool::send`]) and QUITs the idle connections;
-//! connections in use are QUIT when their send finishes. Dropping the last
+//! **Closing.** [`Pool::close`] refuses new sends, answers queued and
+//! waiting ones (with the error described at [`Pool::send`]) and QUITs the
+//! idle connections; connections in use are QUIT when their batch
+//! finishes. Dropping the last
 //! [`Pool`] handle closes idle connections without QUIT.
 //!
 //! **Tracing.** Events at `DEBUG` under the target `smtp_tokio::pool`:
 //! `opened`, `reused`, `health check failed`, `discarded` (with a reason),
-//! `expired`, `retrying`; sends run in the span `smtp.pool.send`.
+//! `expired`, `retrying`; connection tasks run in the span
+//! `smtp.pool.connection`, [`Pool::send_all`] and [`Pool::send_reader`] in
+//! `smtp.pool.send`.
 //!
 //! [`ServiceClosing`]: smtp_proto::Error::ServiceClosing
 //! [`ConnectionClosed`]: smtp_proto::Error::ConnectionClosed
@@ -137,8 +162,9 @@
 use crate::tokio::Client;
 use crate::{Error, Options};
 use ::tokio::io::{AsyncRead, ReadBuf};
-use ::tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use smtp_proto::{retry, Config, Credentials, Delivery, Envelope};
+use ::tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+use smtp_proto::{retry, BatchError, Config, Credentials, Delivery, Envelope};
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -152,6 +178,12 @@ use tracing::Instrument;
 
 /// How long a best-effort QUIT of a discarded or expired connection may take.
 const QUIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The most queued messages one connection task sends before it gives its
+/// connection back (and another task, maybe on another connection, takes
+/// over): a busy connection still reaches the idle list, where its
+/// lifetime is checked, now and then.
+const MESSAGES_PER_TURN: usize = 1024;
 
 /// A boxed error from a [`CredentialProvider`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -385,8 +417,12 @@ impl PoolOptions {
 pub struct PoolStatus {
     /// Connections waiting in the idle list.
     pub idle: usize,
-    /// Slots taken by sends in progress (connecting, checking or sending).
+    /// Slots taken by connection tasks and batches in progress (connecting,
+    /// checking or sending).
     pub in_use: usize,
+    /// Messages given to [`Pool::send`] waiting for a connection to take
+    /// them.
+    pub queued: usize,
     /// [`PoolOptions::max_size`] as applied (at least 1).
     pub max_size: usize,
     /// Connections opened.
@@ -418,6 +454,8 @@ struct Inner {
     options: PoolOptions,
     slots: Arc<Semaphore>,
     idle: Mutex<Vec<Idle>>,
+    /// [`Pool::send`]'s messages waiting for a connection task.
+    queue: Mutex<Queue>,
     closed: AtomicBool,
     next_id: AtomicU64,
     counters: Counters,
@@ -462,6 +500,7 @@ impl Pool {
                 connector,
                 options,
                 idle: Mutex::new(Vec::new()),
+                queue: Mutex::new(Queue::default()),
                 closed: AtomicBool::new(false),
                 next_id: AtomicU64::new(1),
                 counters: Counters::default(),
@@ -472,12 +511,42 @@ impl Pool {
     /// Sends one message on a pooled connection, like [`Client::send`]
     /// (SIZE and BODY filled in from `body`).
     ///
-    /// Waits for a free slot when `max_size` sends are in progress. Retries
-    /// once on a new connection when a reused one turns out broken before
-    /// the body was sent (see the module's rules). After [`Pool::close`]
-    /// the error is [`smtp_proto::Error::InvalidState`].
+    /// The message joins the pool's queue (its body copied, so that the
+    /// connection's task can own it); each connection drains the queue as
+    /// one batch, so concurrent sends share round trips: with PIPELINING a
+    /// message costs one round trip, and with CHUNKING too up to
+    /// [`Config::window`] messages are in flight at once. When the queue
+    /// is empty the message goes at once, on an idle connection or a new
+    /// one within `max_size`. Retries once on a new connection when a
+    /// reused one turns out broken before the body was sent (see the
+    /// module's rules). After [`Pool::close`] the error is
+    /// [`smtp_proto::Error::InvalidState`].
+    ///
+    /// Dropping the future before a connection took the message withdraws
+    /// it; after, the message is sent anyway (other senders' messages share
+    /// its connection) and its result dropped.
     pub async fn send(&self, envelope: Envelope, body: &[u8]) -> Result<Delivery, Error> {
-        first(self.run(&mut [(envelope.for_body(body), body)]).await)
+        if self.is_closed() {
+            return Err(closed_error());
+        }
+        let (tx, rx) = oneshot::channel();
+        let waiting = Waiting {
+            envelope: envelope.for_body(body),
+            body: Arc::from(body),
+            result: tx,
+            retried: false,
+        };
+        self.inner.lock_queue().waiting.push_back(waiting);
+        if self.is_closed() {
+            // `close` may have emptied the queue just before the push.
+            self.inner.fail_queued();
+        }
+        self.inner.kick();
+        rx.await.unwrap_or_else(|_| {
+            // The connection task ended without answering: only a runtime
+            // shutting down (or a panic) drops a task mid-batch.
+            Err(<Error as BatchError>::delivery_unknown(Error::Poisoned))
+        })
     }
 
     /// Sends one message whose body is read from `body`, like
@@ -532,6 +601,7 @@ impl Pool {
     pub async fn close(&self) {
         self.inner.closed.store(true, Ordering::SeqCst);
         self.inner.slots.close();
+        self.inner.fail_queued();
         let idle = std::mem::take(&mut *self.inner.lock_idle());
         for entry in idle {
             quit(entry.conn, "pool closed").await;
@@ -550,6 +620,7 @@ impl Pool {
         PoolStatus {
             idle: self.inner.lock_idle().len(),
             in_use: max_size.saturating_sub(self.inner.slots.available_permits()),
+            queued: self.inner.lock_queue().waiting.len(),
             max_size,
             // Ids start at 1 and are taken only by connections opened.
             opened: self.inner.next_id.load(Ordering::Relaxed).saturating_sub(1),
@@ -669,9 +740,58 @@ fn closed_error() -> Error {
 impl Inner {
     fn lock_idle(&self) -> MutexGuard<'_, Vec<Idle>> {
         // A panic elsewhere while holding the lock leaves a valid list.
-        self.idle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.idle)
+    }
+
+    fn lock_queue(&self) -> MutexGuard<'_, Queue> {
+        lock(&self.queue)
+    }
+
+    /// Answers every queued message with the pool-closed error.
+    fn fail_queued(&self) {
+        let queued = std::mem::take(&mut self.lock_queue().waiting);
+        for waiting in queued {
+            let _ = waiting.result.send(Err(closed_error()));
+        }
+    }
+
+    /// Starts connection tasks while more messages wait than tasks are
+    /// starting, each in a free slot. A task that has its connection takes
+    /// queued messages as its batch goes (so a message arriving while one
+    /// is busy may ride its pipeline, or start another connection).
+    ///
+    /// Called after every push to the queue and after every slot is freed,
+    /// each time looking at both under the queue's lock: whichever of a
+    /// push and a release comes second sees the other, so no message waits
+    /// while a slot is free.
+    fn kick(self: &Arc<Self>) {
+        let Ok(runtime) = ::tokio::runtime::Handle::try_current() else {
+            // No runtime, no task: the next send (inside one) kicks again.
+            return;
+        };
+        let mut queue = self.lock_queue();
+        while queue.waiting.len() > queue.starting {
+            let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() else {
+                return;
+            };
+            queue.starting += 1;
+            runtime.spawn(serve(Arc::clone(self), permit));
+        }
+    }
+
+    /// The next queued message whose sender still waits (a send dropped
+    /// while queued is withdrawn, never sent).
+    fn next_queued(&self) -> Option<Waiting> {
+        if self.closed.load(Ordering::SeqCst) {
+            return None;
+        }
+        let mut queue = self.lock_queue();
+        while let Some(waiting) = queue.waiting.pop_front() {
+            if !waiting.result.is_closed() {
+                return Some(waiting);
+            }
+        }
+        None
     }
 
     async fn acquire(&self) -> Result<OwnedSemaphorePermit, Error> {
@@ -923,7 +1043,11 @@ impl Drop for Lease {
         if let Some(conn) = self.conn.take() {
             self.inner.check_in(conn);
         }
-        // The permit is dropped after this body, once the connection is back.
+        // The slot is freed once the connection is back, then offered to
+        // the queue.
+        if self.permit.take().is_some() {
+            self.inner.kick();
+        }
     }
 }
 
@@ -973,6 +1097,304 @@ async fn quit(conn: Conn, reason: &'static str) {
         quit = outcome,
         "closed"
     );
+}
+
+/// A message [`Pool::send`] queued, and where its result goes.
+struct Waiting {
+    envelope: Envelope,
+    body: Arc<[u8]>,
+    result: oneshot::Sender<Result<Delivery, Error>>,
+    /// Already sent back once after a reused connection broke under it.
+    retried: bool,
+}
+
+/// [`Pool::send`]'s messages, and how many connection tasks are still
+/// getting their connection (each will take one at least).
+#[derive(Default)]
+struct Queue {
+    waiting: VecDeque<Waiting>,
+    starting: usize,
+}
+
+/// A queued message a batch took: kept until its result comes, to answer
+/// its sender or send it again.
+struct InFlight {
+    waiting: Waiting,
+    read: Arc<AtomicBool>,
+}
+
+/// One connection task: takes a connection for the slot `permit` and
+/// sends queued messages over it as batches while any wait, up to
+/// [`MESSAGES_PER_TURN`]; then gives the connection back, which frees the
+/// slot and kicks the queue again. Spawned, so no sender's cancellation
+/// cuts the batch that carries the others' messages.
+async fn serve(inner: Arc<Inner>, permit: OwnedSemaphorePermit) {
+    let span = tracing::debug_span!(target: "smtp_tokio::pool", "smtp.pool.connection");
+    async move {
+        let checkout = inner.checkout(permit).await;
+        inner.lock_queue().starting -= 1;
+        let mut lease = match checkout {
+            Ok(lease) => lease,
+            Err(err) => {
+                // One waiting message gets the error, as a send of its own
+                // would have; the others get their own attempts.
+                if let Some(waiting) = inner.next_queued() {
+                    let _ = waiting.result.send(Err(err));
+                }
+                inner.kick();
+                return;
+            }
+        };
+        // Messages a broken reused connection sent back: first on the next.
+        let mut again: VecDeque<Waiting> = VecDeque::new();
+        let mut sent = 0;
+        loop {
+            let limit = MESSAGES_PER_TURN.saturating_sub(sent);
+            let turn = send_queued(&inner, &mut lease, &mut again, limit).await;
+            sent += turn.answered;
+            let Turn {
+                broke, back, last, ..
+            } = turn;
+            if !broke {
+                let more = lease.is_usable()
+                    && sent < MESSAGES_PER_TURN
+                    && !inner.lock_queue().waiting.is_empty();
+                if !more {
+                    // Back to the idle list before the last sender hears,
+                    // so that its next send finds the connection there.
+                    drop(lease);
+                    answer_last(last);
+                    return;
+                }
+                answer_last(last);
+                continue;
+            }
+            let id = lease.id();
+            if back.is_empty() {
+                if let Some(conn) = lease.conn.take() {
+                    tracing::debug!(target: "smtp_tokio::pool", connection = id, "the operation broke the connection");
+                    discard(conn, "broken by the operation");
+                }
+                drop(lease);
+                answer_last(last);
+                return;
+            }
+            answer_last(last);
+            // A reused connection broke before these bodies were read:
+            // once more, on a new connection (the module's retry rule).
+            let Some(permit) = lease.discard_keep_slot("broken before the message was sent")
+            else {
+                return;
+            };
+            Counters::add(&inner.counters.retried);
+            tracing::debug!(
+                target: "smtp_tokio::pool",
+                connection = id,
+                messages = back.len(),
+                "retrying on a new connection"
+            );
+            for mut waiting in back.into_iter().rev() {
+                waiting.retried = true;
+                again.push_front(waiting);
+            }
+            lease = match inner.open(permit).await {
+                Ok(lease) => lease,
+                Err(err) => {
+                    if let Some(waiting) = again.pop_front() {
+                        let _ = waiting.result.send(Err(err));
+                    }
+                    // The others were not tried again: back to the front
+                    // of the queue, still marked as retried.
+                    {
+                        let mut queue = inner.lock_queue();
+                        while let Some(waiting) = again.pop_back() {
+                            queue.waiting.push_front(waiting);
+                        }
+                    }
+                    inner.kick();
+                    return;
+                }
+            };
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// A result held back until the connection is settled.
+type Last = Option<(
+    oneshot::Sender<Result<Delivery, Error>>,
+    Result<Delivery, Error>,
+)>;
+
+fn answer_last(last: Last) {
+    if let Some((sender, result)) = last {
+        // A sender that gave up does not want the result.
+        let _ = sender.send(result);
+    }
+}
+
+/// What one batch of queued messages came to.
+struct Turn {
+    /// Messages answered (sent, refused or failed).
+    answered: usize,
+    /// A failure ended the connection.
+    broke: bool,
+    /// Messages that may go again on a new connection, in order.
+    back: Vec<Waiting>,
+    /// The batch's last result, when no message waited behind it: answered
+    /// once the connection is back in the idle list.
+    last: Last,
+}
+
+/// The messages a batch took and has not answered yet; whether the queue
+/// ran dry under it.
+#[derive(Default)]
+struct Taken {
+    in_flight: VecDeque<InFlight>,
+    dry: bool,
+}
+
+/// Sends `again`, then queued messages, as one batch on `lease`'s
+/// connection, at most `limit`: each result goes to its sender as soon as
+/// it is known (the last one, see [`Turn::last`]).
+async fn send_queued(
+    inner: &Inner,
+    lease: &mut Lease,
+    again: &mut VecDeque<Waiting>,
+    limit: usize,
+) -> Turn {
+    let mut turn = Turn {
+        answered: 0,
+        broke: false,
+        back: Vec::new(),
+        last: None,
+    };
+    let reused = lease.reused;
+    let Some(conn) = lease.conn.as_mut() else {
+        turn.broke = true;
+        return turn;
+    };
+    let taken = Mutex::new(Taken::default());
+    let mut delivered = 0;
+    let mut answer = |result: Result<Delivery, Error>, one: InFlight, last: bool| {
+        turn.answered += 1;
+        match &result {
+            Ok(_) => delivered += 1,
+            Err(err) => {
+                let broke = is_broken(err);
+                turn.broke |= broke;
+                let body_read = one.read.load(Ordering::Relaxed);
+                if !one.waiting.retried && retry::may_retry(reused, body_read, broke, err.outcome())
+                {
+                    turn.back.push(one.waiting);
+                    return;
+                }
+            }
+        }
+        if last {
+            turn.last = Some((one.waiting.result, result));
+        } else {
+            let _ = one.waiting.result.send(result);
+        }
+    };
+    let source = Queued {
+        inner,
+        again,
+        taken: &taken,
+        left: limit,
+    };
+    conn.client
+        .send_each(source, |result| {
+            let (one, last) = {
+                let mut taken = lock(&taken);
+                let one = taken.in_flight.pop_front();
+                (one, taken.dry && taken.in_flight.is_empty())
+            };
+            if let Some(one) = one {
+                answer(result, one, last);
+            }
+        })
+        .await;
+    // Taken but never answered: the batch ended on a failure first.
+    let unanswered = std::mem::take(&mut lock(&taken).in_flight);
+    for one in unanswered {
+        answer(Err(Error::NotSent), one, false);
+    }
+    conn.messages += delivered;
+    if !conn.client.is_usable() {
+        turn.broke = true;
+    }
+    turn
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The queue as a batch's messages: first those sent back by a broken
+/// connection, then the queue's, while any wait, up to `left`; each taken
+/// is remembered in `in_flight` until its result comes.
+struct Queued<'a> {
+    inner: &'a Inner,
+    again: &'a mut VecDeque<Waiting>,
+    taken: &'a Mutex<Taken>,
+    left: usize,
+}
+
+impl Iterator for Queued<'_> {
+    type Item = (Envelope, QueuedBody);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let next = match self.again.pop_front() {
+            Some(waiting) => Some(waiting),
+            None if self.left == 0 => None,
+            None => self.inner.next_queued(),
+        };
+        let Some(waiting) = next else {
+            lock(self.taken).dry = true;
+            return None;
+        };
+        self.left = self.left.saturating_sub(1);
+        let read = Arc::new(AtomicBool::new(false));
+        let item = (
+            waiting.envelope.clone(),
+            QueuedBody {
+                body: Arc::clone(&waiting.body),
+                at: 0,
+                read: Arc::clone(&read),
+            },
+        );
+        lock(self.taken)
+            .in_flight
+            .push_back(InFlight { waiting, read });
+        Some(item)
+    }
+}
+
+/// A queued body as the batch reads it, remembering whether it was.
+struct QueuedBody {
+    body: Arc<[u8]>,
+    at: usize,
+    read: Arc<AtomicBool>,
+}
+
+impl AsyncRead for QueuedBody {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.read.store(true, Ordering::Relaxed);
+        let rest = this.body.get(this.at..).unwrap_or_default();
+        let n = rest.len().min(buf.remaining());
+        buf.put_slice(&rest[..n]);
+        this.at += n;
+        Poll::Ready(Ok(()))
+    }
 }
 
 /// The messages of a batch with their bodies tracked (an iterator of its own

@@ -86,6 +86,19 @@ fn plain_pool(server: &ScriptedServer, options: PoolOptions) -> Pool {
     Pool::new(connector, options)
 }
 
+/// Waits until no connection task holds a slot: a connection opened for a
+/// send that another connection served first may still be authenticating
+/// when every send has its result.
+async fn settled(pool: &Pool) {
+    for _ in 0..400 {
+        if pool.status().in_use == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the pool did not settle: {:?}", pool.status());
+}
+
 /// Long enough that nothing expires or gets checked unless a test says so.
 fn quiet() -> PoolOptions {
     PoolOptions::new()
@@ -125,6 +138,7 @@ async fn fifty_concurrent_sends_share_at_most_four_connections() {
     assert_eq!(got, want);
     assert!(messages.iter().all(|m| m.tls));
 
+    settled(&pool).await;
     let connections = server.connections();
     assert!((1..=4).contains(&connections), "{connections} connections");
     // One TLS handshake and one AUTH per connection, not per message.
@@ -647,9 +661,9 @@ async fn max_lifetime_retires_busy_connections() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dropped_send_does_not_return_its_connection() {
-    // Connection 0 never answers its message; the send is dropped once the
-    // server has it.
+async fn a_dropped_send_reader_does_not_return_its_connection() {
+    // Connection 0 never answers its message; the send, which runs on the
+    // caller's task, is dropped once the server has it.
     let (has, has_message) = signal();
     let (server, inbox) = plain_server(move |peer, n| {
         if peer.index() == 0 {
@@ -660,7 +674,7 @@ async fn a_dropped_send_does_not_return_its_connection() {
         ok(peer, n)
     });
     let pool = plain_pool(&server, quiet());
-    let send = pool.send(envelope("me@example.com"), b"slow\r\n");
+    let send = pool.send_reader(envelope("me@example.com"), &b"slow\r\n"[..]);
     let dropped = futures_lite::future::or(async { Some(send.await) }, async {
         has_message.recv().await.unwrap();
         None
@@ -692,7 +706,7 @@ async fn a_send_waiting_for_a_slot_can_be_dropped() {
     // The first message is answered only when the test says so.
     let (has, has_message) = signal();
     let (go_on, answer) = signal();
-    let (server, _inbox) = plain_server(move |peer, n| {
+    let (server, inbox) = plain_server(move |peer, n| {
         if n == 0 {
             has.send_blocking(()).unwrap();
             answer.recv_blocking().unwrap();
@@ -718,6 +732,44 @@ async fn a_send_waiting_for_a_slot_can_be_dropped() {
         .await
         .unwrap();
     assert_eq!(server.connections(), 1);
+    // Withdrawn while queued: never sent.
+    let inbox: Vec<Vec<u8>> = inbox.lock().unwrap().iter().map(|m| m.1.clone()).collect();
+    assert_eq!(inbox, [b"one\r\n".to_vec(), b"two\r\n".to_vec()]);
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_dropped_after_its_message_was_taken_does_not_cut_the_batch() {
+    // The first message is answered only when the test says so; by then
+    // its sender has given up.
+    let (has, has_message) = signal();
+    let (go_on, answer) = signal();
+    let (server, inbox) = plain_server(move |peer, n| {
+        if n == 0 {
+            has.send_blocking(()).unwrap();
+            answer.recv_blocking().unwrap();
+        }
+        ok(peer, n)
+    });
+    let pool = plain_pool(&server, quiet().max_size(1));
+    let send = pool.send(envelope("me@example.com"), b"taken\r\n");
+    let dropped = futures_lite::future::or(async { Some(send.await) }, async {
+        has_message.recv().await.unwrap();
+        None
+    })
+    .await;
+    assert!(dropped.is_none(), "{dropped:?}");
+    // The connection's task still holds the connection, waiting for the
+    // reply: nothing was cut mid-dialogue.
+    assert_eq!(pool.status().in_use, 1);
+    go_on.send(()).await.unwrap();
+    pool.send(envelope("me@example.com"), b"after\r\n")
+        .await
+        .unwrap();
+    assert_eq!(server.connections(), 1);
+    let inbox: Vec<Vec<u8>> = inbox.lock().unwrap().iter().map(|m| m.1.clone()).collect();
+    assert_eq!(inbox, [b"taken\r\n".to_vec(), b"after\r\n".to_vec()]);
+    assert_eq!(server.errors()[0], None);
     pool.close().await;
 }
 
@@ -872,4 +924,82 @@ async fn real_postfix_idle_race_measurement() {
     for err in &failed {
         println!("failed: {err}");
     }
+}
+
+// ---- concurrent single sends as one batch, against a real Postfix ---------
+
+/// 200 tasks each send one message through a pool of one connection to a
+/// private Postfix (PIPELINING, CHUNKING) 10 ms away: the connection drains
+/// the queue as batches with a window of transactions in flight, so the
+/// messages share round trips (one each if every send were its own batch).
+/// Every tenth is to a refused recipient: that send alone fails. Every
+/// other message arrives byte for byte, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sends_share_round_trips_on_real_postfix() {
+    const N: usize = 200;
+    let server = smtp_tests::Postfix::start(&smtp_tests::PostfixOptions {
+        refused_recipients: vec!["nobody@example.org".to_owned()],
+        ..smtp_tests::PostfixOptions::default()
+    })
+    .unwrap();
+    let proxy = smtp_tests::DelayProxy::start(server.addr(), Duration::from_millis(5)).unwrap();
+    let config = Config::new("localhost").tls(TlsPolicy::Disabled);
+    let options = Options::new().timeouts(Timeouts::uniform(Duration::from_secs(30)));
+    let pool = Pool::new(
+        Connector::to_addr(proxy.addr(), config, options),
+        quiet().max_size(1),
+    );
+    let refused = |n: usize| n % 10 == 7;
+    let tasks: Vec<_> = (0..N)
+        .map(|n| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                let to = if refused(n) {
+                    "nobody@example.org"
+                } else {
+                    "you@example.org"
+                };
+                let envelope = Envelope::new(
+                    Some(Address::new("me@example.com").unwrap()),
+                    [Address::new(to).unwrap()],
+                )
+                .unwrap();
+                pool.send(envelope, &body(n)).await
+            })
+        })
+        .collect();
+    let mut delivered = BTreeSet::new();
+    for (n, task) in tasks.into_iter().enumerate() {
+        match task.await.unwrap() {
+            Ok(_) => {
+                assert!(!refused(n), "message {n} went to a refused recipient");
+                delivered.insert(body(n));
+            }
+            Err(err) => {
+                assert!(refused(n), "message {n}: {err:?}");
+                assert!(
+                    matches!(err.smtp(), Some(SmtpError::RecipientsRejected { .. })),
+                    "{err:?}"
+                );
+            }
+        }
+    }
+    assert_eq!(delivered.len(), N - N / 10);
+    let trips = proxy.round_trips();
+    assert!(trips * 2 < N, "{trips} round trips for {N} messages");
+    assert_eq!(pool.status().opened, 1);
+    pool.close().await;
+
+    // Postfix stored each accepted message once, as sent.
+    let mut stored = Vec::new();
+    for _ in 0..200 {
+        stored = server.messages().unwrap();
+        if stored.len() >= delivered.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stored: Vec<Vec<u8>> = stored.into_iter().map(|m| m.data).collect();
+    assert_eq!(stored.len(), delivered.len());
+    assert_eq!(stored.into_iter().collect::<BTreeSet<_>>(), delivered);
 }

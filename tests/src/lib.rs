@@ -159,6 +159,7 @@ pub mod jwt;
 #[cfg(feature = "peers")]
 #[cfg_attr(docsrs, doc(cfg(feature = "peers")))]
 pub mod peers;
+pub mod proxy;
 pub mod server;
 
 pub use certs::{self_signed, ServerCert, TestPki};
@@ -172,4 +173,5 @@ pub use peers::{
     OAuth2MockOptions, Postfix, PostfixOptions, ReceivedMessage, SmtpSink, SmtpSinkOptions,
     TokenRequest, POSTFIX_DOMAIN,
 };
+pub use proxy::DelayProxy;
 pub use server::{Handler, Peer, Received, ScriptedServer};
