@@ -858,6 +858,11 @@ pub struct PostfixOptions {
     /// waits for a command before it answers `421 4.4.2 … Error: timeout
     /// exceeded` and closes the connection.
     pub idle_timeout_secs: Option<u32>,
+    /// Deliver to Postfix's `discard` transport instead of the Maildir
+    /// (`virtual_transport = discard`): accepted messages are queued and
+    /// dropped, so a benchmark measures the SMTP dialogue, not the disk;
+    /// [`Postfix::messages`] stays empty.
+    pub discard: bool,
 }
 
 impl Default for PostfixOptions {
@@ -868,6 +873,7 @@ impl Default for PostfixOptions {
             message_size_limit: 10_240_000,
             refused_recipients: Vec::new(),
             idle_timeout_secs: None,
+            discard: false,
         }
     }
 }
@@ -1097,10 +1103,15 @@ message_size_limit = {limit}
 virtual_mailbox_limit = 0
 smtpd_discard_ehlo_keywords = silent-discard {hidden}
 smtpd_timeout = {idle}s
-{tls}",
+{discard}{tls}",
         limit = opts.message_size_limit,
         hidden = opts.hidden_keywords.join(" "),
         idle = opts.idle_timeout_secs.unwrap_or(300),
+        discard = if opts.discard {
+            "virtual_transport = discard\n"
+        } else {
+            ""
+        },
     );
     fs::write(conf.join("main.cf"), main)?;
     // Only what smtpd, the queue and the virtual agent need; `postlog`
@@ -1120,6 +1131,7 @@ proxymap unix - - n - - proxymap
 error unix - - n - - error
 retry unix - - n - - error
 virtual unix - n n - - virtual
+discard unix - - n - - discard
 anvil unix - - n - 1 anvil
 scache unix - - n - 1 scache
 postlog unix-dgram n - n - 1 postlogd

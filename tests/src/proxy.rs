@@ -39,7 +39,20 @@ impl DelayProxy {
     /// Listens on an ephemeral port and forwards each connection to
     /// `upstream`, until dropped.
     pub fn start(upstream: SocketAddr, delay: Duration) -> io::Result<DelayProxy> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
+        DelayProxy::bind(
+            "127.0.0.1:0".parse().map_err(io::Error::other)?,
+            upstream,
+            delay,
+        )
+    }
+
+    /// [`DelayProxy::start`] listening on `listen`.
+    pub fn bind(
+        listen: SocketAddr,
+        upstream: SocketAddr,
+        delay: Duration,
+    ) -> io::Result<DelayProxy> {
+        let listener = TcpListener::bind(listen)?;
         let addr = listener.local_addr()?;
         let turns = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));

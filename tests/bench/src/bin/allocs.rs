@@ -43,7 +43,10 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 fn counters() -> (u64, u64) {
-    (ALLOCS.load(Ordering::Relaxed), BYTES.load(Ordering::Relaxed))
+    (
+        ALLOCS.load(Ordering::Relaxed),
+        BYTES.load(Ordering::Relaxed),
+    )
 }
 
 /// What an adapter does with the output: writes it, then advances.
@@ -100,7 +103,11 @@ fn transaction(
             }
             Some(Event::TransactionComplete(result)) => {
                 let delivery = result.unwrap();
-                let accepted = delivery.recipients().iter().filter(|r| r.accepted()).count();
+                let accepted = delivery
+                    .recipients()
+                    .iter()
+                    .filter(|r| r.accepted())
+                    .count();
                 // The `Ready` that follows.
                 assert!(matches!(session.poll_event(), Some(Event::Ready)));
                 return accepted;

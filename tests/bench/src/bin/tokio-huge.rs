@@ -28,7 +28,8 @@ impl AsyncRead for Lines {
         _cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        const LINE: &[u8] = b"0123456789012345678901234567890123456789012345678901234567890123456789012345\r\n";
+        const LINE: &[u8] =
+            b"0123456789012345678901234567890123456789012345678901234567890123456789012345\r\n";
         while self.remaining > 0 && buf.remaining() >= LINE.len() {
             let n = LINE.len().min(self.remaining as usize);
             buf.put_slice(&LINE[..n]);
@@ -50,7 +51,9 @@ async fn main() {
     let addr: SocketAddr = args.first().expect("ADDR").parse().unwrap();
     let mib: u64 = args.get(1).map_or(200, |n| n.parse().unwrap());
     let config = Config::new("localhost").tls(TlsPolicy::Disabled);
-    let mut client = Client::connect_to(addr, config, Options::default()).await.unwrap();
+    let mut client = Client::connect_to(addr, config, Options::default())
+        .await
+        .unwrap();
     let envelope = Envelope::new(
         Some(Address::new("bench@example.com").unwrap()),
         [Address::new("rcpt@example.org").unwrap()],
@@ -58,7 +61,12 @@ async fn main() {
     .unwrap();
     let started = Instant::now();
     let delivery = client
-        .send_reader(envelope, Lines { remaining: mib << 20 })
+        .send_reader(
+            envelope,
+            Lines {
+                remaining: mib << 20,
+            },
+        )
         .await
         .unwrap();
     let elapsed = started.elapsed().as_secs_f64();
