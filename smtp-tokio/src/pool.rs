@@ -529,6 +529,14 @@ impl Pool {
         if self.is_closed() {
             return Err(closed_error());
         }
+        if ::tokio::runtime::Handle::try_current().is_err() {
+            // No runtime to run the connection tasks on: the message would
+            // wait forever.
+            return Err(Error::Smtp(smtp_proto::Error::InvalidState {
+                call: "Pool::send",
+                reason: "not inside a tokio runtime",
+            }));
+        }
         let (tx, rx) = oneshot::channel();
         let waiting = Waiting {
             envelope: envelope.for_body(body),
@@ -1131,8 +1139,9 @@ struct InFlight {
 async fn serve(inner: Arc<Inner>, permit: OwnedSemaphorePermit) {
     let span = tracing::debug_span!(target: "smtp_tokio::pool", "smtp.pool.connection");
     async move {
+        let starting = Starting(&inner);
         let checkout = inner.checkout(permit).await;
-        inner.lock_queue().starting -= 1;
+        drop(starting);
         let mut lease = match checkout {
             Ok(lease) => lease,
             Err(err) => {
@@ -1219,6 +1228,18 @@ async fn serve(inner: Arc<Inner>, permit: OwnedSemaphorePermit) {
     }
     .instrument(span)
     .await
+}
+
+/// A connection task still getting its connection, counted in
+/// [`Queue::starting`] until it has one, fails, or is dropped with its
+/// runtime.
+struct Starting<'a>(&'a Inner);
+
+impl Drop for Starting<'_> {
+    fn drop(&mut self) {
+        let mut queue = self.0.lock_queue();
+        queue.starting = queue.starting.saturating_sub(1);
+    }
 }
 
 /// A result held back until the connection is settled.

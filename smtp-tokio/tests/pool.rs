@@ -720,10 +720,19 @@ async fn a_send_waiting_for_a_slot_can_be_dropped() {
     };
     has_message.recv().await.unwrap();
     // The only slot is taken: this one waits, and is given up.
-    let waiting = tokio::time::timeout(
-        Duration::from_millis(100),
-        pool.send(envelope("me@example.com"), b"never\r\n"),
-    )
+    let waiting = tokio::time::timeout(Duration::from_millis(100), async {
+        let send = pool.send(envelope("me@example.com"), b"never\r\n");
+        let status = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert_eq!(pool.status().queued, 1, "{:?}", pool.status());
+            std::future::pending::<()>().await
+        };
+        futures_lite::future::or(send, async {
+            status.await;
+            unreachable!()
+        })
+        .await
+    })
     .await;
     assert!(waiting.is_err());
     go_on.send(()).await.unwrap();
@@ -817,6 +826,60 @@ async fn send_reader_streams_and_follows_the_same_rules() {
         vec![(0, b"one\r\n".to_vec()), (1, b"two\r\n".to_vec())]
     );
     pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_answers_queued_sends_and_lets_the_batch_in_flight_finish() {
+    let (has, has_message) = signal();
+    let (go_on, answer) = signal();
+    let (server, inbox) = plain_server(move |peer, n| {
+        if n == 0 {
+            has.send_blocking(()).unwrap();
+            answer.recv_blocking().unwrap();
+        }
+        ok(peer, n)
+    });
+    let pool = plain_pool(&server, quiet().max_size(1));
+    let first = {
+        let pool = pool.clone();
+        tokio::spawn(async move { pool.send(envelope("me@example.com"), b"one\r\n").await })
+    };
+    has_message.recv().await.unwrap();
+    let queued = {
+        let pool = pool.clone();
+        tokio::spawn(async move { pool.send(envelope("me@example.com"), b"two\r\n").await })
+    };
+    while pool.status().queued == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    pool.close().await;
+    let err = queued.await.unwrap().unwrap_err();
+    assert!(
+        matches!(err.smtp(), Some(SmtpError::InvalidState { reason, .. }) if reason.contains("closed")),
+        "{err:?}"
+    );
+    go_on.send(()).await.unwrap();
+    first.await.unwrap().unwrap();
+    let inbox: Vec<Vec<u8>> = inbox.lock().unwrap().iter().map(|m| m.1.clone()).collect();
+    assert_eq!(inbox, [b"one\r\n".to_vec()]);
+    // The connection is QUIT once its batch is done.
+    assert!(server.wait_finished(1, WAIT));
+    assert_eq!(count(&server, 0, "QUIT\r\n"), 1);
+}
+
+#[test]
+fn send_outside_a_tokio_runtime_is_an_error_not_a_hang() {
+    let pool = Pool::new(
+        Connector::new("localhost", 25, Config::new("localhost"), Options::new()),
+        PoolOptions::new(),
+    );
+    let err = futures_lite::future::block_on(pool.send(envelope("me@example.com"), b"x\r\n"))
+        .unwrap_err();
+    assert!(
+        matches!(err.smtp(), Some(SmtpError::InvalidState { reason, .. }) if reason.contains("tokio")),
+        "{err:?}"
+    );
+    assert_eq!(pool.status().queued, 0);
 }
 
 #[test]
