@@ -1,1 +1,3 @@
 //! Support for the benchmarks; see `benches/proto.rs` and `e2e.sh`.
+
+pub mod pooled;
