@@ -729,11 +729,13 @@ impl fmt::Debug for Pool {
 }
 
 /// The failures after which a connection is gone: `421`, the server closing
-/// it, an I/O error, a poisoned client.
+/// it, an I/O error, a poisoned client; a message whose delivery such a
+/// failure left unknown, or that it kept from being sent.
 fn is_broken(err: &Error) -> bool {
     match err {
-        Error::Io(_) | Error::Poisoned => true,
+        Error::Io(_) | Error::Poisoned | Error::NotSent => true,
         Error::Smtp(err) => err.closes_connection(),
+        Error::DeliveryUnknown { source } => is_broken(source),
         _ => false,
     }
 }
@@ -1162,7 +1164,7 @@ async fn serve(inner: Arc<Inner>, permit: OwnedSemaphorePermit) {
             let turn = send_queued(&inner, &mut lease, &mut again, limit).await;
             sent += turn.answered;
             let Turn {
-                broke, back, last, ..
+                broke, back, held, ..
             } = turn;
             if !broke {
                 let more = lease.is_usable()
@@ -1172,10 +1174,10 @@ async fn serve(inner: Arc<Inner>, permit: OwnedSemaphorePermit) {
                     // Back to the idle list before the last sender hears,
                     // so that its next send finds the connection there.
                     drop(lease);
-                    answer_last(last);
+                    answer_held(held);
                     return;
                 }
-                answer_last(last);
+                answer_held(held);
                 continue;
             }
             let id = lease.id();
@@ -1185,10 +1187,10 @@ async fn serve(inner: Arc<Inner>, permit: OwnedSemaphorePermit) {
                     discard(conn, "broken by the operation");
                 }
                 drop(lease);
-                answer_last(last);
+                answer_held(held);
                 return;
             }
-            answer_last(last);
+            answer_held(held);
             // A reused connection broke before these bodies were read:
             // once more, on a new connection (the module's retry rule).
             let Some(permit) = lease.discard_keep_slot("broken before the message was sent")
@@ -1242,14 +1244,14 @@ impl Drop for Starting<'_> {
     }
 }
 
-/// A result held back until the connection is settled.
-type Last = Option<(
+/// Results held back until the connection is settled.
+type Held = Vec<(
     oneshot::Sender<Result<Delivery, Error>>,
     Result<Delivery, Error>,
 )>;
 
-fn answer_last(last: Last) {
-    if let Some((sender, result)) = last {
+fn answer_held(held: Held) {
+    for (sender, result) in held {
         // A sender that gave up does not want the result.
         let _ = sender.send(result);
     }
@@ -1263,17 +1265,22 @@ struct Turn {
     broke: bool,
     /// Messages that may go again on a new connection, in order.
     back: Vec<Waiting>,
-    /// The batch's last result, when no message waited behind it: answered
-    /// once the connection is back in the idle list.
-    last: Last,
+    /// The results that end the batch (one that came with nothing else in
+    /// flight and no message taken after it, or every one from the failure
+    /// that ended the connection): answered once the connection is back in
+    /// the idle list, or discarded, so that the sender's next step sees the
+    /// pool settled.
+    held: Held,
 }
 
-/// The messages a batch took and has not answered yet; whether the queue
-/// ran dry under it.
+/// The messages a batch took and has not answered yet, and the results
+/// held until it is known whether the batch goes on.
 #[derive(Default)]
 struct Taken {
     in_flight: VecDeque<InFlight>,
-    dry: bool,
+    /// Results that came when nothing else was in flight: held until the
+    /// batch takes another message (it goes on: answered then) or ends.
+    held: Held,
 }
 
 /// Sends `again`, then queued messages, as one batch on `lease`'s
@@ -1289,7 +1296,7 @@ async fn send_queued(
         answered: 0,
         broke: false,
         back: Vec::new(),
-        last: None,
+        held: Vec::new(),
     };
     let reused = lease.reused;
     let Some(conn) = lease.conn.as_mut() else {
@@ -1313,8 +1320,10 @@ async fn send_queued(
                 }
             }
         }
-        if last {
-            turn.last = Some((one.waiting.result, result));
+        if turn.broke {
+            turn.held.push((one.waiting.result, result));
+        } else if last {
+            lock(&taken).held.push((one.waiting.result, result));
         } else {
             let _ = one.waiting.result.send(result);
         }
@@ -1330,7 +1339,7 @@ async fn send_queued(
             let (one, last) = {
                 let mut taken = lock(&taken);
                 let one = taken.in_flight.pop_front();
-                (one, taken.dry && taken.in_flight.is_empty())
+                (one, taken.in_flight.is_empty())
             };
             if let Some(one) = one {
                 answer(result, one, last);
@@ -1342,6 +1351,9 @@ async fn send_queued(
     for one in unanswered {
         answer(Err(Error::NotSent), one, false);
     }
+    let mut held = std::mem::take(&mut lock(&taken).held);
+    held.append(&mut turn.held);
+    turn.held = held;
     conn.messages += delivered;
     if !conn.client.is_usable() {
         turn.broke = true;
@@ -1374,10 +1386,7 @@ impl Iterator for Queued<'_> {
             None if self.left == 0 => None,
             None => self.inner.next_queued(),
         };
-        let Some(waiting) = next else {
-            lock(self.taken).dry = true;
-            return None;
-        };
+        let waiting = next?;
         self.left = self.left.saturating_sub(1);
         let read = Arc::new(AtomicBool::new(false));
         let item = (
@@ -1388,9 +1397,13 @@ impl Iterator for Queued<'_> {
                 read: Arc::clone(&read),
             },
         );
-        lock(self.taken)
-            .in_flight
-            .push_back(InFlight { waiting, read });
+        let held = {
+            let mut taken = lock(self.taken);
+            taken.in_flight.push_back(InFlight { waiting, read });
+            std::mem::take(&mut taken.held)
+        };
+        // The batch goes on: whoever was waiting behind nothing hears now.
+        answer_held(held);
         Some(item)
     }
 }
