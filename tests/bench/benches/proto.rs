@@ -25,8 +25,8 @@ use std::time::Duration;
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
-use smtp_proto::Capabilities;
 use smtp_proto::BodyEncoder;
+use smtp_proto::Capabilities;
 use smtp_proto::{Reply, ReplyLimits, ReplyParser};
 
 use lettre::transport::smtp::extension::ServerInfo;
