@@ -1525,3 +1525,46 @@ impl smtp_proto::AsyncMailer for Pool {
         Pool::send_all(self, messages)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smtp_proto::Stage;
+
+    fn closed() -> Error {
+        Error::Smtp(smtp_proto::Error::ConnectionClosed { stage: Stage::Mail })
+    }
+
+    #[test]
+    fn what_breaks_a_connection() {
+        let reset = || Error::Io(io::Error::from(io::ErrorKind::ConnectionReset));
+        for broken in [
+            reset(),
+            Error::Poisoned,
+            Error::NotSent,
+            closed(),
+            Error::DeliveryUnknown {
+                source: Box::new(reset()),
+            },
+            Error::DeliveryUnknown {
+                source: Box::new(closed()),
+            },
+        ] {
+            assert!(is_broken(&broken), "{broken:?}");
+        }
+        let refused = Error::Smtp(smtp_proto::Error::InvalidState {
+            call: "test",
+            reason: "not a broken connection",
+        });
+        for kept in [
+            Error::BodyRead(io::Error::from(io::ErrorKind::UnexpectedEof)),
+            Error::Credentials("no token".into()),
+            Error::DeliveryUnknown {
+                source: Box::new(Error::BodyRead(io::Error::from(io::ErrorKind::Other))),
+            },
+            refused,
+        ] {
+            assert!(!is_broken(&kept), "{kept:?}");
+        }
+    }
+}
