@@ -828,6 +828,42 @@ async fn send_reader_streams_and_follows_the_same_rules() {
     pool.close().await;
 }
 
+/// A connection task gives its connection back after 1,024 messages, even
+/// with more waiting: the next task takes it from the idle list (a reuse),
+/// where its lifetime is checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_connection_goes_back_to_the_idle_list_every_1024_messages() {
+    const N: usize = 1100;
+    // The first message is answered once every other one is queued, so
+    // the queue never runs dry before the limit.
+    let (go_on, answer) = signal();
+    let (server, inbox) = plain_server(move |peer, n| {
+        if peer.index() == 0 && n == 0 {
+            answer.recv_blocking().unwrap();
+        }
+        ok(peer, n)
+    });
+    let pool = plain_pool(&server, quiet().max_size(1));
+    let tasks: Vec<_> = (0..N)
+        .map(|n| {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.send(envelope("me@example.com"), &body(n)).await })
+        })
+        .collect();
+    while pool.status().queued < N - 1 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    go_on.send(()).await.unwrap();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    settled(&pool).await;
+    assert_eq!(inbox.lock().unwrap().len(), N);
+    assert_eq!(server.connections(), 1);
+    assert_eq!(pool.status().reused, 1, "{:?}", pool.status());
+    pool.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_answers_queued_sends_and_lets_the_batch_in_flight_finish() {
     let (has, has_message) = signal();
