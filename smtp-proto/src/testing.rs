@@ -504,6 +504,9 @@ pub fn drive_next(
                 session.advance_output(n);
                 Ok(())
             }
+            Ok(Next::Io(io @ Io::WriteBody { .. })) => {
+                unreachable!("{io:?}: nothing is lent when the body goes by write_body")
+            }
             Ok(Next::Io(Io::Read { .. })) => {
                 assert!(session.wants_input(), "a read with nothing awaited");
                 match chunks.next() {
@@ -1614,7 +1617,7 @@ impl<'s> Model<'s> {
                             stage_before.unwrap_or(Stage::Quit),
                             "{io:?} names another stage"
                         );
-                        if stage_before == Some(Stage::Body) {
+                        if stage_before == Some(Stage::Body) && session.lent() == 0 {
                             assert!(
                                 pending >= BODY_FLUSH,
                                 "{io:?} while a body streams with {pending} octets pending"
@@ -1624,6 +1627,18 @@ impl<'s> Model<'s> {
                             deadline,
                             earlier(self.time.after(timeout(stage)), until),
                             "{io:?}: not the stage's timeout within the time limit"
+                        );
+                    }
+                    Io::WriteBody { len, deadline } => {
+                        assert!(!failed, "{io:?} after the session failed");
+                        assert_eq!(pending, 0, "{io:?} before the output went");
+                        assert_eq!(len, session.lent(), "{io:?}: not what is lent");
+                        assert!(len > 0, "{io:?} with nothing lent");
+                        assert_eq!(stage_before, Some(Stage::Body), "{io:?} out of a body");
+                        assert_eq!(
+                            deadline,
+                            earlier(self.time.after(timeout(Stage::Body)), until),
+                            "{io:?}: not the body's timeout within the time limit"
                         );
                     }
                     Io::Read { stage, deadline } => {
@@ -2056,6 +2071,7 @@ fn no_later(a: Option<Instant>, b: Option<Instant>) -> bool {
 fn io_stage(io: &Io) -> Stage {
     match *io {
         Io::Write { stage, .. } | Io::Read { stage, .. } => stage,
+        Io::WriteBody { .. } => Stage::Body,
         Io::Handshake { .. } => Stage::TlsHandshake,
         Io::Close { .. } => Stage::Quit,
     }
