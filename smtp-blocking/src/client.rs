@@ -32,6 +32,12 @@ const FOREVER: Duration = Duration::from_secs(86_400 * 365);
 trait Body {
     /// Feeds the session its next chunk, or ends the body when there is none.
     fn feed(&mut self, session: &mut ClientSession, chunk: &mut Chunk) -> Result<(), Error>;
+
+    /// The `len` lent bytes still to write ([`Io::WriteBody`]) when they are
+    /// the body's own; `None` when they are in the [`Chunk`].
+    fn lent(&self, _len: usize) -> Option<&[u8]> {
+        None
+    }
 }
 
 /// The buffer bodies read from readers are fed to the session from: what
@@ -53,16 +59,51 @@ impl Chunk {
     }
 }
 
-/// A body in memory, fed straight from the slice.
-struct SliceBody<'a>(&'a [u8]);
+/// A body in memory, fed [`BODY_CHUNK`] bytes at a time; the long
+/// stretches that go on the wire as they are are written from it.
+struct SliceBody<T> {
+    body: T,
+    /// How many bytes the session took.
+    taken: usize,
+}
 
-impl Body for SliceBody<'_> {
+impl<T: AsRef<[u8]>> SliceBody<T> {
+    fn new(body: T) -> Self {
+        SliceBody { body, taken: 0 }
+    }
+}
+
+impl<T: AsRef<[u8]>> Body for SliceBody<T> {
     fn feed(&mut self, session: &mut ClientSession, _: &mut Chunk) -> Result<(), Error> {
-        let (now, rest) = self.0.split_at(self.0.len().min(BODY_CHUNK));
-        self.0 = rest;
-        feed(session, now);
+        let rest = self.body.as_ref().get(self.taken..).unwrap_or_default();
+        let now = rest.get(..BODY_CHUNK).unwrap_or(rest);
+        if now.is_empty() {
+            let _verdict_kept_by_the_session = session.finish_body();
+            return Ok(());
+        }
+        // A refusal fails the session, whose next step reports it.
+        self.taken += match session.write_body_direct(now) {
+            Ok(n) if n > 0 => n.min(now.len()),
+            _ => rest.len(),
+        };
         Ok(())
     }
+
+    fn lent(&self, len: usize) -> Option<&[u8]> {
+        let body = self.body.as_ref();
+        body.get(self.taken.checked_sub(len)?..self.taken)
+    }
+}
+
+/// Where the bytes of a write come from.
+#[derive(Debug, Clone, Copy)]
+enum Source<'b> {
+    /// The session's pending output.
+    Output,
+    /// The last `len` bytes the session took from [`Client::chunk`].
+    Chunk(usize),
+    /// Lent bytes of a body in memory.
+    Lent(&'b [u8]),
 }
 
 /// A body read [`BODY_CHUNK`] bytes at a time; the long stretches that go
@@ -100,16 +141,6 @@ impl<R: Read> Body for ReadBody<R> {
         };
         Ok(())
     }
-}
-
-/// Feeds `bytes` of a body to the session, or ends it when there are none.
-/// A refusal fails the session, whose next step reports it.
-fn feed(session: &mut ClientSession, bytes: &[u8]) {
-    let _verdict_kept_by_the_session = if bytes.is_empty() {
-        session.finish_body()
-    } else {
-        session.write_body(bytes)
-    };
 }
 
 #[cfg(feature = "rustls")]
@@ -295,7 +326,7 @@ impl Client {
     pub fn send(&mut self, envelope: Envelope, body: &[u8]) -> Result<Delivery, Error> {
         let span = tracing::info_span!("smtp.send", size = body.len());
         let _enter = span.enter();
-        self.send_one(envelope.for_body(body), SliceBody(body))
+        self.send_one(envelope.for_body(body), SliceBody::new(body))
     }
 
     /// Sends one message read from `body`, in bounded memory: 256 KiB at a
@@ -342,7 +373,7 @@ impl Client {
         self.batch(
             messages
                 .into_iter()
-                .map(|(envelope, body)| (envelope.for_body(body), SliceBody(body))),
+                .map(|(envelope, body)| (envelope.for_body(body), SliceBody::new(body))),
             Rest::NotSent,
             &mut |result| results.push(result),
         );
@@ -389,6 +420,32 @@ impl Client {
         );
     }
 
+    /// [`send_each`](Self::send_each) with bodies in memory: each is
+    /// written from the caller's buffer (a slice, a `Vec`, an `Arc<[u8]>`
+    /// shared by every message...) where it needs no dot-stuffing or
+    /// line-ending repair, and encoded by the session where it does. As with
+    /// readers, the envelope is sent as given: declare the size, 8BITMIME
+    /// and, for `BDAT`, the exact size yourself ([`Envelope::for_body`]
+    /// finds them with a pass over the body).
+    pub fn send_each_bytes<B, I>(
+        &mut self,
+        messages: I,
+        mut on_result: impl FnMut(Result<Delivery, Error>),
+    ) where
+        B: AsRef<[u8]>,
+        I: IntoIterator<Item = (Envelope, B)>,
+    {
+        let span = tracing::info_span!("smtp.send_all");
+        let _enter = span.enter();
+        self.batch(
+            messages
+                .into_iter()
+                .map(|(envelope, body)| (envelope, SliceBody::new(body))),
+            Rest::Drop,
+            &mut on_result,
+        );
+    }
+
     /// The one sending loop: the core's [`Batch`] decides, this moves the
     /// bytes and reads the bodies.
     fn batch<B: Body>(
@@ -406,6 +463,15 @@ impl Client {
         loop {
             let failure = match batch.next(&mut self.session, Instant::now()) {
                 Step::Done => break,
+                Step::Io(Io::WriteBody { len, deadline }) => {
+                    let source = match batch.body().and_then(|body| body.lent(len)) {
+                        Some(bytes) => Source::Lent(bytes),
+                        None => Source::Chunk(len),
+                    };
+                    let result = self.write(deadline, source);
+                    self.settle();
+                    result.err()
+                }
                 Step::Io(io) => self.perform(io).err(),
                 Step::Body(body) => body.feed(&mut self.session, &mut self.chunk).err(),
             };
@@ -647,12 +713,12 @@ impl Client {
     /// what was read, and timeouts, come with its next step.
     fn perform(&mut self, io: Io) -> Result<(), Error> {
         let result = match io {
-            Io::Write { deadline, .. } => self.write(deadline, None),
-            Io::WriteBody { len, deadline } => self.write(deadline, Some(len)),
+            Io::Write { deadline, .. } => self.write(deadline, Source::Output),
+            Io::WriteBody { len, deadline } => self.write(deadline, Source::Chunk(len)),
             Io::Read { deadline, .. } => self.read(deadline),
             Io::Handshake { deadline } => self.upgrade(deadline),
             Io::Close { deadline } => {
-                if let Err(err) = self.write(deadline, None) {
+                if let Err(err) = self.write(deadline, Source::Output) {
                     tracing::debug!(error = %err, "could not flush after a session error");
                     self.session.abort();
                 }
@@ -680,9 +746,8 @@ impl Client {
 
     /// Writes what the session has pending with one socket write (and,
     /// over TLS, sends the records rustls still holds once the session has
-    /// nothing more), within `deadline`: its output, or with `lent` the
-    /// last `lent` bytes of the body it took from [`Client::chunk`].
-    fn write(&mut self, deadline: Option<Instant>, mut lent: Option<usize>) -> Result<(), Error> {
+    /// nothing more), within `deadline`: its output, or body bytes it lent.
+    fn write(&mut self, deadline: Option<Instant>, mut source: Source<'_>) -> Result<(), Error> {
         loop {
             let wait = at_least_1ms(left(deadline, Instant::now()));
             if !close_enough(self.socket_timeouts.1, wait) {
@@ -691,23 +756,25 @@ impl Client {
                 }
                 self.socket_timeouts.1 = Some(wait);
             }
-            let bytes = match lent {
-                None => self.session.pending_output(),
-                Some(len) => match self.chunk.lent(len) {
+            let bytes = match source {
+                Source::Output => self.session.pending_output(),
+                Source::Lent(bytes) => bytes,
+                Source::Chunk(len) => match self.chunk.lent(len) {
                     Some(bytes) => bytes,
                     None => return Err(self.unexpected("the session")),
                 },
             };
+            let len = bytes.len();
             match self.stream.write_once(bytes) {
                 // Partial writes too: whether a message's end of data went
                 // out decides whether its delivery is unknown.
-                Ok(n) if lent.is_some() => {
+                Ok(n) if !matches!(source, Source::Output) => {
                     self.session.advance_body(n);
-                    if lent.is_some_and(|len| n < len) {
+                    if n < len {
                         return Ok(());
                     }
                     // Written whole: what follows is the TLS records only.
-                    lent = None;
+                    source = Source::Output;
                 }
                 Ok(n) => self.session.advance_output(n),
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,

@@ -220,6 +220,18 @@ where
         }
     }
 
+    /// The body being written, while there is one (from the
+    /// [`Step::Body`] that asked for it until it is finished): where an
+    /// adapter finds the bytes [`Io::WriteBody`] asks it to write, when the
+    /// body lent them from its own buffer
+    /// ([`ClientSession::write_body_direct`]).
+    pub fn body(&mut self) -> Option<&mut B> {
+        match &mut self.state {
+            State::Body(body) => Some(body),
+            _ => None,
+        }
+    }
+
     /// Ends the batch on `err`, which ended the connection (an I/O error, a
     /// body that could not be read), or the session's own failure.
     /// Transactions that completed before it keep their results. Each one
