@@ -387,3 +387,29 @@ fn the_end_of_data_is_counted_after_the_lent_bytes() {
     session.handle_eof().unwrap_err();
     assert_eq!(session.unfinished(), &[Outcome::Unknown]);
 }
+
+#[test]
+fn progress_on_lent_bytes_ends_the_wait_for_the_write() {
+    let body = clean(2 * BODY_DIRECT_MIN);
+    let mut session = body_wanted(None);
+    session.write_body_direct(&body).unwrap();
+    let now = Instant::now();
+    let Ok(Next::Io(io @ Io::WriteBody { .. })) = session.next(now) else {
+        panic!("no WriteBody");
+    };
+    assert_eq!(session.poll_timeout(), io.deadline());
+    // Nothing written: the write is still awaited.
+    session.advance_body(0);
+    assert_eq!(session.poll_timeout(), io.deadline());
+    let late = io.deadline().unwrap() + Duration::from_secs(1);
+    // Some written: that wait is over, and the next write has its own.
+    session.advance_body(10);
+    assert_eq!(session.poll_timeout(), None);
+    session.handle_timeout(late);
+    assert!(!session.is_closed(), "timed out after progress");
+    let Ok(Next::Io(Io::WriteBody { len, deadline })) = session.next(late) else {
+        panic!("no WriteBody");
+    };
+    assert_eq!(len, body.len() - 10);
+    assert!(deadline > io.deadline());
+}

@@ -309,18 +309,10 @@ impl ClientSession {
         self.lent -= n;
         self.taken = self.taken.saturating_add(n as u64);
         if n > 0 {
+            // Progress: the wait for this write is over. (The reply's timer
+            // starts when the end of data, queued after, is written.)
             self.clock.clear_wait();
-            if self.lent == 0 && self.out.is_empty() {
-                self.clock.reset_reply();
-            }
         }
-    }
-
-    /// Body bytes lent by [`write_body_direct`](Self::write_body_direct)
-    /// and not yet written.
-    #[cfg(any(test, feature = "testing"))]
-    pub(crate) fn lent(&self) -> usize {
-        self.lent
     }
 
     /// Refuses `call` while body bytes lent to the caller are unwritten:
