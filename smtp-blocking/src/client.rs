@@ -19,7 +19,7 @@ use tracing::Level;
 const READ_BUFFER: usize = 16 * 1024;
 /// How much of the body is read from the caller and fed to the session at
 /// once.
-const BODY_CHUNK: usize = 64 * 1024;
+const BODY_CHUNK: usize = 256 * 1024;
 
 /// How much longer than what is left of a wait the socket's timeout may be
 /// before it is set again.
@@ -31,48 +31,116 @@ const FOREVER: Duration = Duration::from_secs(86_400 * 365);
 /// A message body as the sending loop feeds it to the session.
 trait Body {
     /// Feeds the session its next chunk, or ends the body when there is none.
-    fn feed(&mut self, session: &mut ClientSession, chunk: &mut Vec<u8>) -> Result<(), Error>;
-}
+    fn feed(&mut self, session: &mut ClientSession, chunk: &mut Chunk) -> Result<(), Error>;
 
-/// A body in memory, fed straight from the slice.
-struct SliceBody<'a>(&'a [u8]);
-
-impl Body for SliceBody<'_> {
-    fn feed(&mut self, session: &mut ClientSession, _: &mut Vec<u8>) -> Result<(), Error> {
-        let (now, rest) = self.0.split_at(self.0.len().min(BODY_CHUNK));
-        self.0 = rest;
-        feed(session, now);
-        Ok(())
+    /// The `len` lent bytes still to write ([`Io::WriteBody`]) when they are
+    /// the body's own; `None` when they are in the [`Chunk`].
+    fn lent(&self, _len: usize) -> Option<&[u8]> {
+        None
     }
 }
 
-/// A body read 64 KiB at a time. A failing reader poisons the connection,
-/// so no truncated message is ever ended.
+/// The buffer bodies read from readers are fed to the session from: what
+/// was read, and how much of it the session took. Stretches the session
+/// lends ([`ClientSession::write_body_direct`]) are written from here.
+#[derive(Debug, Default)]
+struct Chunk {
+    data: Vec<u8>,
+    /// Where the bytes the session has not taken start.
+    taken: usize,
+    /// Where the bytes read end.
+    end: usize,
+}
+
+impl Chunk {
+    /// The `len` lent bytes still to write: the last ones the session took.
+    fn lent(&self, len: usize) -> Option<&[u8]> {
+        self.data.get(self.taken.checked_sub(len)?..self.taken)
+    }
+}
+
+/// A body in memory, fed [`BODY_CHUNK`] bytes at a time; the long
+/// stretches that go on the wire as they are are written from it.
+struct SliceBody<T> {
+    body: T,
+    /// How many bytes the session took.
+    taken: usize,
+}
+
+impl<T: AsRef<[u8]>> SliceBody<T> {
+    fn new(body: T) -> Self {
+        SliceBody { body, taken: 0 }
+    }
+}
+
+impl<T: AsRef<[u8]>> Body for SliceBody<T> {
+    fn feed(&mut self, session: &mut ClientSession, _: &mut Chunk) -> Result<(), Error> {
+        let rest = self.body.as_ref().get(self.taken..).unwrap_or_default();
+        let now = rest.get(..BODY_CHUNK).unwrap_or(rest);
+        if now.is_empty() {
+            let _verdict_kept_by_the_session = session.finish_body();
+            return Ok(());
+        }
+        // A refusal fails the session, whose next step reports it.
+        self.taken += match session.write_body_direct(now) {
+            Ok(n) if n > 0 => n.min(now.len()),
+            _ => rest.len(),
+        };
+        Ok(())
+    }
+
+    fn lent(&self, len: usize) -> Option<&[u8]> {
+        let body = self.body.as_ref();
+        body.get(self.taken.checked_sub(len)?..self.taken)
+    }
+}
+
+/// Where the bytes of a write come from.
+#[derive(Debug, Clone, Copy)]
+enum Source<'b> {
+    /// The session's pending output.
+    Output,
+    /// The last `len` bytes the session took from [`Client::chunk`].
+    Chunk(usize),
+    /// Lent bytes of a body in memory.
+    Lent(&'b [u8]),
+}
+
+/// A body read [`BODY_CHUNK`] bytes at a time; the long stretches that go
+/// on the wire as they are are written from the buffer they were read
+/// into. A failing reader poisons the connection, so no truncated message
+/// is ever ended.
 struct ReadBody<R>(R);
 
 impl<R: Read> Body for ReadBody<R> {
-    fn feed(&mut self, session: &mut ClientSession, chunk: &mut Vec<u8>) -> Result<(), Error> {
-        chunk.resize(BODY_CHUNK, 0);
-        let n = loop {
-            match self.0.read(chunk) {
-                Ok(n) => break n.min(chunk.len()),
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => return Err(Error::BodyRead(err)),
+    fn feed(&mut self, session: &mut ClientSession, chunk: &mut Chunk) -> Result<(), Error> {
+        if chunk.taken >= chunk.end {
+            chunk.data.resize(BODY_CHUNK, 0);
+            let n = loop {
+                match self.0.read(&mut chunk.data) {
+                    Ok(n) => break n.min(chunk.data.len()),
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                    Err(err) => {
+                        (chunk.taken, chunk.end) = (0, 0);
+                        return Err(Error::BodyRead(err));
+                    }
+                }
+            };
+            (chunk.taken, chunk.end) = (0, n);
+            if n == 0 {
+                let _verdict_kept_by_the_session = session.finish_body();
+                return Ok(());
             }
+        }
+        let rest = chunk.data.get(chunk.taken..chunk.end).unwrap_or_default();
+        // The rest of the chunk waits for the next step; a refusal fails
+        // the session, whose next step reports it.
+        chunk.taken = match session.write_body_direct(rest) {
+            Ok(n) if n > 0 => chunk.taken + n.min(rest.len()),
+            _ => chunk.end,
         };
-        feed(session, chunk.get(..n).unwrap_or_default());
         Ok(())
     }
-}
-
-/// Feeds `bytes` of a body to the session, or ends it when there are none.
-/// A refusal fails the session, whose next step reports it.
-fn feed(session: &mut ClientSession, bytes: &[u8]) {
-    let _verdict_kept_by_the_session = if bytes.is_empty() {
-        session.finish_body()
-    } else {
-        session.write_body(bytes)
-    };
 }
 
 #[cfg(feature = "rustls")]
@@ -99,7 +167,7 @@ pub struct Client {
     tls: Option<Tls>,
     buf: Vec<u8>,
     /// The buffer bodies read from readers are fed to the session from.
-    chunk: Vec<u8>,
+    chunk: Chunk,
     /// By when connecting (resolution and every address) must be done.
     connect_by: Option<Instant>,
     /// The read and write timeouts last set on the socket.
@@ -258,11 +326,13 @@ impl Client {
     pub fn send(&mut self, envelope: Envelope, body: &[u8]) -> Result<Delivery, Error> {
         let span = tracing::info_span!("smtp.send", size = body.len());
         let _enter = span.enter();
-        self.send_one(envelope.for_body(body), SliceBody(body))
+        self.send_one(envelope.for_body(body), SliceBody::new(body))
     }
 
-    /// Sends one message read from `body`, in bounded memory: 64 KiB at a
-    /// time is read, encoded and written before the next is read. Declare
+    /// Sends one message read from `body`, in bounded memory: 256 KiB at a
+    /// time is read, encoded and written before the next is read (long
+    /// stretches that need no dot-stuffing or line-ending repair are
+    /// written straight from that buffer, not copied). Declare
     /// the size or 8BITMIME on the envelope yourself if you know them.
     ///
     /// If `body` fails, the connection is shut down before the end-of-data
@@ -303,7 +373,7 @@ impl Client {
         self.batch(
             messages
                 .into_iter()
-                .map(|(envelope, body)| (envelope.for_body(body), SliceBody(body))),
+                .map(|(envelope, body)| (envelope.for_body(body), SliceBody::new(body))),
             Rest::NotSent,
             &mut |result| results.push(result),
         );
@@ -350,6 +420,32 @@ impl Client {
         );
     }
 
+    /// [`send_each`](Self::send_each) with bodies in memory: each is
+    /// written from the caller's buffer (a slice, a `Vec`, an `Arc<[u8]>`
+    /// shared by every message...) where it needs no dot-stuffing or
+    /// line-ending repair, and encoded by the session where it does. As with
+    /// readers, the envelope is sent as given: declare the size, 8BITMIME
+    /// and, for `BDAT`, the exact size yourself ([`Envelope::for_body`]
+    /// finds them with a pass over the body).
+    pub fn send_each_bytes<B, I>(
+        &mut self,
+        messages: I,
+        mut on_result: impl FnMut(Result<Delivery, Error>),
+    ) where
+        B: AsRef<[u8]>,
+        I: IntoIterator<Item = (Envelope, B)>,
+    {
+        let span = tracing::info_span!("smtp.send_all");
+        let _enter = span.enter();
+        self.batch(
+            messages
+                .into_iter()
+                .map(|(envelope, body)| (envelope, SliceBody::new(body))),
+            Rest::Drop,
+            &mut on_result,
+        );
+    }
+
     /// The one sending loop: the core's [`Batch`] decides, this moves the
     /// bytes and reads the bodies.
     fn batch<B: Body>(
@@ -362,10 +458,20 @@ impl Client {
             on_result(Err(err));
             return;
         }
+        (self.chunk.taken, self.chunk.end) = (0, 0);
         let mut batch = Batch::new(messages.into_iter(), rest, on_result);
         loop {
             let failure = match batch.next(&mut self.session, Instant::now()) {
                 Step::Done => break,
+                Step::Io(Io::WriteBody { len, deadline }) => {
+                    let source = match batch.body().and_then(|body| body.lent(len)) {
+                        Some(bytes) => Source::Lent(bytes),
+                        None => Source::Chunk(len),
+                    };
+                    let result = self.write(deadline, source);
+                    self.settle();
+                    result.err()
+                }
                 Step::Io(io) => self.perform(io).err(),
                 Step::Body(body) => body.feed(&mut self.session, &mut self.chunk).err(),
             };
@@ -533,7 +639,7 @@ impl Client {
             #[cfg(feature = "rustls")]
             tls,
             buf: vec![0; READ_BUFFER],
-            chunk: Vec::new(),
+            chunk: Chunk::default(),
             connect_by,
             socket_timeouts: (None, None),
             poisoned: false,
@@ -607,11 +713,12 @@ impl Client {
     /// what was read, and timeouts, come with its next step.
     fn perform(&mut self, io: Io) -> Result<(), Error> {
         let result = match io {
-            Io::Write { deadline, .. } => self.write(deadline),
+            Io::Write { deadline, .. } => self.write(deadline, Source::Output),
+            Io::WriteBody { len, deadline } => self.write(deadline, Source::Chunk(len)),
             Io::Read { deadline, .. } => self.read(deadline),
             Io::Handshake { deadline } => self.upgrade(deadline),
             Io::Close { deadline } => {
-                if let Err(err) = self.write(deadline) {
+                if let Err(err) = self.write(deadline, Source::Output) {
                     tracing::debug!(error = %err, "could not flush after a session error");
                     self.session.abort();
                 }
@@ -639,8 +746,8 @@ impl Client {
 
     /// Writes what the session has pending with one socket write (and,
     /// over TLS, sends the records rustls still holds once the session has
-    /// nothing more), within `deadline`.
-    fn write(&mut self, deadline: Option<Instant>) -> Result<(), Error> {
+    /// nothing more), within `deadline`: its output, or body bytes it lent.
+    fn write(&mut self, deadline: Option<Instant>, mut source: Source<'_>) -> Result<(), Error> {
         loop {
             let wait = at_least_1ms(left(deadline, Instant::now()));
             if !close_enough(self.socket_timeouts.1, wait) {
@@ -649,9 +756,26 @@ impl Client {
                 }
                 self.socket_timeouts.1 = Some(wait);
             }
-            match self.stream.write_once(self.session.pending_output()) {
+            let bytes = match source {
+                Source::Output => self.session.pending_output(),
+                Source::Lent(bytes) => bytes,
+                Source::Chunk(len) => match self.chunk.lent(len) {
+                    Some(bytes) => bytes,
+                    None => return Err(self.unexpected("the session")),
+                },
+            };
+            let len = bytes.len();
+            match self.stream.write_once(bytes) {
                 // Partial writes too: whether a message's end of data went
                 // out decides whether its delivery is unknown.
+                Ok(n) if !matches!(source, Source::Output) => {
+                    self.session.advance_body(n);
+                    if n < len {
+                        return Ok(());
+                    }
+                    // Written whole: what follows is the TLS records only.
+                    source = Source::Output;
+                }
                 Ok(n) => self.session.advance_output(n),
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
                 Err(err) if timed_out(&err) => {

@@ -18,7 +18,7 @@
 //!   system's or your own ([`tls::TlsRoots`]). Plaintext that arrives after
 //!   the `220` to STARTTLS is handed to the session, which refuses it.
 //! - **Bounded memory**: [`Client::send_reader`] streams a message of any
-//!   size in 64 KiB chunks.
+//!   size in 256 KiB chunks.
 //! - **Transcript**: [`Options::transcript`] and `tracing` at DEBUG get every
 //!   line of the dialogue, secrets redacted by the core.
 //! - **A pool threads share**: [`pool::Pool`] is a `Clone + Send + Sync`

@@ -94,6 +94,7 @@ pub fn demo() -> Result<DemoOutcome, Failure> {
         repeat: 1,
         connections: 1,
         window: smtp_blocking::smtp_proto::DEFAULT_WINDOW,
+        hold: crate::plan::HOLD_MAX,
         token_source: None,
     };
 

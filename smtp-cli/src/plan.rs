@@ -77,6 +77,16 @@ pub const MAX_BODY: u64 = 1 << 30;
 /// documented for users.
 const MAX_BODY_ENV: &str = "SMTP_SEND_MAX_BODY";
 
+/// The most bytes of a `--data` file the sessions hold in memory together
+/// (each its own copy), to send it again and again without reading it
+/// again: a larger file, or one sent once, is streamed from the disk.
+pub const HOLD_MAX: u64 = 16 << 20;
+
+/// A hidden environment variable that lowers [`HOLD_MAX`] (`0`: every file
+/// is streamed), so that the command-line tests can take both paths. Not
+/// documented for users.
+const HOLD_MAX_ENV: &str = "SMTP_SEND_HOLD_MAX";
+
 /// The limit as people read it: `1 GiB (1073741824 bytes)`, `1000 bytes`.
 pub fn limit_text(limit: u64) -> String {
     const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
@@ -361,6 +371,9 @@ pub struct Plan {
     pub connections: u32,
     /// Transactions in flight with CHUNKING (`--window`).
     pub window: usize,
+    /// The most bytes of a `--data` file the sessions hold in memory
+    /// together to send it again ([`HOLD_MAX`], or less).
+    pub hold: u64,
     /// Where the bearer token in `credentials` came from (`token_source`
     /// in `--json`): `env`, `client_credentials` or `refresh_token`.
     pub token_source: Option<&'static str>,
@@ -660,6 +673,9 @@ pub fn plan(args: &SendArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Pla
         repeat,
         connections,
         window: usize::try_from(args.window).unwrap_or(1),
+        hold: env(HOLD_MAX_ENV)
+            .and_then(|value| value.trim().parse::<u64>().ok())
+            .map_or(HOLD_MAX, |value| value.min(HOLD_MAX)),
         token_source,
     })
 }

@@ -11,7 +11,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::Instant;
 
@@ -333,7 +333,7 @@ fn session(
     // rides behind the previous one. A message already in flight when one
     // fails is still sent and reported; none is started after.
     let messages = (0..count).map_while(|_| (!stop.load(Ordering::SeqCst)).then_some(()));
-    transactions(&mut client, plan, latest, messages, &mut |result| {
+    transactions(&mut client, plan, latest, count, messages, &mut |result| {
         let t = TransactionReport::from_result(&result);
         if let Some(sink) = sink.as_deref_mut() {
             sink.transaction(&t);
@@ -354,11 +354,13 @@ fn session(
     outcome
 }
 
-/// The plan's message once per item of `messages`, over one connection.
+/// The plan's message once per item of `messages` (at most `count`), over
+/// one connection.
 fn transactions(
     client: &mut Client,
     plan: &Plan,
     latest: Option<&Mutex<Measure>>,
+    count: u32,
     messages: impl Iterator<Item = ()>,
     on_result: &mut dyn FnMut(Result<Delivery, Error>),
 ) {
@@ -372,6 +374,38 @@ fn transactions(
             // its failure is reported after them, with the connection still
             // in step for QUIT.
             let mut unmeasured = None;
+            let connections = plan.connections.clamp(1, plan.repeat.max(1));
+            let hold =
+                count > 1 && measure.size.saturating_mul(u64::from(connections)) <= plan.hold;
+            if hold {
+                // Read once per version of the file, as it was measured,
+                // and written from memory for every transaction.
+                let mut held: Option<(Stamp, Held)> = None;
+                let messages = messages.map_while(|()| {
+                    let message = current(path, latest).and_then(|measure| {
+                        let body = match &held {
+                            Some((stamp, body)) if *stamp == measure.stamp => body.clone(),
+                            _ => {
+                                let body = Held(Arc::new(read_measured(path, measure)?));
+                                held = Some((measure.stamp, body.clone()));
+                                body
+                            }
+                        };
+                        let envelope = envelope
+                            .clone()
+                            .size(measure.size)
+                            .body(measure.body)
+                            .exact_size(measure.wire);
+                        Ok((envelope, body))
+                    });
+                    message.map_err(|err| unmeasured = Some(err)).ok()
+                });
+                client.send_each_bytes(messages, &mut *on_result);
+                if let Some(err) = unmeasured {
+                    on_result(Err(Error::BodyRead(err)));
+                }
+                return;
+            }
             let messages = messages.map_while(|()| match current(path, latest) {
                 Ok(measure) => {
                     let envelope = envelope
@@ -394,8 +428,8 @@ fn transactions(
         }
         Data::Memory(body) => {
             let envelope = envelope.clone().for_body(body);
-            client.send_each(
-                messages.map(|()| (envelope.clone(), body.as_slice())),
+            client.send_each_bytes(
+                messages.map(|()| (envelope.clone(), Held(Arc::clone(body)))),
                 on_result,
             )
         }
@@ -449,6 +483,23 @@ fn current(path: &Path, latest: &Mutex<Measure>) -> io::Result<Measure> {
         })?;
     }
     Ok(*latest)
+}
+
+/// The file as `measure` describes it, read whole: [`Reopen`]'s checks.
+fn read_measured(path: &Path, measure: Measure) -> io::Result<Vec<u8>> {
+    let mut body = Vec::with_capacity(usize::try_from(measure.size).unwrap_or(0));
+    Reopen::new(path, measure).read_to_end(&mut body)?;
+    Ok(body)
+}
+
+/// A `--data` file held in memory, shared by the transactions that send it.
+#[derive(Debug, Clone)]
+struct Held(Arc<Vec<u8>>);
+
+impl AsRef<[u8]> for Held {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 fn with_path(path: &Path, err: io::Error) -> io::Error {

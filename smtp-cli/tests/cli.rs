@@ -1824,7 +1824,8 @@ struct Chunked {
 }
 
 /// The first message's body is plain ASCII lines of 78 characters, over
-/// 1 MiB so that `--repeat` streams it rather than keep it in memory.
+/// 1 MiB so that `--repeat` does not keep it in memory from the start (it
+/// is measured, and held or streamed, per transaction).
 fn big_message() -> Vec<u8> {
     let mut body = b"Subject: big\r\n\r\n".to_vec();
     let mut i = 0;
@@ -1961,10 +1962,11 @@ fn has_param(mail: &str, param: &str) -> bool {
     mail.split(' ').skip(2).any(|p| p == param)
 }
 
-/// `--repeat 3` of a streamed `--data` file that `change` alters between
-/// transactions: the output, what the server saw, and the two versions of
-/// the message as they go on the wire.
-fn changing_file(change: Change) -> (Out, Chunked, [Vec<u8>; 2], ScriptedServer) {
+/// `--repeat 3` of a `--data` file that `change` alters between
+/// transactions, held in memory per version or (`streamed`) read from the
+/// disk per transaction: the output, what the server saw, and the two
+/// versions of the message as they go on the wire.
+fn changing_file(change: Change, streamed: bool) -> (Out, Chunked, [Vec<u8>; 2], ScriptedServer) {
     let first = big_message();
     assert!(first.len() > 1 << 20);
     let data = temp_file(&first);
@@ -1984,7 +1986,8 @@ fn changing_file(change: Change) -> (Out, Chunked, [Vec<u8>; 2], ScriptedServer)
     // window the next message is measured and sent before any reply, and a
     // change lands inside a message (the "changed while being sent" tests).
     args.extend(["--repeat".into(), "3".into(), "--window".into(), "1".into()]);
-    let out = run(&strs(&args), &[], None);
+    let hold = if streamed { "0" } else { "16777216" };
+    let out = run(&strs(&args), &[("SMTP_SEND_HOLD_MAX", hold)], None);
     assert!(
         server.wait_finished(1, WAIT),
         "{} {}",
@@ -2009,7 +2012,13 @@ fn changing_file(change: Change) -> (Out, Chunked, [Vec<u8>; 2], ScriptedServer)
 
 #[test]
 fn a_data_file_appended_to_between_transactions_is_measured_again() {
-    let (out, log, [first, second], _server) = changing_file(Change::Append);
+    for streamed in [false, true] {
+        appended_between_transactions(streamed);
+    }
+}
+
+fn appended_between_transactions(streamed: bool) {
+    let (out, log, [first, second], _server) = changing_file(Change::Append, streamed);
     assert_eq!(out.status, 0, "{} {}", out.stdout, out.stderr);
     let json = out.json();
     assert_eq!(json["ok"], true);
@@ -2035,7 +2044,13 @@ fn a_data_file_appended_to_between_transactions_is_measured_again() {
 
 #[test]
 fn a_data_file_rewritten_between_transactions_is_measured_again() {
-    let (out, log, [first, second], _server) = changing_file(Change::Rewrite);
+    for streamed in [false, true] {
+        rewritten_between_transactions(streamed);
+    }
+}
+
+fn rewritten_between_transactions(streamed: bool) {
+    let (out, log, [first, second], _server) = changing_file(Change::Rewrite, streamed);
     assert_eq!(out.status, 0, "{} {}", out.stdout, out.stderr);
     assert_eq!(out.json()["messages_sent"], 3);
     let before = log.changed_after.unwrap();
@@ -2058,7 +2073,13 @@ fn a_data_file_rewritten_between_transactions_is_measured_again() {
 
 #[test]
 fn a_data_file_deleted_between_transactions_fails_that_transaction_cleanly() {
-    let (out, log, _, server) = changing_file(Change::Delete);
+    for streamed in [false, true] {
+        deleted_between_transactions(streamed);
+    }
+}
+
+fn deleted_between_transactions(streamed: bool) {
+    let (out, log, _, server) = changing_file(Change::Delete, streamed);
     assert_eq!(out.status, 1, "{}", out.stdout);
     let (kind, code) = out.error();
     assert_eq!((kind.as_str(), code), ("io", None));

@@ -220,6 +220,18 @@ where
         }
     }
 
+    /// The body being written, while there is one (from the
+    /// [`Step::Body`] that asked for it until it is finished): where an
+    /// adapter finds the bytes [`Io::WriteBody`] asks it to write, when the
+    /// body lent them from its own buffer
+    /// ([`ClientSession::write_body_direct`]).
+    pub fn body(&mut self) -> Option<&mut B> {
+        match &mut self.state {
+            State::Body(body) => Some(body),
+            _ => None,
+        }
+    }
+
     /// Ends the batch on `err`, which ended the connection (an I/O error, a
     /// body that could not be read), or the session's own failure.
     /// Transactions that completed before it keep their results. Each one
@@ -449,6 +461,84 @@ mod tests {
         ("b@x.org", b"two"),
         ("c@x.org", b"three"),
     ];
+
+    /// A body fed with `write_body_direct`: what it took so far.
+    struct Lending {
+        body: Vec<u8>,
+        taken: usize,
+    }
+
+    #[test]
+    fn lent_bytes_are_written_from_the_body_the_batch_holds() {
+        let line = b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\r\n";
+        let bodies: Vec<Vec<u8>> = vec![
+            line.repeat(1000),
+            [&b".dot\n"[..], &line.repeat(600)].concat(),
+        ];
+        let mut session = session(PIPELINING);
+        let mut results = Vec::new();
+        let messages = bodies.iter().map(|body| {
+            let lending = Lending {
+                body: body.clone(),
+                taken: 0,
+            };
+            (envelope("a@x.org"), lending)
+        });
+        let mut batch = Batch::new(messages, Rest::NotSent, |r: Result<Delivery, TestError>| {
+            results.push(r.is_ok())
+        });
+        let (mut wire, mut lent, mut replies) = (Vec::new(), 0, 0);
+        let now = Instant::now();
+        assert!(batch.body().is_none(), "no body before one is asked for");
+        loop {
+            match batch.next(&mut session, now) {
+                Step::Done => break,
+                Step::Body(body) => {
+                    let rest = &body.body[body.taken..];
+                    if rest.is_empty() {
+                        session.finish_body().unwrap();
+                    } else {
+                        body.taken += session.write_body_direct(rest).unwrap();
+                    }
+                }
+                Step::Io(Io::WriteBody { len, .. }) => {
+                    let body = batch.body().expect("a body lent the bytes");
+                    wire.extend_from_slice(&body.body[body.taken - len..body.taken]);
+                    lent += len;
+                    session.advance_body(len);
+                }
+                Step::Io(Io::Write { .. }) => wire.extend_from_slice(&session.take_output()),
+                Step::Io(Io::Read { .. }) => {
+                    assert!(batch.body().is_none(), "no body while replies are read");
+                    // MAIL, RCPT, DATA, then the end of data, per message.
+                    replies += 1;
+                    let reply: &[u8] = match replies % 4 {
+                        3 => b"354 go\r\n",
+                        _ => b"250 ok\r\n",
+                    };
+                    session.handle_input(reply).unwrap();
+                }
+                Step::Io(io) => panic!("{io:?}"),
+            }
+        }
+        assert_eq!(results, [true, true]);
+        let mut expected = Vec::new();
+        for body in &bodies {
+            expected.extend_from_slice(&crate::data::encode(body));
+        }
+        let sent = String::from_utf8_lossy(&wire);
+        let joined: String = sent
+            .split("DATA\r\n")
+            .skip(1)
+            .map(|s| s.split("MAIL").next().unwrap_or(""))
+            .collect();
+        assert_eq!(joined.as_bytes(), &expected[..]);
+        // The clean stretches went from the bodies, not the session: all of
+        // the first; the second after its dotted line and the piece copied
+        // with it.
+        let copied = 1 + crate::BODY_DIRECT_MIN;
+        assert_eq!(lent, bodies[0].len() + bodies[1].len() - copied);
+    }
 
     #[test]
     fn each_message_rides_behind_the_previous_end_of_data() {

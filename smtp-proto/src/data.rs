@@ -214,6 +214,56 @@ impl BodyEncoder {
         out.extend_from_slice(&input[start..]);
     }
 
+    /// How many bytes at the start of `input` go on the wire exactly as
+    /// they are when they are the next input: nothing is inserted before any
+    /// of them (the bytes an insertion at the end would go after are
+    /// decided with the next input, as [`encode`](Self::encode) does).
+    /// Every byte with [`Framing::Binary`].
+    pub(crate) fn clean_prefix(&self, input: &[u8]) -> usize {
+        if self.framing == Framing::Binary {
+            return input.len();
+        }
+        let Some(&first) = input.first() else {
+            return 0;
+        };
+        let stuff = self.framing == Framing::Data;
+        if !insertion(self.prev, first, stuff).is_empty() {
+            return 0;
+        }
+        let dots = u8::from(stuff);
+        // The block search of `encode_inner`, stopping at the first point.
+        let mut at = 1;
+        while let Some(window) = input
+            .get(at - 1..at + BLOCK)
+            .and_then(|w| <&[u8; BLOCK + 1]>::try_from(w).ok())
+        {
+            if any_insertion(window) {
+                for (word_at, bits) in (at..).step_by(64).zip(insertion_points(window, dots)) {
+                    if bits != 0 {
+                        return word_at + bits.trailing_zeros() as usize;
+                    }
+                }
+            }
+            at += BLOCK;
+        }
+        (at..input.len())
+            .find(|&at| !insertion(input[at - 1], input[at], stuff).is_empty())
+            .unwrap_or(input.len())
+    }
+
+    /// Counts `input` as encoded, without writing it: the caller writes it
+    /// itself, and it must be a [`clean_prefix`](Self::clean_prefix), whose
+    /// encoding is `input` as it is.
+    pub(crate) fn pass(&mut self, input: &[u8]) {
+        let Some(&last) = input.last() else {
+            return;
+        };
+        debug_assert_eq!(self.clean_prefix(input), input.len());
+        self.prev = last;
+        self.consumed = self.consumed.saturating_add(input.len() as u64);
+        self.produced = self.produced.saturating_add(input.len() as u64);
+    }
+
     /// Ends the body and returns how many bytes it took on the wire: for
     /// `DATA`, CRLF if the body did not end with a line break, then `.\r\n`
     /// (an empty body is the terminator line alone); for chunked 7-bit and
@@ -671,6 +721,33 @@ mod tests {
             prop_assert_eq!(&chunked, &expected);
             prop_assert_eq!(unstuff(&chunked), Some(normalize(&input)));
             prop_assert_eq!(terminator_positions(&chunked), vec![chunked.len() - 3]);
+        }
+
+        #[test]
+        fn clean_prefix_is_the_longest_that_encodes_to_itself(
+            before in body(),
+            input in long_body(),
+            framing in prop::sample::select(vec![Framing::Data, Framing::Chunked, Framing::Binary]),
+        ) {
+            let mut encoder = BodyEncoder::with_framing(framing);
+            encoder.encode(&before, &mut BytesMut::new());
+            let n = encoder.clean_prefix(&input);
+            let as_is = |k: usize| {
+                let mut out = BytesMut::new();
+                encoder.clone().encode(&input[..k], &mut out);
+                out[..] == input[..k]
+            };
+            prop_assert!(as_is(n), "{n} bytes are not clean");
+            prop_assert!(n == input.len() || !as_is(n + 1), "{n} is not the longest");
+            // Passing it leaves the encoder as encoding it does.
+            let (mut passed, mut encoded) = (encoder.clone(), encoder.clone());
+            passed.pass(&input[..n]);
+            encoded.encode(&input[..n], &mut BytesMut::new());
+            let (mut a, mut b) = (BytesMut::new(), BytesMut::new());
+            passed.encode(&input[n..], &mut a);
+            encoded.encode(&input[n..], &mut b);
+            prop_assert_eq!(passed.finish(&mut a), encoded.finish(&mut b));
+            prop_assert_eq!(a, b);
         }
 
         #[test]

@@ -201,7 +201,7 @@ pub use options::{Options, DEFAULT_CONNECT_TIMEOUT};
 pub use outcome::{Delivery, Outcome, RecipientResult};
 pub use reply::{EnhancedCode, Lines, Reply, ReplyCode, ReplyError, ReplyLimits, ReplyParser};
 pub use session::{
-    ClientSession, Event, Io, Next, BODY_FLUSH, MAX_RCPT_AHEAD, MAX_REPLIES_AHEAD,
+    ClientSession, Event, Io, Next, BODY_DIRECT_MIN, BODY_FLUSH, MAX_RCPT_AHEAD, MAX_REPLIES_AHEAD,
     MAX_TRANSCRIPT_LINES,
 };
 pub use stage::{Stage, Timeouts};

@@ -504,6 +504,9 @@ pub fn drive_next(
                 session.advance_output(n);
                 Ok(())
             }
+            Ok(Next::Io(io @ Io::WriteBody { .. })) => {
+                unreachable!("{io:?}: nothing is lent when the body goes by write_body")
+            }
             Ok(Next::Io(Io::Read { .. })) => {
                 assert!(session.wants_input(), "a read with nothing awaited");
                 match chunks.next() {
@@ -1626,6 +1629,9 @@ impl<'s> Model<'s> {
                             "{io:?}: not the stage's timeout within the time limit"
                         );
                     }
+                    // The ops feed bodies with `write_body` only: nothing
+                    // is lent (`tests/direct.rs` checks lending).
+                    Io::WriteBody { .. } => unreachable!("{io:?} with nothing lent"),
                     Io::Read { stage, deadline } => {
                         assert!(session.wants_input(), "{io:?}, but no input is wanted");
                         assert_eq!(session.stage(), Some(stage), "{io:?} names another stage");
@@ -2056,6 +2062,7 @@ fn no_later(a: Option<Instant>, b: Option<Instant>) -> bool {
 fn io_stage(io: &Io) -> Stage {
     match *io {
         Io::Write { stage, .. } | Io::Read { stage, .. } => stage,
+        Io::WriteBody { .. } => Stage::Body,
         Io::Handshake { .. } => Stage::TlsHandshake,
         Io::Close { .. } => Stage::Quit,
     }

@@ -50,6 +50,18 @@ pub enum Io {
         /// By when the write must make progress.
         deadline: Option<Instant>,
     },
+    /// Write some of the body bytes [`write_body_direct`](ClientSession::write_body_direct)
+    /// lent: the last `len` of the bytes its latest call took, from the
+    /// caller's own buffer (one write call is enough), and report how many
+    /// with [`advance_body`](ClientSession::advance_body). Nothing is
+    /// pending before them. An error of the connection is the adapter's, as
+    /// with [`Io::Write`].
+    WriteBody {
+        /// How many lent bytes are still to be written.
+        len: usize,
+        /// By when the write must make progress.
+        deadline: Option<Instant>,
+    },
     /// Read what the server sends and feed it to
     /// [`handle_input`](ClientSession::handle_input), or the end of the
     /// stream to [`handle_eof`](ClientSession::handle_eof).
@@ -87,6 +99,7 @@ impl Io {
     pub fn deadline(&self) -> Option<Instant> {
         match *self {
             Io::Write { deadline, .. }
+            | Io::WriteBody { deadline, .. }
             | Io::Read { deadline, .. }
             | Io::Handshake { deadline }
             | Io::Close { deadline } => deadline,
@@ -105,6 +118,7 @@ impl ClientSession {
     /// loop {
     ///     match session.next(now())? {
     ///         Next::Io(Io::Write { deadline, .. })  => write some of pending_output(), advance_output(n)
+    ///         Next::Io(Io::WriteBody { len, .. })   => write some of the last len bytes write_body_direct took, advance_body(n)
     ///         Next::Io(Io::Read { deadline, .. })   => read, handle_input(bytes) or handle_eof()
     ///         Next::Io(Io::Handshake { deadline })  => feed plaintext already there, TLS handshake, tls_established(name)
     ///         Next::Io(Io::Close { deadline })      => write pending_output() as best you can
@@ -153,11 +167,17 @@ impl ClientSession {
                 None => Err(self.stored_error()),
             };
         }
-        let flush = self.phase != Phase::Body || self.out.len() >= BODY_FLUSH;
+        // Lent body bytes go right after what is pending.
+        let flush = self.phase != Phase::Body || self.out.len() >= BODY_FLUSH || self.lent > 0;
         if flush && !self.out.is_empty() {
             let stage = self.stage().unwrap_or(Stage::Quit);
             let deadline = self.clock.write(stage, now);
             return self.wait(Io::Write { stage, deadline }, now);
+        }
+        if self.lent > 0 {
+            let deadline = self.clock.write(Stage::Body, now);
+            let len = self.lent;
+            return self.wait(Io::WriteBody { len, deadline }, now);
         }
         match self.events.pop_front() {
             // Handed out as what the phase needs, below.
@@ -243,6 +263,7 @@ impl ClientSession {
         self.clock.clear_wait();
         // Like abort: the peer may be mid-command, so nothing more goes out.
         self.out.clear();
+        self.lent = 0;
         // A server that already closed the session (a 221 read ahead of a
         // QUIT not yet written) leaves it closed, not failed.
         if self.phase == Phase::Closed {

@@ -30,6 +30,13 @@ pub const MAX_RCPT_AHEAD: usize = 100;
 /// few tens of KiB, well inside any socket buffer).
 pub const MAX_REPLIES_AHEAD: usize = 256;
 
+/// The shortest stretch of a body that
+/// [`write_body_direct`](ClientSession::write_body_direct) lends to the
+/// caller rather than copies into its output: below it, the copy costs less
+/// than the write of its own a lent stretch may take, and small reads (a
+/// pipe's) still gather into few writes.
+pub const BODY_DIRECT_MIN: usize = 16 * 1024;
+
 /// One transaction in progress.
 #[derive(Debug)]
 pub(super) struct Transaction {
@@ -219,6 +226,7 @@ impl ClientSession {
     /// the server is inside the chunk).
     pub fn write_body(&mut self, chunk: &[u8]) -> Result<(), Error> {
         self.check_body("write_body")?;
+        self.check_lent("write_body")?;
         let start = self.out.len();
         self.encoder.encode(chunk, &mut self.out);
         if let Some(declared) = self.declared_chunk() {
@@ -237,6 +245,85 @@ impl ClientSession {
                 self.held = self.out.get(last).copied();
                 self.out.truncate(last);
             }
+        }
+        Ok(())
+    }
+
+    /// Feeds the next bytes of the message as [`write_body`](Self::write_body)
+    /// does, except that a long stretch that goes on the wire unchanged is
+    /// not copied into [`pending_output`](Self::pending_output): the caller
+    /// writes it from its own buffer. Returns how many bytes at the start
+    /// of `chunk` the session took (at least one when `chunk` is not empty);
+    /// feed the rest with the next call.
+    ///
+    /// The session takes either bytes it encodes into its output, as
+    /// `write_body` does, or a stretch of at least [`BODY_DIRECT_MIN`]
+    /// bytes that needs nothing
+    /// inserted (no line to dot-stuff, no bare `CR` or `LF`) and, with
+    /// `BDAT`, stays below the declared size, the last octet of which is
+    /// left to `write_body` and [`finish_body`](Self::finish_body). Such a
+    /// stretch is lent: [`next`](Self::next) then hands out
+    /// [`Io::Write`](crate::Io::Write) for what is pending before it, and
+    /// [`Io::WriteBody`](crate::Io::WriteBody) for it: the caller writes
+    /// those bytes, the last ones the latest call took, and reports them with
+    /// [`advance_body`](Self::advance_body). Until every lent byte is
+    /// written, the session takes no more of the body.
+    ///
+    /// Bytes that would carry a `BDAT` body past its declared size are
+    /// refused as `write_body` refuses them: none of them is queued, and the
+    /// session fails with [`Error::BodySizeMismatch`]; bytes taken by
+    /// earlier calls may have been written.
+    pub fn write_body_direct(&mut self, chunk: &[u8]) -> Result<usize, Error> {
+        self.check_body("write_body_direct")?;
+        self.check_lent("write_body_direct")?;
+        let room = match self.declared_chunk() {
+            // Below the declared size: the chunk's last octet is held.
+            Some(declared) => usize::try_from(
+                declared
+                    .saturating_sub(self.encoder.produced())
+                    .saturating_sub(1),
+            )
+            .unwrap_or(usize::MAX),
+            None => usize::MAX,
+        };
+        let clean = self.encoder.clean_prefix(chunk).min(room);
+        if clean >= BODY_DIRECT_MIN {
+            self.encoder.pass(&chunk[..clean]);
+            self.lent = clean;
+            return Ok(clean);
+        }
+        // Up to the first insertion, then a stretch that is not looked at
+        // for lending, so that text with an insertion on every line is
+        // encoded in pieces as long as a lent one at least.
+        let take = chunk.len().min(clean.saturating_add(1 + BODY_DIRECT_MIN));
+        self.write_body(&chunk[..take])?;
+        Ok(take)
+    }
+
+    /// Marks `n` of the body bytes lent by
+    /// [`write_body_direct`](Self::write_body_direct) as written, as
+    /// [`advance_output`](Self::advance_output) does for
+    /// [`pending_output`](Self::pending_output): partial writes too.
+    pub fn advance_body(&mut self, n: usize) {
+        let n = n.min(self.lent);
+        self.lent -= n;
+        self.taken = self.taken.saturating_add(n as u64);
+        if n > 0 {
+            // Progress: the wait for this write is over. (The reply's timer
+            // starts when the end of data, queued after, is written.)
+            self.clock.clear_wait();
+        }
+    }
+
+    /// Refuses `call` while body bytes lent to the caller are unwritten:
+    /// anything the session queued now would go before them.
+    fn check_lent(&self, call: &'static str) -> Result<(), Error> {
+        if self.lent > 0 {
+            return Err(Error::InvalidState {
+                call,
+                reason:
+                    "the body bytes lent by write_body_direct are not written yet (Io::WriteBody)",
+            });
         }
         Ok(())
     }
@@ -264,6 +351,7 @@ impl ClientSession {
     pub fn finish_body(&mut self) -> Result<(), Error> {
         self.begin_call();
         self.check_body("finish_body")?;
+        self.check_lent("finish_body")?;
         if self.transcript.is_on() {
             let note = format!("<message body, {} bytes>", self.encoder.consumed());
             self.transcript.record(Direction::Client, note.as_bytes());

@@ -43,7 +43,7 @@ mod replies;
 use clock::Clock;
 pub use drive::{Io, Next, BODY_FLUSH};
 use mail::Transaction;
-pub use mail::{MAX_RCPT_AHEAD, MAX_REPLIES_AHEAD};
+pub use mail::{BODY_DIRECT_MIN, MAX_RCPT_AHEAD, MAX_REPLIES_AHEAD};
 use phase::Phase;
 use recording::Recording;
 pub use recording::MAX_TRANSCRIPT_LINES;
@@ -105,6 +105,10 @@ pub struct ClientSession {
     /// a message it may deliver, so it must not be complete on the wire while
     /// the session might still refuse it.
     held: Option<u8>,
+    /// Body bytes lent to the caller by
+    /// [`write_body_direct`](Self::write_body_direct) and not yet written:
+    /// on the wire right after `out`.
+    lent: usize,
     /// Output bytes the caller took ([`advance_output`](Self::advance_output),
     /// [`take_output`](Self::take_output)) since the session began.
     taken: u64,
@@ -133,6 +137,7 @@ impl fmt::Debug for ClientSession {
             .field("tls", &self.tls)
             .field("expect", &self.expect)
             .field("pending_output", &self.out.len())
+            .field("lent", &self.lent)
             .field("authenticated", &self.authenticated)
             .field("error", &self.error)
             .finish_non_exhaustive()
@@ -181,6 +186,7 @@ impl ClientSession {
             quit_sent: false,
             peer: None,
             held: None,
+            lent: 0,
             taken: 0,
             unfinished: Vec::new(),
             greeting: None,
@@ -335,6 +341,7 @@ impl ClientSession {
     /// drops the pending output (a `QUIT` that could not be written).
     pub fn abort(&mut self) {
         self.out.clear();
+        self.lent = 0;
         if matches!(self.phase, Phase::Closed | Phase::Failed) {
             return;
         }

@@ -57,6 +57,8 @@ impl ClientSession {
         }
         self.phase = Phase::Failed;
         self.held = None;
+        // Lent body bytes are not written: the message stays unfinished.
+        self.lent = 0;
         self.expect.clear();
         // Nothing may invite the caller to go on (a handshake, a body) after
         // a failure; finished transactions are still reported.
