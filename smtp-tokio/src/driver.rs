@@ -199,7 +199,7 @@ pub(crate) struct Driver<T> {
     tls: Option<Arc<ClientConfig>>,
     buf: Box<[u8]>,
     /// The buffer bodies are polled into.
-    chunk: Vec<u8>,
+    chunk: Chunk,
     /// Set while an operation runs; still set afterwards when it was
     /// cancelled or broke the connection.
     poisoned: bool,
@@ -222,7 +222,7 @@ impl<T: Transport> Driver<T> {
             session,
             tls: options.tls,
             buf: vec![0; READ_BUFFER].into_boxed_slice(),
-            chunk: Vec::new(),
+            chunk: Chunk::default(),
             poisoned: true,
             out_of_step: false,
         };
@@ -311,11 +311,15 @@ impl<T: Transport> Driver<T> {
             on_result(Err(err));
             return;
         }
+        self.chunk.clear();
         let mut batch = Batch::new(messages.into_iter(), rest, on_result);
         let mut broke = false;
         loop {
             let failure = match batch.next(&mut self.session, Instant::now()) {
                 Step::Done => break,
+                Step::Io(Io::WriteBody { len, deadline }) => {
+                    self.write_lent(len, deadline).await.err()
+                }
                 Step::Io(io) => self.perform(io).await.err(),
                 Step::Body(read) => feed_body(read, &mut self.chunk, &mut self.session)
                     .await
@@ -494,6 +498,41 @@ impl<T: Transport> Driver<T> {
         }
     }
 
+    /// Writes some of the `len` body bytes the session lent
+    /// ([`Io::WriteBody`]: the last `len` it took from the chunk), straight
+    /// from the chunk, by `deadline`; then, when they all went, flushes the
+    /// TLS layer if the session has nothing more.
+    async fn write_lent(&mut self, len: usize, deadline: Option<Instant>) -> Result<(), Error> {
+        let (transport, session) = (&mut self.transport, &mut self.session);
+        let Some(bytes) = self.chunk.lent(len) else {
+            self.out_of_step = true;
+            return Err(Error::Smtp(smtp_proto::Error::InvalidState {
+                call: "smtp-tokio driver",
+                reason: "the session lent body bytes the driver does not hold",
+            }));
+        };
+        let write = async {
+            let n = match transport.write(bytes).await? {
+                0 => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+                n => n.min(bytes.len()),
+            };
+            // Partial writes too: whether a message's end of data went out
+            // decides whether its delivery is unknown.
+            session.advance_body(n);
+            if n == bytes.len() && session.pending_output().is_empty() {
+                transport.flush().await?;
+            }
+            Ok(())
+        };
+        match T::timeout(left(deadline), write).await {
+            None => {
+                self.session.handle_timeout(Instant::now());
+                Ok(())
+            }
+            Some(result) => result.map_err(Error::from_io),
+        }
+    }
+
     /// Reads once, by `deadline`, and feeds the session.
     async fn read(&mut self, deadline: Option<Instant>) -> Result<(), Error> {
         let read = self.transport.read(&mut self.buf[..]);
@@ -562,28 +601,63 @@ impl<T: Transport> Driver<T> {
     }
 }
 
-/// Polls the next chunk of `read` into `chunk` and feeds it to the session,
-/// or ends the body when there is none. A refusal fails the session, whose
-/// next step reports it.
+/// The buffer bodies are polled into: what was read, and how much of it
+/// the session took. The stretches the session lends
+/// ([`ClientSession::write_body_direct`]) are written from here, not copied
+/// into its output.
+#[derive(Debug, Default)]
+struct Chunk {
+    data: Vec<u8>,
+    /// Where the bytes the session has not taken start.
+    taken: usize,
+    /// Where the bytes read end.
+    end: usize,
+}
+
+impl Chunk {
+    fn clear(&mut self) {
+        (self.taken, self.end) = (0, 0);
+    }
+
+    /// The `len` lent bytes still to write: the last ones the session took.
+    fn lent(&self, len: usize) -> Option<&[u8]> {
+        self.data.get(self.taken.checked_sub(len)?..self.taken)
+    }
+}
+
+/// Feeds the session the rest of the chunk, or, once it took all of it,
+/// polls the next chunk of `read`; ends the body when there is none. A
+/// refusal fails the session, whose next step reports it; a failing reader
+/// empties the chunk.
 async fn feed_body<R: PollBody>(
     read: &mut R,
-    chunk: &mut Vec<u8>,
+    chunk: &mut Chunk,
     session: &mut ClientSession,
 ) -> Result<(), Error> {
-    chunk.resize(BODY_CHUNK, 0);
-    let n = poll_fn(|cx| read.poll_body(cx, chunk))
-        .await
-        .map_err(Error::BodyRead)?;
-    let Some(bytes) = chunk.get(..n) else {
-        return Err(Error::BodyRead(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "body reader returned more bytes than the buffer holds",
-        )));
-    };
-    let _verdict = if bytes.is_empty() {
-        session.finish_body()
-    } else {
-        session.write_body(bytes)
+    if chunk.taken >= chunk.end {
+        chunk.clear();
+        chunk.data.resize(BODY_CHUNK, 0);
+        let data = &mut chunk.data;
+        let n = poll_fn(|cx| read.poll_body(cx, data))
+            .await
+            .map_err(Error::BodyRead)?;
+        if n > chunk.data.len() {
+            return Err(Error::BodyRead(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "body reader returned more bytes than the buffer holds",
+            )));
+        }
+        if n == 0 {
+            let _verdict = session.finish_body();
+            return Ok(());
+        }
+        chunk.end = n;
+    }
+    let rest = chunk.data.get(chunk.taken..chunk.end).unwrap_or_default();
+    chunk.taken = match session.write_body_direct(rest) {
+        Ok(n) if n > 0 => chunk.taken + n.min(rest.len()),
+        // Refused: the session failed and says why at its next step.
+        _ => chunk.end,
     };
     Ok(())
 }
