@@ -318,7 +318,7 @@ impl<T: Transport> Driver<T> {
             let failure = match batch.next(&mut self.session, Instant::now()) {
                 Step::Done => break,
                 Step::Io(Io::WriteBody { len, deadline }) => {
-                    self.write_lent(len, deadline).await.err()
+                    self.write(deadline, Some(len)).await.err()
                 }
                 Step::Io(io) => self.perform(io).await.err(),
                 Step::Body(read) => feed_body(read, &mut self.chunk, &mut self.session)
@@ -449,11 +449,11 @@ impl<T: Transport> Driver<T> {
     /// come with its next step.
     async fn perform(&mut self, io: Io) -> Result<(), Error> {
         match io {
-            Io::Write { deadline, .. } => self.write(deadline).await,
+            Io::Write { deadline, .. } => self.write(deadline, None).await,
             Io::Read { deadline, .. } => self.read(deadline).await,
             Io::Handshake { deadline } => self.start_tls(deadline).await,
             Io::Close { deadline } => {
-                if let Err(err) = self.write(deadline).await {
+                if let Err(err) = self.write(deadline, None).await {
                     tracing::debug!(error = %err, "could not flush after a session error");
                     self.session.abort();
                 }
@@ -469,57 +469,41 @@ impl<T: Transport> Driver<T> {
         }
     }
 
-    /// Writes some of what the session has pending, and flushes the TLS
-    /// layer once it has nothing more, by `deadline`.
-    async fn write(&mut self, deadline: Option<Instant>) -> Result<(), Error> {
+    /// Writes some of what the session has pending, or, with `lent`, of
+    /// the `len` body bytes it lent ([`Io::WriteBody`]: the last `len` it
+    /// took from the chunk) straight from the chunk, by `deadline`; then
+    /// flushes the TLS layer once the session has nothing more.
+    async fn write(&mut self, deadline: Option<Instant>, lent: Option<usize>) -> Result<(), Error> {
+        let lent = match lent.map(|len| self.chunk.lent(len)) {
+            None => None,
+            Some(Some(bytes)) => Some(bytes),
+            Some(None) => {
+                self.out_of_step = true;
+                return Err(Error::Smtp(smtp_proto::Error::InvalidState {
+                    call: "smtp-tokio driver",
+                    reason: "the session lent body bytes the driver does not hold",
+                }));
+            }
+        };
         let (transport, session) = (&mut self.transport, &mut self.session);
         let write = async {
-            let n = match session.pending_output() {
+            let bytes = lent.unwrap_or_else(|| session.pending_output());
+            let len = bytes.len();
+            let n = match bytes {
                 [] => 0,
-                out => match transport.write(out).await? {
+                bytes => match transport.write(bytes).await? {
                     0 => return Err(io::Error::from(io::ErrorKind::WriteZero)),
-                    n => n,
+                    n => n.min(len),
                 },
             };
             // Partial writes too: whether a message's end of data went out
             // decides whether its delivery is unknown.
-            session.advance_output(n);
-            if session.pending_output().is_empty() {
-                transport.flush().await?;
+            if lent.is_some() {
+                session.advance_body(n);
+            } else {
+                session.advance_output(n);
             }
-            Ok(())
-        };
-        match T::timeout(left(deadline), write).await {
-            None => {
-                self.session.handle_timeout(Instant::now());
-                Ok(())
-            }
-            Some(result) => result.map_err(Error::from_io),
-        }
-    }
-
-    /// Writes some of the `len` body bytes the session lent
-    /// ([`Io::WriteBody`]: the last `len` it took from the chunk), straight
-    /// from the chunk, by `deadline`; then, when they all went, flushes the
-    /// TLS layer if the session has nothing more.
-    async fn write_lent(&mut self, len: usize, deadline: Option<Instant>) -> Result<(), Error> {
-        let (transport, session) = (&mut self.transport, &mut self.session);
-        let Some(bytes) = self.chunk.lent(len) else {
-            self.out_of_step = true;
-            return Err(Error::Smtp(smtp_proto::Error::InvalidState {
-                call: "smtp-tokio driver",
-                reason: "the session lent body bytes the driver does not hold",
-            }));
-        };
-        let write = async {
-            let n = match transport.write(bytes).await? {
-                0 => return Err(io::Error::from(io::ErrorKind::WriteZero)),
-                n => n.min(bytes.len()),
-            };
-            // Partial writes too: whether a message's end of data went out
-            // decides whether its delivery is unknown.
-            session.advance_body(n);
-            if n == bytes.len() && session.pending_output().is_empty() {
+            if n == len && session.pending_output().is_empty() {
                 transport.flush().await?;
             }
             Ok(())
