@@ -71,6 +71,40 @@ fn signal() -> (smol::channel::Sender<()>, smol::channel::Receiver<()>) {
     smol::channel::unbounded()
 }
 
+/// [`plain_server`] whose first message on each connection is answered
+/// only once the test sends on `go_on`; `has_message` says the server has
+/// it.
+struct HeldFirst {
+    server: ScriptedServer,
+    inbox: Inbox,
+    has_message: smol::channel::Receiver<()>,
+    go_on: smol::channel::Sender<()>,
+}
+
+fn held_first() -> HeldFirst {
+    let (has, has_message) = signal();
+    let (go_on, answer) = signal();
+    let (server, inbox) = plain_server(move |peer, n| {
+        if n == 0 {
+            // Not every test listens.
+            let _ = has.send_blocking(());
+            answer.recv_blocking().unwrap();
+        }
+        ok(peer, n)
+    });
+    HeldFirst {
+        server,
+        inbox,
+        has_message,
+        go_on,
+    }
+}
+
+/// The bodies the server received, in order.
+fn bodies(inbox: &Inbox) -> Vec<Vec<u8>> {
+    inbox.lock().unwrap().iter().map(|m| m.1.clone()).collect()
+}
+
 fn ok(peer: &mut Peer, _n: usize) -> io::Result<bool> {
     peer.reply("250 2.0.0 queued")?;
     Ok(true)
@@ -704,15 +738,12 @@ async fn a_dropped_send_reader_does_not_return_its_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_send_waiting_for_a_slot_can_be_dropped() {
     // The first message is answered only when the test says so.
-    let (has, has_message) = signal();
-    let (go_on, answer) = signal();
-    let (server, inbox) = plain_server(move |peer, n| {
-        if n == 0 {
-            has.send_blocking(()).unwrap();
-            answer.recv_blocking().unwrap();
-        }
-        ok(peer, n)
-    });
+    let HeldFirst {
+        server,
+        inbox,
+        has_message,
+        go_on,
+    } = held_first();
     let pool = plain_pool(&server, quiet().max_size(1));
     let first = {
         let pool = pool.clone();
@@ -742,8 +773,7 @@ async fn a_send_waiting_for_a_slot_can_be_dropped() {
         .unwrap();
     assert_eq!(server.connections(), 1);
     // Withdrawn while queued: never sent.
-    let inbox: Vec<Vec<u8>> = inbox.lock().unwrap().iter().map(|m| m.1.clone()).collect();
-    assert_eq!(inbox, [b"one\r\n".to_vec(), b"two\r\n".to_vec()]);
+    assert_eq!(bodies(&inbox), [b"one\r\n".to_vec(), b"two\r\n".to_vec()]);
     pool.close().await;
 }
 
@@ -751,15 +781,12 @@ async fn a_send_waiting_for_a_slot_can_be_dropped() {
 async fn a_send_dropped_after_its_message_was_taken_does_not_cut_the_batch() {
     // The first message is answered only when the test says so; by then
     // its sender has given up.
-    let (has, has_message) = signal();
-    let (go_on, answer) = signal();
-    let (server, inbox) = plain_server(move |peer, n| {
-        if n == 0 {
-            has.send_blocking(()).unwrap();
-            answer.recv_blocking().unwrap();
-        }
-        ok(peer, n)
-    });
+    let HeldFirst {
+        server,
+        inbox,
+        has_message,
+        go_on,
+    } = held_first();
     let pool = plain_pool(&server, quiet().max_size(1));
     let send = pool.send(envelope("me@example.com"), b"taken\r\n");
     let dropped = futures_lite::future::or(async { Some(send.await) }, async {
@@ -776,8 +803,10 @@ async fn a_send_dropped_after_its_message_was_taken_does_not_cut_the_batch() {
         .await
         .unwrap();
     assert_eq!(server.connections(), 1);
-    let inbox: Vec<Vec<u8>> = inbox.lock().unwrap().iter().map(|m| m.1.clone()).collect();
-    assert_eq!(inbox, [b"taken\r\n".to_vec(), b"after\r\n".to_vec()]);
+    assert_eq!(
+        bodies(&inbox),
+        [b"taken\r\n".to_vec(), b"after\r\n".to_vec()]
+    );
     assert_eq!(server.errors()[0], None);
     pool.close().await;
 }
@@ -836,13 +865,12 @@ async fn a_busy_connection_goes_back_to_the_idle_list_every_1024_messages() {
     const N: usize = 1100;
     // The first message is answered once every other one is queued, so
     // the queue never runs dry before the limit.
-    let (go_on, answer) = signal();
-    let (server, inbox) = plain_server(move |peer, n| {
-        if peer.index() == 0 && n == 0 {
-            answer.recv_blocking().unwrap();
-        }
-        ok(peer, n)
-    });
+    let HeldFirst {
+        server,
+        inbox,
+        go_on,
+        ..
+    } = held_first();
     let pool = plain_pool(&server, quiet().max_size(1));
     let tasks: Vec<_> = (0..N)
         .map(|n| {
@@ -866,15 +894,12 @@ async fn a_busy_connection_goes_back_to_the_idle_list_every_1024_messages() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_answers_queued_sends_and_lets_the_batch_in_flight_finish() {
-    let (has, has_message) = signal();
-    let (go_on, answer) = signal();
-    let (server, inbox) = plain_server(move |peer, n| {
-        if n == 0 {
-            has.send_blocking(()).unwrap();
-            answer.recv_blocking().unwrap();
-        }
-        ok(peer, n)
-    });
+    let HeldFirst {
+        server,
+        inbox,
+        has_message,
+        go_on,
+    } = held_first();
     let pool = plain_pool(&server, quiet().max_size(1));
     let first = {
         let pool = pool.clone();
@@ -896,8 +921,7 @@ async fn close_answers_queued_sends_and_lets_the_batch_in_flight_finish() {
     );
     go_on.send(()).await.unwrap();
     first.await.unwrap().unwrap();
-    let inbox: Vec<Vec<u8>> = inbox.lock().unwrap().iter().map(|m| m.1.clone()).collect();
-    assert_eq!(inbox, [b"one\r\n".to_vec()]);
+    assert_eq!(bodies(&inbox), [b"one\r\n".to_vec()]);
     // The connection is QUIT once its batch is done.
     assert!(server.wait_finished(1, WAIT));
     assert_eq!(count(&server, 0, "QUIT\r\n"), 1);
