@@ -3,8 +3,8 @@
 use crate::stream::{at_least_1ms, Stream};
 use crate::Error;
 use smtp_proto::{
-    Batch, Capabilities, ClientSession, Config, Delivery, Envelope, Event, Io, Mechanism, Next,
-    Options, Rest, Step, TlsPolicy,
+    Batch, BodyChunk, Capabilities, ClientSession, Config, Delivery, Envelope, Event, Io,
+    Mechanism, Next, Options, Rest, Step, TlsPolicy,
 };
 use std::fmt;
 #[cfg(feature = "rustls")]
@@ -31,31 +31,12 @@ const FOREVER: Duration = Duration::from_secs(86_400 * 365);
 /// A message body as the sending loop feeds it to the session.
 trait Body {
     /// Feeds the session its next chunk, or ends the body when there is none.
-    fn feed(&mut self, session: &mut ClientSession, chunk: &mut Chunk) -> Result<(), Error>;
+    fn feed(&mut self, session: &mut ClientSession, chunk: &mut BodyChunk) -> Result<(), Error>;
 
     /// The `len` lent bytes still to write ([`Io::WriteBody`]) when they are
-    /// the body's own; `None` when they are in the [`Chunk`].
+    /// the body's own; `None` when they are in the [`BodyChunk`].
     fn lent(&self, _len: usize) -> Option<&[u8]> {
         None
-    }
-}
-
-/// The buffer bodies read from readers are fed to the session from: what
-/// was read, and how much of it the session took. Stretches the session
-/// lends ([`ClientSession::write_body_direct`]) are written from here.
-#[derive(Debug, Default)]
-struct Chunk {
-    data: Vec<u8>,
-    /// Where the bytes the session has not taken start.
-    taken: usize,
-    /// Where the bytes read end.
-    end: usize,
-}
-
-impl Chunk {
-    /// The `len` lent bytes still to write: the last ones the session took.
-    fn lent(&self, len: usize) -> Option<&[u8]> {
-        self.data.get(self.taken.checked_sub(len)?..self.taken)
     }
 }
 
@@ -74,7 +55,7 @@ impl<T: AsRef<[u8]>> SliceBody<T> {
 }
 
 impl<T: AsRef<[u8]>> Body for SliceBody<T> {
-    fn feed(&mut self, session: &mut ClientSession, _: &mut Chunk) -> Result<(), Error> {
+    fn feed(&mut self, session: &mut ClientSession, _: &mut BodyChunk) -> Result<(), Error> {
         let rest = self.body.as_ref().get(self.taken..).unwrap_or_default();
         let now = rest.get(..BODY_CHUNK).unwrap_or(rest);
         if now.is_empty() {
@@ -113,32 +94,24 @@ enum Source<'b> {
 struct ReadBody<R>(R);
 
 impl<R: Read> Body for ReadBody<R> {
-    fn feed(&mut self, session: &mut ClientSession, chunk: &mut Chunk) -> Result<(), Error> {
-        if chunk.taken >= chunk.end {
-            chunk.data.resize(BODY_CHUNK, 0);
+    fn feed(&mut self, session: &mut ClientSession, chunk: &mut BodyChunk) -> Result<(), Error> {
+        if chunk.is_spent() {
+            let space = chunk.space(BODY_CHUNK);
             let n = loop {
-                match self.0.read(&mut chunk.data) {
-                    Ok(n) => break n.min(chunk.data.len()),
+                match self.0.read(space) {
+                    Ok(n) => break n,
                     Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                    Err(err) => {
-                        (chunk.taken, chunk.end) = (0, 0);
-                        return Err(Error::BodyRead(err));
-                    }
+                    Err(err) => return Err(Error::BodyRead(err)),
                 }
             };
-            (chunk.taken, chunk.end) = (0, n);
+            chunk.filled(n);
             if n == 0 {
                 let _verdict_kept_by_the_session = session.finish_body();
                 return Ok(());
             }
         }
-        let rest = chunk.data.get(chunk.taken..chunk.end).unwrap_or_default();
-        // The rest of the chunk waits for the next step; a refusal fails
-        // the session, whose next step reports it.
-        chunk.taken = match session.write_body_direct(rest) {
-            Ok(n) if n > 0 => chunk.taken + n.min(rest.len()),
-            _ => chunk.end,
-        };
+        // The rest of the chunk waits for the next step.
+        chunk.feed(session);
         Ok(())
     }
 }
@@ -167,7 +140,7 @@ pub struct Client {
     tls: Option<Tls>,
     buf: Vec<u8>,
     /// The buffer bodies read from readers are fed to the session from.
-    chunk: Chunk,
+    chunk: BodyChunk,
     /// By when connecting (resolution and every address) must be done.
     connect_by: Option<Instant>,
     /// The read and write timeouts last set on the socket.
@@ -458,7 +431,7 @@ impl Client {
             on_result(Err(err));
             return;
         }
-        (self.chunk.taken, self.chunk.end) = (0, 0);
+        self.chunk.clear();
         let mut batch = Batch::new(messages.into_iter(), rest, on_result);
         loop {
             let failure = match batch.next(&mut self.session, Instant::now()) {
@@ -639,7 +612,7 @@ impl Client {
             #[cfg(feature = "rustls")]
             tls,
             buf: vec![0; READ_BUFFER],
-            chunk: Chunk::default(),
+            chunk: BodyChunk::default(),
             connect_by,
             socket_timeouts: (None, None),
             poisoned: false,

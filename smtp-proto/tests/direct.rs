@@ -7,8 +7,8 @@ mod support;
 
 use proptest::prelude::*;
 use smtp_proto::{
-    Address, ClientSession, Config, Envelope, Error, Event, Io, Next, Outcome, Stage, TlsPolicy,
-    BODY_DIRECT_MIN,
+    Address, BodyChunk, ClientSession, Config, Envelope, Error, Event, Io, Next, Outcome, Stage,
+    TlsPolicy, BODY_DIRECT_MIN,
 };
 use std::time::{Duration, Instant};
 use support::*;
@@ -135,6 +135,41 @@ fn direct(session: &mut ClientSession, body: &[u8], writes: Writes) -> (Vec<u8>,
     panic!("the body never ended");
 }
 
+/// Streams `body` as an adapter does with a [`BodyChunk`]: read into it
+/// `read` bytes at a time when the session took it all, fed at each
+/// `Next::Body`, lent bytes written from it whole; returns the wire.
+fn through_chunk(session: &mut ClientSession, body: &[u8], read: usize) -> Vec<u8> {
+    let now = Instant::now();
+    let mut wire = Vec::new();
+    let mut chunk = BodyChunk::default();
+    let mut pieces = body.chunks(read.max(1));
+    for _ in 0..1_000_000 {
+        match session.next(now).unwrap() {
+            Next::Io(Io::Write { .. }) => {
+                wire.extend_from_slice(&session.take_output());
+            }
+            Next::Io(Io::WriteBody { len, .. }) => {
+                wire.extend_from_slice(chunk.lent(len).unwrap());
+                session.advance_body(len);
+            }
+            Next::Body => {
+                if chunk.is_spent() {
+                    let Some(piece) = pieces.next() else {
+                        session.finish_body().unwrap();
+                        wire.extend_from_slice(&session.take_output());
+                        return wire;
+                    };
+                    chunk.space(piece.len()).copy_from_slice(piece);
+                    chunk.filled(piece.len());
+                }
+                chunk.feed(session);
+            }
+            other => panic!("{other:?} while the body streams"),
+        }
+    }
+    panic!("the body never ended");
+}
+
 /// Long text: CRLF lines, now and then a line starting with a dot, a bare
 /// LF or a bare CR, or a run of such lines.
 fn long_body() -> impl Strategy<Value = Vec<u8>> {
@@ -164,6 +199,20 @@ fn writes() -> impl Strategy<Value = Writes> {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn bodies_fed_through_a_body_chunk_go_as_write_body_writes_them(
+        body in long_body(),
+        read in prop_oneof![1usize..100, 1000usize..70_000, Just(256 * 1024)],
+        chunking in any::<bool>(),
+    ) {
+        let declared = chunking.then(|| smtp_proto::normalized_len(&body));
+        let mut session = body_wanted(declared);
+        let expected = copied(&session, &body);
+        let wire = through_chunk(&mut session, &body, read);
+        prop_assert!(wire == expected, "the wire differs from write_body's");
+        prop_assert!(!session.is_closed());
+    }
 
     #[test]
     fn data_bodies_go_as_write_body_writes_them(body in long_body(), writes in writes()) {

@@ -9,7 +9,8 @@ use crate::{tls, Error, Options};
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
 use smtp_proto::{
-    Batch, ClientSession, Config, Delivery, Envelope, Event, Io, Next, Rest, Step, TranscriptLine,
+    Batch, BodyChunk, ClientSession, Config, Delivery, Envelope, Event, Io, Next, Rest, Step,
+    TranscriptLine,
 };
 use std::future::{poll_fn, Future};
 use std::io;
@@ -199,7 +200,7 @@ pub(crate) struct Driver<T> {
     tls: Option<Arc<ClientConfig>>,
     buf: Box<[u8]>,
     /// The buffer bodies are polled into.
-    chunk: Chunk,
+    chunk: BodyChunk,
     /// Set while an operation runs; still set afterwards when it was
     /// cancelled or broke the connection.
     poisoned: bool,
@@ -222,7 +223,7 @@ impl<T: Transport> Driver<T> {
             session,
             tls: options.tls,
             buf: vec![0; READ_BUFFER].into_boxed_slice(),
-            chunk: Chunk::default(),
+            chunk: BodyChunk::default(),
             poisoned: true,
             out_of_step: false,
         };
@@ -585,64 +586,32 @@ impl<T: Transport> Driver<T> {
     }
 }
 
-/// The buffer bodies are polled into: what was read, and how much of it
-/// the session took. The stretches the session lends
-/// ([`ClientSession::write_body_direct`]) are written from here, not copied
-/// into its output.
-#[derive(Debug, Default)]
-struct Chunk {
-    data: Vec<u8>,
-    /// Where the bytes the session has not taken start.
-    taken: usize,
-    /// Where the bytes read end.
-    end: usize,
-}
-
-impl Chunk {
-    fn clear(&mut self) {
-        (self.taken, self.end) = (0, 0);
-    }
-
-    /// The `len` lent bytes still to write: the last ones the session took.
-    fn lent(&self, len: usize) -> Option<&[u8]> {
-        self.data.get(self.taken.checked_sub(len)?..self.taken)
-    }
-}
-
 /// Feeds the session the rest of the chunk, or, once it took all of it,
 /// polls the next chunk of `read`; ends the body when there is none. A
-/// refusal fails the session, whose next step reports it; a failing reader
-/// empties the chunk.
+/// refusal fails the session, whose next step reports it.
 async fn feed_body<R: PollBody>(
     read: &mut R,
-    chunk: &mut Chunk,
+    chunk: &mut BodyChunk,
     session: &mut ClientSession,
 ) -> Result<(), Error> {
-    if chunk.taken >= chunk.end {
-        chunk.clear();
-        chunk.data.resize(BODY_CHUNK, 0);
-        let data = &mut chunk.data;
-        let n = poll_fn(|cx| read.poll_body(cx, data))
+    if chunk.is_spent() {
+        let space = chunk.space(BODY_CHUNK);
+        let n = poll_fn(|cx| read.poll_body(cx, space))
             .await
             .map_err(Error::BodyRead)?;
-        if n > chunk.data.len() {
+        if n > BODY_CHUNK {
             return Err(Error::BodyRead(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "body reader returned more bytes than the buffer holds",
             )));
         }
+        chunk.filled(n);
         if n == 0 {
             let _verdict = session.finish_body();
             return Ok(());
         }
-        chunk.end = n;
     }
-    let rest = chunk.data.get(chunk.taken..chunk.end).unwrap_or_default();
-    chunk.taken = match session.write_body_direct(rest) {
-        Ok(n) if n > 0 => chunk.taken + n.min(rest.len()),
-        // Refused: the session failed and says why at its next step.
-        _ => chunk.end,
-    };
+    chunk.feed(session);
     Ok(())
 }
 
